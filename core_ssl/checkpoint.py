@@ -1,0 +1,128 @@
+"""Checkpoints that survive a crash and never execute code.
+
+- :func:`atomic_write` / :func:`save_checkpoint`: write to a temporary file in the same
+  folder, flush it to disk, then ``os.replace`` it over the target. A run killed mid-write
+  leaves the previous checkpoint intact, never a truncated one.
+- :func:`load_checkpoint`: ``torch.load(weights_only=True)``; a file that carries code (a
+  pickled class or function) is refused with :class:`CheckpointError`, and so is a corrupt or
+  truncated file, named in the message.
+- :func:`export_weights` / :func:`load_weights`: safetensors files of a state dict, for
+  sharing weights without pickle.
+- :func:`capture_rng_state` / :func:`restore_rng_state`: Python, NumPy and torch (CPU and
+  CUDA) generators as plain tensors, so a resumed run draws the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded: missing, corrupt, or carrying code."""
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Atomically ``torch.save`` a dict of tensors, numbers, strings, lists and dicts.
+
+    Keep to those types (state dicts, optimiser states, counters, configs as dicts): anything
+    else would need pickled code and :func:`load_checkpoint` would refuse it.
+    """
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` without executing any code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: check the path (or start without --resume)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains pickled code, not just weights ({err}). "
+            "Only checkpoints of tensors, numbers, strings, lists and dicts are loaded; if you "
+            "trust the file, re-save its state dict with core_ssl.checkpoint.save_checkpoint."
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is corrupt or truncated ({err}). "
+            "Delete it and resume from an earlier one, or start afresh."
+        ) from err
+
+
+def export_weights(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write a state dict as a safetensors file (atomically). Tensors are made contiguous."""
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().contiguous().cpu() for name, t in state_dict.items()}
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a safetensors file back into a state dict."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no weights file at {path}")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every global random generator, as tensors and plain numbers."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss), "kind": np_kind},
+        "python": {"version": py_version, "internal": list(py_internal),
+                   "gauss": py_gauss if py_gauss is None else float(py_gauss)},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,138 @@
+"""Dataclass configs filled in from the command line and saved beside every run.
+
+A config is a plain ``@dataclass``; each field's ``metadata={"help": ...}`` becomes its
+``--help`` text and ``metadata={"choices": [...]}`` restricts its values. Presets are named
+dicts of overrides applied before the command-line flags, so ``--preset cpu --batch-size 64``
+means "the cpu preset, but batch 64"::
+
+    @dataclass
+    class TrainConfig:
+        lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+        augment: bool = field(default=True, metadata={"help": "use augmentation"})
+
+    cfg = parse_config(TrainConfig, presets={"cpu": {"lr": 3e-4}})
+    save_config(cfg, run_dir)            # run_dir / "config.json"
+    cfg = load_config(TrainConfig, run_dir / "config.json")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from core_ssl.checkpoint import atomic_write
+
+T = TypeVar("T")
+CONFIG_FILE = "config.json"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(annotation: Any) -> tuple[type, bool]:
+    """(the field's scalar type, whether None is allowed) for int/float/str/bool/Path, optional or not."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _scalar_type(args[0])[0], True
+    if origin is typing.Literal:
+        return type(typing.get_args(annotation)[0]), False
+    if annotation in (int, float, str, bool, Path):
+        return annotation, False
+    raise TypeError(f"config fields must be int, float, str, bool or Path (optionally | None), got {annotation}")
+
+
+def _parse_optional(kind: type):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null", "") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser(cls: type, description: str | None = None, presets: dict[str, dict[str, Any]] | None = None) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one flag per field of the dataclass ``cls``."""
+    parser = argparse.ArgumentParser(
+        description=description or (cls.__doc__ or "").strip().split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    if presets:
+        parser.add_argument("--preset", choices=sorted(presets), default=None,
+                            help="named settings applied before the flags below")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind, optional = _scalar_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            choices = list(typing.get_args(hints[f.name]))
+        if kind is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, type=_parse_optional(kind) if optional else kind,
+                                choices=choices, default=argparse.SUPPRESS,
+                                help=f"{help_text} (default: {default})")
+    return parser
+
+
+def parse_config(
+    cls: type[T],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+    presets: dict[str, dict[str, Any]] | None = None,
+) -> T:
+    """Fill the dataclass ``cls`` from defaults, then the chosen preset, then the flags."""
+    parser = build_parser(cls, description, presets)
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    preset = args.pop("preset", None)
+    if preset:
+        values.update(presets[preset])  # type: ignore[index]
+    values.update(args)
+    return replace_config(cls(), **values)
+
+
+def replace_config(cfg: T, **overrides: Any) -> T:
+    """A copy of ``cfg`` with fields replaced; unknown names are an error that lists the known ones."""
+    names = {f.name for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(names)}")
+    return dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as a JSON-ready dict (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg: Any, run_dir: str | Path) -> Path:
+    """Write ``run_dir / config.json`` atomically."""
+    text = json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n"
+    return atomic_write(Path(run_dir) / CONFIG_FILE, lambda f: f.write(text.encode()))
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Read a config saved by :func:`save_config` (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no config at {path}: is this a run folder written by this toolkit?")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {path} is not valid JSON: {err}") from err
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and value is not None and _scalar_type(hints[name])[0] is Path:
+            values[name] = Path(value)
+    return replace_config(cls(), **values)

@@ -1,0 +1,88 @@
+"""Atomic checkpoints, refusal of pickled code, safetensors export, RNG capture."""
+
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from core_ssl import checkpoint
+from core_ssl.checkpoint import CheckpointError
+
+
+def test_round_trip(tmp_path):
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 7, "config": {"lr": 1e-3, "name": "x"}}
+    path = checkpoint.save_checkpoint(state, tmp_path / "run" / "last.pt")
+    loaded = checkpoint.load_checkpoint(path)
+    assert loaded["step"] == 7 and loaded["config"] == {"lr": 1e-3, "name": "x"}
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded["model"][k], v)
+    fresh = torch.optim.Adam(torch.nn.Linear(4, 3).parameters())
+    fresh.load_state_dict(loaded["optimizer"])
+    assert [p.name for p in tmp_path.joinpath("run").iterdir()] == ["last.pt"]  # no temporary left
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_refuses_a_checkpoint_that_carries_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weights": torch.zeros(2), "payload": Exploit()}, path)
+    with pytest.raises(CheckpointError, match="refusing to load .*evil.pt.*pickled code"):
+        checkpoint.load_checkpoint(path)
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(CheckpointError, match="raw.pkl"):
+        checkpoint.load_checkpoint(raw)
+
+
+def test_corrupt_and_missing_files_are_named(tmp_path):
+    path = checkpoint.save_checkpoint({"w": torch.randn(100)}, tmp_path / "c.pt")
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="c.pt.*corrupt or truncated"):
+        checkpoint.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint at .*nothing.pt"):
+        checkpoint.load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path):
+    path = checkpoint.save_checkpoint({"step": 1}, tmp_path / "last.pt")
+
+    def crash(f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(path, crash)
+    assert checkpoint.load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_safetensors_export(tmp_path):
+    model = torch.nn.Conv2d(3, 4, 3)
+    path = checkpoint.export_weights(model.state_dict(), tmp_path / "w.safetensors", {"arch": "conv"})
+    loaded = checkpoint.load_weights(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded[k], v)
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        checkpoint.load_weights(tmp_path / "bad.safetensors")
+
+
+def test_rng_state_round_trip(tmp_path):
+    torch.manual_seed(3); np.random.seed(3); random.seed(3)
+    state = checkpoint.capture_rng_state()
+    checkpoint.save_checkpoint({"rng": state}, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(99); np.random.seed(99); random.seed(99)
+    checkpoint.restore_rng_state(checkpoint.load_checkpoint(tmp_path / "rng.pt")["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
