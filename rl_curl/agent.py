@@ -1,0 +1,373 @@
+"""SAC agents for DeepMind Control: CURL (default), pixel SAC and state SAC.
+
+Networks (Srinivas et al. 2020 / the official CURL code):
+
+* critic: a :class:`core_ssl.encoders.CurlEncoder` (4 convs of 32 filters, fc to 50,
+  LayerNorm) and twin Q heads ``[features, action] -> 1024 -> 1024 -> 1``;
+* actor: its own CurlEncoder whose **conv weights are the critic's** (tied with
+  ``copy_conv_weights_from``) and which never back-propagates into them, then a tanh-Gaussian
+  policy head ``features -> 1024 -> 1024 -> (mu, log_std)``;
+* critic target: an EMA copy of the critic (Q heads tau 0.01, encoder tau 0.05); its encoder
+  is also CURL's momentum key encoder;
+* entropy temperature alpha, learned (initial 0.1, target entropy -|A|).
+
+One update (:meth:`SacAgent.update`), every parameter stepped by exactly one optimiser:
+
+1. augment: anchor = aug(obs), next = aug(next_obs), positive = aug(obs) (a second draw);
+2. without gradients: the next action from the actor on ``next`` and the target critic's
+   features of ``next`` and ``positive`` (one batched pass of the target encoder);
+3. **critic + auxiliary step**: the anchor crop is encoded once; its features feed the twin Q
+   loss ``sum_i (Q_i(s, a) - y)^2`` with ``y = r + gamma * not_done * (min_i Q'_i(s', a') -
+   alpha * log pi(a'|s'))`` and the auxiliary loss (``curl``: bilinear InfoNCE with a learned
+   W; ``infonce``: cosine InfoNCE against a MoCo queue of keys; ``byol``: BYOL regression
+   through a predictor; ``none``). One backward of their sum, one step of one optimiser over
+   the critic (encoder included) and the auxiliary head. (The official code instead steps the
+   encoder a second time with a separate contrastive optimiser.)
+4. every ``actor_update_freq`` updates: **actor and alpha steps** on the anchor's conv
+   features, detached (no second conv pass): ``L_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)]``
+   with a ~ pi reparameterised, and ``L_alpha = E[alpha (-log pi(a|s) - H_target)]``;
+5. every ``target_update_freq`` updates: EMA of the target critic.
+
+Conv passes per update: one with gradients (anchor) and three without (next for the actor,
+next and positive for the target), against the official code's seven forward and two backward
+passes. The conv stack runs under bf16 autocast when ``bf16`` is set; everything after it
+(fc, LayerNorm, MLPs, losses) stays fp32. No ``.item()`` inside the update, so on CUDA it
+never waits for the host.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core_ssl import losses
+from core_ssl.augment import center_crop, random_crop, random_shift
+from core_ssl.device import autocast
+from core_ssl.encoders import CurlEncoder, orthogonal_weight_init
+from core_ssl.heads import BilinearSimilarity, MLPHead, byol_predictor
+from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
+
+from rl_curl.replay import Batch
+
+__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "StateEncoder", "Actor", "Critic", "SacAgent"]
+
+AGENTS = ("curl", "pixel-sac", "state-sac")
+AUX_LOSSES = ("curl", "infonce", "byol", "none")
+AUGMENTATIONS = ("crop", "shift")
+
+
+class StateEncoder(nn.Module):
+    """The identity 'encoder' of state SAC, with CurlEncoder's interface (no parameters)."""
+
+    def __init__(self, state_dim: int) -> None:
+        super().__init__()
+        self.feature_dim = state_dim
+
+    def forward_conv(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs
+
+    def forward(self, obs: torch.Tensor, detach_conv: bool = False) -> torch.Tensor:
+        return obs
+
+    def copy_conv_weights_from(self, source: nn.Module) -> None:
+        """Nothing to tie."""
+
+
+def features_from_conv(encoder: nn.Module, conv: torch.Tensor) -> torch.Tensor:
+    """The part of ``encoder.forward`` after the convs: ``LayerNorm(fc(conv))`` [tanh], in fp32.
+
+    Identity for :class:`StateEncoder`. Lets the agent reuse one conv pass for several heads.
+    """
+    if isinstance(encoder, StateEncoder):
+        return conv
+    out = encoder.ln(encoder.fc(conv.float()))
+    return torch.tanh(out) if encoder.output_tanh else out
+
+
+def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> MLPHead:
+    """``Linear -> ReLU -> Linear -> ReLU -> Linear`` (SAC's 3-layer MLP)."""
+    return MLPHead(in_dim, hidden_dim, out_dim, num_layers=3, batch_norm=False)
+
+
+class Actor(nn.Module):
+    """Tanh-Gaussian policy on encoder features.
+
+    ``forward(features) -> (mu, pi, log_pi, log_std)`` with ``u = mu + sigma * eps``,
+    ``pi = tanh(u)``, ``mu`` also squashed, and
+    ``log pi = sum_j [log N(u_j; mu_j, sigma_j) - log(1 - tanh(u_j)^2)]``. ``log_std`` is
+    tanh-squashed into [log_std_min, log_std_max] (-10, 2), as in SAC-AE / CURL.
+    """
+
+    def __init__(self, encoder: nn.Module, action_dim: int, hidden_dim: int,
+                 log_std_min: float = -10.0, log_std_max: float = 2.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.trunk = _mlp(encoder.feature_dim, hidden_dim, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.trunk.apply(orthogonal_weight_init)
+
+    def forward(self, features: torch.Tensor, sample: bool = True):
+        mu, log_std = self.trunk(features).chunk(2, dim=-1)
+        log_std = torch.tanh(log_std)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
+        if not sample:
+            return torch.tanh(mu), None, None, log_std
+        noise = torch.randn_like(mu)
+        u = mu + noise * log_std.exp()
+        log_pi = (-0.5 * noise.pow(2) - log_std).sum(-1, keepdim=True) - 0.5 * math.log(2 * math.pi) * mu.shape[-1]
+        pi = torch.tanh(u)
+        log_pi = log_pi - torch.log(F.relu(1 - pi.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        return torch.tanh(mu), pi, log_pi, log_std
+
+
+class Critic(nn.Module):
+    """Encoder + twin Q heads: ``q_values(features, action) -> (Q1, Q2)``, each (B, 1)."""
+
+    def __init__(self, encoder: nn.Module, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.q_heads = nn.ModuleList(_mlp(encoder.feature_dim + action_dim, hidden_dim, 1) for _ in range(2))
+        self.q_heads.apply(orthogonal_weight_init)
+
+    def q_values(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state_action = torch.cat([features, action], dim=-1)
+        return self.q_heads[0](state_action), self.q_heads[1](state_action)
+
+
+class SacAgent:
+    """SAC with an optional contrastive / self-supervised auxiliary loss; see the module docstring.
+
+    Args:
+        obs_shape: (3S, H, W) rendered pixels (H = W = 100) or (D,) states.
+        action_dim: action size (actions in [-1, 1]).
+        device: torch device.
+        agent: ``curl`` (pixels + aux loss), ``pixel-sac`` (pixels, no aux), ``state-sac``.
+        aux: ``curl | infonce | byol | none`` (``pixel-sac`` forces ``none``).
+        aug: ``crop`` (CURL: random 84x84 crop of the 100x100 render) or ``shift`` (DrQ:
+            centre crop to 84, then random shift by up to ``shift_pad`` pixels).
+        crop_size: encoder input side (84).
+        hidden_dim, feature_dim, num_layers, num_filters: network sizes (1024, 50, 4, 32).
+        lr: actor, critic, encoder and aux-head learning rate; alpha_lr, alpha_betas: the
+            temperature's Adam settings; critic_tau, encoder_tau: EMA rates of the target
+            Q heads and target (key) encoder; actor_update_freq, target_update_freq: in updates.
+        discount: gamma; init_temperature: initial alpha.
+        aux_weight: weight of the aux loss added to the critic loss.
+        aux_temperature, queue_size: for ``infonce``.
+        bf16: run the conv stacks under bf16 autocast.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], action_dim: int, device: torch.device,
+                 agent: Literal["curl", "pixel-sac", "state-sac"] = "curl",
+                 aux: Literal["curl", "infonce", "byol", "none"] = "curl",
+                 aug: Literal["crop", "shift"] = "crop", crop_size: int = 84, shift_pad: int = 4,
+                 hidden_dim: int = 1024, feature_dim: int = 50, num_layers: int = 4, num_filters: int = 32,
+                 lr: float = 1e-3, alpha_lr: float = 1e-4, alpha_betas: tuple[float, float] = (0.5, 0.999),
+                 critic_tau: float = 0.01, encoder_tau: float = 0.05, actor_update_freq: int = 2,
+                 target_update_freq: int = 2, discount: float = 0.99, init_temperature: float = 0.1,
+                 aux_weight: float = 1.0, aux_temperature: float = 0.1, queue_size: int = 4096,
+                 bf16: bool = False) -> None:
+        if agent not in AGENTS:
+            raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
+        if aux not in AUX_LOSSES:
+            raise ValueError(f"unknown aux loss {aux!r}; choose one of {', '.join(AUX_LOSSES)}")
+        if aug not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {aug!r}; choose one of {', '.join(AUGMENTATIONS)}")
+        self.pixels = agent != "state-sac"
+        if self.pixels != (len(obs_shape) == 3):
+            raise ValueError(f"agent {agent!r} needs {'pixel' if self.pixels else 'state'} observations, "
+                             f"got shape {tuple(obs_shape)}")
+        self.device = torch.device(device)
+        self.agent_name = agent
+        self.aux = aux if agent == "curl" else "none"
+        self.aug, self.crop_size, self.shift_pad = aug, crop_size, shift_pad
+        self.discount, self.critic_tau, self.encoder_tau = discount, critic_tau, encoder_tau
+        self.actor_update_freq, self.target_update_freq = actor_update_freq, target_update_freq
+        self.aux_weight, self.aux_temperature = aux_weight, aux_temperature
+        self.bf16 = bf16
+        self.channels_last = self.pixels and self.device.type == "cuda"
+
+        def make_encoder() -> nn.Module:
+            if not self.pixels:
+                return StateEncoder(obs_shape[0])
+            return CurlEncoder((obs_shape[0], crop_size, crop_size), feature_dim, num_layers, num_filters)
+
+        self.critic = Critic(make_encoder(), action_dim, hidden_dim).to(self.device)
+        self.critic_target = momentum_copy(self.critic)
+        self.actor = Actor(make_encoder(), action_dim, hidden_dim).to(self.device)
+        self.actor.encoder.copy_conv_weights_from(self.critic.encoder)
+        if self.channels_last:
+            for module in (self.critic, self.critic_target, self.actor):
+                module.to(memory_format=torch.channels_last)
+        self.log_alpha = torch.tensor(math.log(init_temperature), device=self.device, requires_grad=True)
+        self.target_entropy = -float(action_dim)
+
+        self.aux_head: nn.Module | None = None
+        self.key_queue: KeyQueue | None = None
+        if self.aux == "curl":
+            self.aux_head = BilinearSimilarity(feature_dim).to(self.device)
+        elif self.aux == "byol":
+            self.aux_head = byol_predictor(feature_dim, hidden=4 * feature_dim).to(self.device)
+        elif self.aux == "infonce":
+            self.key_queue = KeyQueue(feature_dim, queue_size).to(self.device)
+
+        critic_params = list(self.critic.parameters())
+        critic_ids = {id(p) for p in critic_params}
+        aux_params = list(self.aux_head.parameters()) if self.aux_head is not None else []
+        self.critic_optimizer = torch.optim.Adam(critic_params + aux_params, lr=lr)
+        # the actor's tied conv weights belong to the critic's optimiser only
+        self.actor_optimizer = torch.optim.Adam([p for p in self.actor.parameters() if id(p) not in critic_ids], lr=lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=alpha_lr, betas=alpha_betas)
+        self.optimizers = {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
+                           "alpha": self.alpha_optimizer}
+        self.updates = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    def _conv(self, encoder: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        """Conv features (B, F) of ``obs``, under bf16 autocast when enabled."""
+        if not self.pixels:
+            return obs
+        if self.channels_last:
+            obs = obs.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.bf16):
+            return encoder.forward_conv(obs)
+
+    def _augment(self, obs: torch.Tensor) -> torch.Tensor:
+        """Training augmentation of a uint8 batch (B, 3S, H, W) -> (B, 3S, crop, crop)."""
+        if not self.pixels:
+            return obs
+        if self.aug == "crop":
+            return random_crop(obs, self.crop_size)
+        return random_shift(center_crop(obs, self.crop_size), self.shift_pad)
+
+    def _eval_view(self, obs: torch.Tensor) -> torch.Tensor:
+        return center_crop(obs, self.crop_size) if self.pixels else obs
+
+    # -- acting ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """One action for one observation (centre crop; the mean action when ``deterministic``)."""
+        x = torch.as_tensor(obs, device=self.device).unsqueeze(0)
+        if not self.pixels:
+            x = x.float()
+        features = features_from_conv(self.actor.encoder, self._conv(self.actor.encoder, self._eval_view(x)))
+        mu, pi, _, _ = self.actor(features, sample=not deterministic)
+        return (mu if deterministic else pi)[0].float().cpu().numpy()
+
+    # -- learning --------------------------------------------------------------------------
+
+    def _aux_loss(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        if self.aux == "curl":
+            return losses.curl_bilinear(query, key, self.aux_head.weight)
+        if self.aux == "infonce":
+            loss = losses.info_nce(query, key, self.key_queue.keys.clone(), self.aux_temperature)
+            self.key_queue.enqueue(key)
+            return loss
+        return losses.byol_loss(self.aux_head(query), key)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SAC (+ auxiliary) update from a replay batch; returns detached metric tensors."""
+        use_aux = self.aux != "none"
+        anchor, next_view = self._augment(batch.obs), self._augment(batch.next_obs)
+        positive = self._augment(batch.obs) if use_aux else None
+        metrics: dict[str, torch.Tensor] = {}
+
+        with torch.no_grad():
+            next_features = features_from_conv(self.actor.encoder, self._conv(self.critic.encoder, next_view))
+            _, next_action, next_log_pi, _ = self.actor(next_features)
+            target_input = torch.cat([next_view, positive]) if use_aux else next_view
+            target_features = features_from_conv(self.critic_target.encoder,
+                                                 self._conv(self.critic_target.encoder, target_input))
+            next_target_features, key = target_features.split(len(next_view)) if use_aux else (target_features, None)
+            target_q = torch.min(*self.critic_target.q_values(next_target_features, next_action))
+            target_v = target_q - self.alpha.detach() * next_log_pi
+            target = batch.reward + batch.not_done * self.discount * target_v
+
+        conv = self._conv(self.critic.encoder, anchor)
+        features = features_from_conv(self.critic.encoder, conv)
+        q1, q2 = self.critic.q_values(features, batch.action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        loss = critic_loss
+        if use_aux:
+            aux_loss = self._aux_loss(features, key)
+            loss = loss + self.aux_weight * aux_loss
+            metrics["aux_loss"] = aux_loss.detach()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
+        metrics.update(critic_loss=critic_loss.detach(), q=q1.detach().mean())
+
+        if self.updates % self.actor_update_freq == 0:
+            metrics.update(self._update_actor_and_alpha(conv.detach()))
+        if self.updates % self.target_update_freq == 0:
+            ema_update_(self.critic_target.q_heads, self.critic.q_heads, 1.0 - self.critic_tau)
+            ema_update_(self.critic_target.encoder, self.critic.encoder, 1.0 - self.encoder_tau)
+        self.updates += 1
+        return metrics
+
+    def _update_actor_and_alpha(self, conv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Actor and temperature steps on detached conv features of the anchor crop."""
+        actor_features = features_from_conv(self.actor.encoder, conv)
+        with torch.no_grad():
+            critic_features = features_from_conv(self.critic.encoder, conv)
+        _, pi, log_pi, _ = self.actor(actor_features)
+        self.critic.q_heads.requires_grad_(False)  # gradients to the action only, not to Q's weights
+        try:
+            q = torch.min(*self.critic.q_values(critic_features, pi))
+        finally:
+            self.critic.q_heads.requires_grad_(True)
+        actor_loss = (self.alpha.detach() * log_pi - q).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        alpha_loss = (self.alpha * (-log_pi.detach() - self.target_entropy)).mean()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+        return {"actor_loss": actor_loss.detach(), "alpha": self.alpha.detach(),
+                "entropy": -log_pi.detach().mean()}
+
+    # -- checkpointing ---------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> None:
+        for module in (self.critic, self.actor, self.aux_head):
+            if module is not None:
+                module.train(mode)
+
+    def state_dict(self) -> dict:
+        """Networks, temperature, aux head / queue, optimisers and the update counter."""
+        state = {"critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                 "actor": self.actor.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                 "updates": self.updates,
+                 "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()}}
+        if self.aux_head is not None:
+            state["aux_head"] = self.aux_head.state_dict()
+        if self.key_queue is not None:
+            state["key_queue"] = self.key_queue.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved (same agent settings)."""
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor.load_state_dict(state["actor"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.updates = int(state["updates"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        if self.aux_head is not None:
+            self.aux_head.load_state_dict(state["aux_head"])
+        if self.key_queue is not None:
+            self.key_queue.load_state_dict(state["key_queue"])

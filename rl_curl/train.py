@@ -1,0 +1,353 @@
+"""Train a SAC agent (CURL by default) on a DeepMind Control task.
+
+    python -m rl_curl.train --env cheetah-run                 # the flagship run
+    python -m rl_curl.train --env cartpole-swingup --agent pixel-sac
+    python -m rl_curl.train --env walker-walk --aux byol --aug shift
+    python -m rl_curl.train --run-dir runs/rl_curl/x --resume  # continue a killed run
+
+Steps are environment steps (agent steps x action repeat), as in the paper. The loop, top to
+bottom: act (random for the first ``seed_env_steps``), update the agent once per agent step
+from a replay batch, store the transition, and at the end of each episode log its return and,
+when due, evaluate (10 episodes, centre crop, deterministic actions) and write an atomic
+checkpoint (agent, optimisers, replay, RNG states, counters). Checkpoints are taken at episode
+boundaries, so a resumed run starts the next episode exactly where the killed one would have.
+
+The run folder holds ``config.json``, ``eval.csv`` / ``eval.jsonl`` (env_step, mean and std
+return), ``episode.csv`` (training episode returns), ``train.csv`` (losses, alpha, frames/s),
+``tensorboard/``, ``learning_curve.png``, ``checkpoint.pt``, ``actor.safetensors`` and, with
+``--video``, an animation of one evaluation episode per evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from rl_curl import envs  # first: chooses MUJOCO_GL before anything imports dm_control
+
+import numpy as np
+import torch
+
+from core_ssl.checkpoint import (capture_rng_state, export_weights, load_checkpoint, restore_rng_state,
+                                 save_checkpoint)
+from core_ssl.config import config_to_dict, load_config, parse_config, replace_config, save_config
+from core_ssl.device import resolve_device
+from core_ssl.logger import RunLogger, progress
+from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
+from rl_curl.replay import make_replay
+from rl_curl.video import save_episode_animation
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Train CURL / pixel SAC / state SAC on a DeepMind Control task (steps are environment steps)."""
+
+    env: str = field(default="cheetah-run", metadata={"help": "task as domain-task, e.g. cheetah-run, cartpole-swingup"})
+    agent: str = field(default="curl", metadata={"help": "agent", "choices": list(AGENTS)})
+    aux: str = field(default="curl", metadata={"help": "auxiliary loss of the curl agent", "choices": list(AUX_LOSSES)})
+    aug: str = field(default="crop", metadata={"help": "augmentation: CURL random crop or DrQ random shift",
+                                              "choices": list(AUGMENTATIONS)})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    seed: int = field(default=1, metadata={"help": "random seed (torch, numpy, environments)"})
+    total_env_steps: int = field(default=500_000, metadata={"help": "environment steps to train for "
+                                                                    "(training stops at the first episode end at or after it)"})
+    seed_env_steps: int = field(default=1000, metadata={"help": "initial environment steps with random actions"})
+    batch_size: int = field(default=512, metadata={"help": "replay batch size"})
+    lr: float | None = field(default=None, metadata={"help": "learning rate; None = the paper's (2e-4 cheetah-run, else 1e-3)"})
+    alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
+    alpha_beta1: float = field(default=0.5, metadata={"help": "temperature Adam beta1"})
+    init_temperature: float = field(default=0.1, metadata={"help": "initial entropy temperature alpha"})
+    discount: float = field(default=0.99, metadata={"help": "discount gamma"})
+    critic_tau: float = field(default=0.01, metadata={"help": "EMA rate of the target Q heads"})
+    encoder_tau: float = field(default=0.05, metadata={"help": "EMA rate of the target (key) encoder"})
+    actor_update_freq: int = field(default=2, metadata={"help": "actor and alpha step every N updates"})
+    target_update_freq: int = field(default=2, metadata={"help": "target EMA every N updates"})
+    hidden_dim: int = field(default=1024, metadata={"help": "width of the actor and critic MLPs"})
+    feature_dim: int = field(default=50, metadata={"help": "encoder output size"})
+    num_layers: int = field(default=4, metadata={"help": "conv layers of the encoder"})
+    num_filters: int = field(default=32, metadata={"help": "filters per conv layer"})
+    image_size: int = field(default=100, metadata={"help": "rendered frame side"})
+    crop_size: int = field(default=84, metadata={"help": "encoder input side (random crop in training, centre crop in evaluation)"})
+    frame_stack: int = field(default=3, metadata={"help": "stacked frames per observation"})
+    action_repeat: int | None = field(default=None, metadata={"help": "None = the paper's per-task value"})
+    aux_weight: float = field(default=1.0, metadata={"help": "weight of the auxiliary loss"})
+    aux_temperature: float = field(default=0.1, metadata={"help": "temperature of --aux infonce"})
+    queue_size: int = field(default=4096, metadata={"help": "key queue size of --aux infonce"})
+    replay_capacity: int = field(default=100_000, metadata={"help": "transitions kept in the replay buffer"})
+    bf16: str = field(default="auto", metadata={"help": "bf16 autocast of the conv encoder: auto (on with CUDA) | on | off",
+                                               "choices": ["auto", "on", "off"]})
+    eval_every: int = field(default=10_000, metadata={"help": "evaluate every N environment steps (and at step 0)"})
+    eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
+    checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps"})
+    log_every: int = field(default=2_000, metadata={"help": "log training losses every N environment steps"})
+    video: bool = field(default=False, metadata={"help": "save an animation of the first evaluation episode"})
+    run_dir: Path | None = field(default=None, metadata={"help": "run folder; None = runs/rl_curl/<env>-<agent>-s<seed>"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir from its checkpoint"})
+    progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch; None = torch's default. "
+                                                       "On a busy shared machine 1 can be much faster than 2"})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's settings (Table 3 of Srinivas et al. 2020); the default with CUDA.
+    "paper": {},
+    # Practical on a few CPU cores: the paper's networks and settings, batch 128 (the official
+    # script's), 100k environment steps, bf16 convs, more frequent evaluation and checkpoints.
+    "cpu": {"batch_size": 128, "total_env_steps": 100_000, "bf16": "on", "eval_every": 10_000,
+            "checkpoint_every": 10_000},
+    # Minutes, for smoke tests: tiny networks and batches.
+    "tiny": {"batch_size": 16, "hidden_dim": 64, "num_filters": 8, "num_layers": 2, "feature_dim": 16,
+             "total_env_steps": 2_000, "seed_env_steps": 400, "eval_every": 1_000, "eval_episodes": 1,
+             "checkpoint_every": 1_000, "log_every": 400, "replay_capacity": 5_000, "bf16": "off"},
+}
+
+
+def paper_lr(task: str) -> float:
+    """The paper's learning rate: 2e-4 for cheetah-run, 1e-3 for the other tasks."""
+    return 2e-4 if envs.parse_task(task) == ("cheetah", "run") else 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks of the loop
+# ---------------------------------------------------------------------------------------------
+
+def build_env(cfg: TrainConfig, seed: int) -> envs.DMControlEnv:
+    return envs.make_env(cfg.env, seed=seed, from_pixels=cfg.agent != "state-sac", image_size=cfg.image_size,
+                         frame_stack=cfg.frame_stack, action_repeat=cfg.action_repeat)
+
+
+def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) -> SacAgent:
+    bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    return SacAgent(
+        env.observation_space.shape, env.action_space.shape[0], device, agent=cfg.agent, aux=cfg.aux,
+        aug=cfg.aug, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim, feature_dim=cfg.feature_dim,
+        num_layers=cfg.num_layers, num_filters=cfg.num_filters, lr=cfg.lr or paper_lr(cfg.env),
+        alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999), critic_tau=cfg.critic_tau,
+        encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
+        target_update_freq=cfg.target_update_freq, discount=cfg.discount,
+        init_temperature=cfg.init_temperature, aux_weight=cfg.aux_weight,
+        aux_temperature=cfg.aux_temperature, queue_size=cfg.queue_size, bf16=bf16)
+
+
+def evaluate(agent: SacAgent, env: envs.DMControlEnv, episodes: int, seed: int,
+             record: bool = False) -> tuple[list[float], list[np.ndarray]]:
+    """Returns of ``episodes`` deterministic episodes (the same start states at every call) and,
+    when ``record``, the frames (H, W, 3) of the first episode."""
+    agent.train(False)
+    returns, frames = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            if record and episode == 0:
+                frames.append(env.render())
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    agent.train(True)
+    return returns, frames
+
+
+def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
+    """Mean +- std evaluation return against environment steps, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([r["step"] for r in rows])
+    mean = np.array([r["return_mean"] for r in rows])
+    std = np.array([r["return_std"] for r in rows])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, mean, marker="o")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Counters:
+    """Where the run stands; saved in every checkpoint."""
+
+    env_step: int = 0
+    episode: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    last_return: float = float("nan")
+    train_seconds: float = 0.0
+
+
+def save_run(path: Path, cfg: TrainConfig, counters: Counters, agent: SacAgent, replay) -> None:
+    save_checkpoint({"config": config_to_dict(cfg), "counters": vars(counters), "agent": agent.state_dict(),
+                     "replay": replay.state_dict(), "rng": capture_rng_state()}, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training loop
+# ---------------------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) one training run; returns its folder."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs/rl_curl") / f"{cfg.env}-{cfg.agent}-s{cfg.seed}"
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    checkpoint = load_checkpoint(checkpoint_path) if cfg.resume else None
+    if checkpoint is None and checkpoint_path.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                              "another --run-dir.")
+    cfg = replace_config(cfg, run_dir=run_dir)
+    save_config(cfg, run_dir)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    env = build_env(cfg, cfg.seed)
+    eval_env = build_env(cfg, cfg.seed + 10_000)
+    agent = build_agent(cfg, env, device)
+    replay = make_replay(env.observation_space, env.action_space.shape[0], cfg.replay_capacity,
+                         cfg.frame_stack, device)
+    counters = Counters()
+    logger = RunLogger(run_dir)
+    if checkpoint is not None:
+        agent.load_state_dict(checkpoint["agent"])
+        replay.load_state_dict(checkpoint["replay"])
+        restore_rng_state(checkpoint["rng"])
+        counters = Counters(**checkpoint["counters"])
+        logger.truncate_after(counters.env_step)  # the curve continues from the checkpoint
+        del checkpoint
+
+    bar = progress(total=cfg.total_env_steps, initial=counters.env_step, desc=f"{cfg.env} {cfg.agent}",
+                   unit="step", disable=not cfg.progress_bar)
+    metrics: dict[str, torch.Tensor] = {}
+    last_log_step = counters.env_step
+    start_time = last_log_time = time.perf_counter()
+    obs, _ = env.reset(seed=cfg.seed * 100_003 + counters.episode)
+    replay.new_episode()
+    episode_return, at_episode_start = 0.0, True
+    while True:
+        # -- at an episode boundary: evaluate and checkpoint when due -----------------------
+        if at_episode_start:
+            done_training = counters.env_step >= cfg.total_env_steps
+            counters.train_seconds += time.perf_counter() - start_time
+            start_time = time.perf_counter()
+            if counters.env_step >= counters.next_eval or done_training:
+                run_evaluation(cfg, agent, eval_env, logger, run_dir, counters.env_step, counters.train_seconds)
+                counters.next_eval = (counters.env_step // cfg.eval_every + 1) * cfg.eval_every
+            if counters.env_step >= counters.next_checkpoint or done_training:
+                counters.next_checkpoint = (counters.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                save_run(checkpoint_path, cfg, counters, agent, replay)
+            if done_training:
+                break
+
+        # -- one agent step ------------------------------------------------------------------
+        if counters.env_step < cfg.seed_env_steps:
+            action = env.action_space.sample()
+        else:
+            action = agent.act(obs)
+            metrics.update(agent.update(replay.sample(cfg.batch_size)))
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        replay.add(obs, action, reward, next_obs, terminated, truncated)
+        obs = next_obs
+        episode_return, at_episode_start = episode_return + reward, False
+        counters.env_step += env.action_repeat
+        bar.update(env.action_repeat)
+
+        if metrics and counters.env_step - last_log_step >= cfg.log_every:
+            now = time.perf_counter()
+            fps = (counters.env_step - last_log_step) / max(now - last_log_time, 1e-9)
+            logger.log("train", counters.env_step, fps=fps, **{k: v.item() for k, v in metrics.items()})
+            last_log_step, last_log_time = counters.env_step, now
+        if terminated or truncated:
+            counters.episode += 1
+            counters.last_return = episode_return
+            logger.log("episode", counters.env_step, episode=counters.episode, episode_return=episode_return)
+            bar.set_postfix(fps=f"{bar.format_dict.get('rate') or 0:.0f}", episode_return=f"{episode_return:.1f}")
+            obs, _ = env.reset(seed=cfg.seed * 100_003 + counters.episode)
+            replay.new_episode()
+            episode_return, at_episode_start = 0.0, True
+    bar.close()
+    export_weights({k: v.detach().clone() for k, v in agent.actor.state_dict().items()}, run_dir / "actor.safetensors",
+                   metadata={"env": cfg.env, "agent": cfg.agent, "env_steps": str(counters.env_step)})
+    logger.close()
+    return run_dir
+
+
+def run_evaluation(cfg: TrainConfig, agent: SacAgent, eval_env: envs.DMControlEnv, logger: RunLogger,
+                   run_dir: Path, env_step: int, train_seconds: float) -> None:
+    """Evaluate, log to eval.csv / TensorBoard, redraw the learning curve, save a video if asked."""
+    returns, frames = evaluate(agent, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000, record=cfg.video)
+    logger.log("eval", env_step, return_mean=float(np.mean(returns)), return_std=float(np.std(returns)),
+               return_min=float(np.min(returns)), return_max=float(np.max(returns)), episodes=len(returns),
+               wall_seconds=round(train_seconds, 1))
+    logger.flush()
+    plot_learning_curve(logger.read("eval"), run_dir / "learning_curve.png", f"{cfg.env} ({cfg.agent})")
+    if frames:
+        save_episode_animation(frames, run_dir / "videos" / f"eval_{env_step:08d}")
+    tqdm_write(f"[eval] env step {env_step}: return {np.mean(returns):.1f} +- {np.std(returns):.1f}")
+
+
+def tqdm_write(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+def _explicit_flags(argv: Sequence[str]) -> set[str]:
+    """Field names given on the command line (``--total-env-steps 5`` -> ``total_env_steps``)."""
+    return {a[2:].split("=")[0].replace("-", "_").removeprefix("no_") for a in argv if a.startswith("--")}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """Defaults, then the preset (``paper`` with CUDA, ``cpu`` without, unless --preset is given),
+    then the flags. With --resume the run's saved config is used; only --device,
+    --total-env-steps, --progress-bar and --threads may be given anew."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset")
+    pre.add_argument("--device", default="auto")
+    known, _ = pre.parse_known_args(argv)
+    if known.preset is None and not any(a in ("-h", "--help") for a in argv):
+        argv += ["--preset", "paper" if resolve_device(known.device).type == "cuda" else "cpu"]
+    cfg = parse_config(TrainConfig, argv, description=__doc__.split("\n\n")[0], presets=PRESETS)
+    envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
+    if cfg.resume:
+        if cfg.run_dir is None:
+            raise SystemExit("--resume needs --run-dir, the folder of the run to continue")
+        saved = load_config(TrainConfig, cfg.run_dir)
+        given = _explicit_flags(argv)
+        cfg = replace_config(saved, resume=True, **{k: getattr(cfg, k) for k in
+                                                    ("device", "total_env_steps", "progress_bar", "threads") if k in given})
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cfg = parse_args(argv)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    run_dir = train(cfg)
+    print(f"run folder: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

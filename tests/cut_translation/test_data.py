@@ -1,0 +1,77 @@
+"""Unpaired data: the cat/dog zip, folders with grey / colour domains, held-out splits,
+augmentation and epochs."""
+
+import pytest
+import torch
+from PIL import Image
+
+from cut_translation.data import (UnpairedBatches, augment_batch, default_load_size, load_unpaired, to_model_range,
+                                  to_uint8)
+
+
+def write_images(folder, count, mode, size=(40, 36), seed=0):
+    folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(seed)
+    channels = 1 if mode == "L" else 3
+    for i in range(count):
+        pixels = torch.randint(0, 256, (size[1], size[0], channels), generator=generator, dtype=torch.uint8)
+        Image.fromarray(pixels.squeeze(-1).numpy(), mode=mode).save(folder / f"{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def catdog():
+    return load_unpaired("catdog-128.zip", size=64, holdout=100, seed=0)
+
+
+def test_catdog_zip_with_held_out_split(catdog):
+    data = catdog
+    assert data.train_a.shape == (900, 3, 72, 72) and data.train_b.shape == (900, 3, 72, 72)
+    assert data.test_a.shape == (100, 3, 64, 64) and data.test_b.shape == (100, 3, 64, 64)
+    assert data.train_a.dtype == torch.uint8 and data.load_size == default_load_size(64) == 72
+
+
+def test_grey_and_colour_domains(tmp_path):
+    write_images(tmp_path / "grey" / "trainA", 5, "L")
+    write_images(tmp_path / "grey" / "trainB", 6, "L", seed=1)
+    grey = load_unpaired(tmp_path / "grey", size=32, holdout=2)
+    assert grey.channels == 1 and grey.train_a.shape == (3, 1, 36, 36) and grey.test_b.shape == (2, 1, 32, 32)
+
+    write_images(tmp_path / "mixed" / "trainA", 4, "L")
+    write_images(tmp_path / "mixed" / "trainB", 4, "RGB", seed=1)
+    mixed = load_unpaired(tmp_path / "mixed", size=32, holdout=1)
+    assert mixed.channels == 3 and mixed.train_a.shape[1] == 3
+    assert torch.equal(mixed.train_a[:, 0], mixed.train_a[:, 2])  # grey expanded to colour
+
+
+def test_test_folders_are_the_held_out_split(tmp_path):
+    for name, count in (("trainA", 4), ("trainB", 5), ("testA", 2), ("testB", 3)):
+        write_images(tmp_path / name, count, "RGB", seed=count)
+    data = load_unpaired(tmp_path, size=32, holdout=999)
+    assert (len(data.train_a), len(data.train_b), len(data.test_a), len(data.test_b)) == (4, 5, 2, 3)
+
+
+def test_clear_errors(tmp_path):
+    write_images(tmp_path / "trainA", 3, "RGB")
+    with pytest.raises(ValueError, match="no trainB/"):
+        load_unpaired(tmp_path, size=32)
+    write_images(tmp_path / "trainB", 3, "RGB")
+    with pytest.raises(ValueError, match="--holdout"):
+        load_unpaired(tmp_path, size=32, holdout=3)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        load_unpaired(tmp_path, size=50, holdout=1)
+    with pytest.raises(FileNotFoundError):
+        load_unpaired(tmp_path / "missing", size=32)
+
+
+def test_augment_and_epochs(catdog):
+    images = torch.arange(2 * 3 * 10 * 10, dtype=torch.int64).remainder(256).to(torch.uint8).view(2, 3, 10, 10)
+    out = augment_batch(images, 8, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 8, 8) and out.min() >= -1 and out.max() <= 1
+    assert torch.equal(to_uint8(to_model_range(images)), images)
+
+    batches = UnpairedBatches(catdog, batch_size=4, seed=0)
+    assert batches.steps_per_epoch == 900 // 4
+    first = [pair for pair, _ in zip(batches.epoch(), range(3))]
+    assert all(a.shape == b.shape == (4, 3, 64, 64) for a, b in first)
+    replay = UnpairedBatches(catdog, batch_size=4, seed=0)
+    assert torch.equal(next(replay.epoch())[0], first[0][0])  # seeded order and augmentation

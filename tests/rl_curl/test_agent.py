@@ -1,0 +1,105 @@
+"""The SAC / CURL agent: one optimiser step per parameter, the contrastive loss learns, variants run."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from rl_curl.agent import SacAgent
+from rl_curl.replay import Batch
+
+SMALL = dict(hidden_dim=32, feature_dim=16, num_layers=2, num_filters=8)
+
+
+def _pixel_batch(size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randint(0, 256, (size, 9, 100, 100), dtype=torch.uint8, generator=g)
+    next_obs = torch.randint(0, 256, (size, 9, 100, 100), dtype=torch.uint8, generator=g)
+    return Batch(obs, torch.rand(size, 2, generator=g) * 2 - 1, torch.rand(size, 1, generator=g), next_obs,
+                 torch.ones(size, 1))
+
+
+def _count_optimizer_steps(agent):
+    """Count, per parameter, the optimiser steps that update it (its grad is set at step time)."""
+    counts: Counter = Counter()
+
+    def hook(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    counts[id(p)] += 1
+
+    for optimizer in agent.optimizers.values():
+        optimizer.register_step_pre_hook(hook)
+    return counts
+
+
+def _all_parameters(agent):
+    params = {}
+    for module in (agent.critic, agent.actor, agent.aux_head):
+        if module is not None:
+            params.update({id(p): name for name, p in module.named_parameters()})
+    params[id(agent.log_alpha)] = "log_alpha"
+    return params
+
+
+@pytest.mark.parametrize("aux", ["curl", "infonce", "byol"])
+def test_every_parameter_gets_exactly_one_optimizer_step(aux):
+    torch.manual_seed(0)
+    agent = SacAgent((9, 100, 100), 2, torch.device("cpu"), aux=aux, **SMALL)
+    params = _all_parameters(agent)
+    # the conv weights are tied: the actor's are the critic's, held by the critic optimiser only
+    assert agent.actor.encoder.convs[0].weight is agent.critic.encoder.convs[0].weight
+    owners = Counter(id(p) for opt in agent.optimizers.values() for g in opt.param_groups for p in g["params"])
+    assert set(owners) == set(params) and set(owners.values()) == {1}
+
+    counts = _count_optimizer_steps(agent)
+    before = {name: p.detach().clone() for name, p in agent.critic.named_parameters()}
+    agent.update(_pixel_batch())  # update 0: critic + aux, actor, alpha
+    assert {params[i]: counts[i] for i in params} == {name: 1 for name in params.values()}
+    assert all(not torch.equal(before[n], p) for n, p in agent.critic.named_parameters())
+
+    counts.clear()
+    agent.update(_pixel_batch(seed=1))  # update 1: critic + aux only (actor every 2 updates)
+    actor_only = {id(p) for p in agent.actor.parameters()} - {id(p) for p in agent.critic.parameters()}
+    assert all(counts[i] == 1 for i in params if i not in actor_only and params[i] != "log_alpha")
+    assert all(counts[i] == 0 for i in actor_only) and counts[id(agent.log_alpha)] == 0
+
+
+def test_contrastive_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    agent = SacAgent((9, 100, 100), 2, torch.device("cpu"), aux="curl", **SMALL)
+    batch = _pixel_batch(size=32)
+    aux_losses = [agent.update(batch)["aux_loss"].item() for _ in range(40)]
+    first, last = sum(aux_losses[:5]) / 5, sum(aux_losses[-5:]) / 5
+    assert last < 0.7 * first, aux_losses
+
+
+@pytest.mark.parametrize("agent_name,aux,aug", [("pixel-sac", "curl", "crop"), ("curl", "none", "shift"),
+                                                ("curl", "curl", "shift")])
+def test_pixel_variants_update_and_act(agent_name, aux, aug):
+    agent = SacAgent((9, 100, 100), 2, torch.device("cpu"), agent=agent_name, aux=aux, aug=aug, **SMALL)
+    metrics = agent.update(_pixel_batch())
+    assert ("aux_loss" in metrics) == (agent_name == "curl" and aux != "none")
+    assert all(torch.isfinite(v) for v in metrics.values())
+    action = agent.act(_pixel_batch(1).obs[0].numpy(), deterministic=True)
+    assert action.shape == (2,) and abs(action).max() <= 1
+
+
+def test_state_sac_and_checkpoint_round_trip():
+    agent = SacAgent((5,), 2, torch.device("cpu"), agent="state-sac", hidden_dim=32)
+    batch = Batch(torch.randn(8, 5), torch.rand(8, 2), torch.rand(8, 1), torch.randn(8, 5), torch.ones(8, 1))
+    for _ in range(3):
+        agent.update(batch)
+    clone = SacAgent((5,), 2, torch.device("cpu"), agent="state-sac", hidden_dim=32)
+    clone.load_state_dict(agent.state_dict())
+    obs = torch.randn(5).numpy()
+    assert (agent.act(obs, deterministic=True) == clone.act(obs, deterministic=True)).all()
+    assert clone.updates == 3
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="unknown aux"):
+        SacAgent((9, 100, 100), 2, torch.device("cpu"), aux="simclr")
+    with pytest.raises(ValueError, match="pixel"):
+        SacAgent((5,), 2, torch.device("cpu"), agent="curl")

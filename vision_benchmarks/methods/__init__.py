@@ -1,0 +1,62 @@
+"""The method registry: name -> class, and the config's method defaults.
+
+==================  ===========================================  ==============
+name                what differs                                 uses labels
+==================  ===========================================  ==============
+rotnet              4-way rotation classification                no
+jigsaw              3x3 tiles, 100-permutation classification    no
+context_encoder     inpainting of hidden regions (+ adversarial)  no
+simclr              NT-Xent over two views                       no
+simclrv2            SimCLR + 3-layer head, fine-tune from its    no
+                    first layer
+mocov1 / mocov2     momentum key encoder + queue                 no
+pirl                memory bank + Jigsaw invariance              no
+byol                predictor + EMA target, no negatives         no
+supcon              supervised contrastive                       yes
+supervised          cross-entropy, same encoder and views        yes
+==================  ===========================================  ==============
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vision_benchmarks.config import METHOD_NAMES, PretrainConfig
+from vision_benchmarks.methods.base import Method, build_backbone_encoder
+from vision_benchmarks.methods.byol import BYOL
+from vision_benchmarks.methods.context_encoder import ContextEncoder
+from vision_benchmarks.methods.jigsaw import Jigsaw
+from vision_benchmarks.methods.moco import MoCo, MoCoV2
+from vision_benchmarks.methods.pirl import PIRL
+from vision_benchmarks.methods.rotnet import RotNet
+from vision_benchmarks.methods.simclr import SimCLR
+from vision_benchmarks.methods.simclrv2 import SimCLRv2
+from vision_benchmarks.methods.supcon import SupCon
+from vision_benchmarks.methods.supervised import Supervised
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
+    RotNet, Jigsaw, ContextEncoder, SimCLR, SimCLRv2, MoCo, MoCoV2, PIRL, BYOL, SupCon, Supervised)}
+assert set(METHODS) == set(METHOD_NAMES), "config.METHOD_NAMES and the registry must agree"
+
+__all__ = ["METHODS", "Method", "build_backbone_encoder", "build_method", "resolve_method_defaults"]
+
+
+def resolve_method_defaults(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg`` with every method field left at None set to the method's published value, and the
+    optimiser's lr and weight decay filled in (sgd: 0.06 x batch/256 and 5e-4, the MoCo CIFAR
+    recipe; adamw: 2e-3 and 1e-4)."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    filled = {name: value for name, value in METHODS[cfg.method].paper_defaults.items()
+              if getattr(cfg, name) is None}
+    if cfg.lr is None:
+        filled["lr"] = 0.06 * cfg.batch_size / 256 if cfg.optimizer == "sgd" else 2e-3
+    if cfg.weight_decay is None:
+        filled["weight_decay"] = 5e-4 if cfg.optimizer == "sgd" else 1e-4
+    return dataclasses.replace(cfg, **filled)
+
+
+def build_method(cfg: PretrainConfig, num_classes: int, num_train_images: int) -> Method:
+    """The method named by ``cfg.method``, built from the resolved config."""
+    cfg = resolve_method_defaults(cfg)
+    return METHODS[cfg.method](cfg, num_classes, num_train_images)

@@ -1,0 +1,44 @@
+"""SimCLR (Chen et al. 2020): two augmented views, a projection MLP, NT-Xent over the 2N views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from core_ssl import losses
+from core_ssl.heads import simclr_projection
+
+from vision_benchmarks.methods.base import Method
+
+
+class SimCLR(Method):
+    """``z = g(f(aug(x)))`` for two views, loss ``nt_xent(z1, z2, t)``; negatives are gathered
+    from every process under DDP. CIFAR-10 recipe: t = 0.5, colour strength 0.5, no blur,
+    head encoder-width -> encoder-width -> 128."""
+
+    name = "simclr"
+    paper_defaults = dict(temperature=0.5, proj_dim=128, color_strength=0.5)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.views = self.simclr_policy()
+        self.projection = self.build_projection()
+
+    def build_projection(self) -> nn.Module:
+        """SimCLR's 2-layer MLP head (hidden = the encoder's width unless configured)."""
+        return simclr_projection(self.feature_dim, hidden=self.cfg.proj_hidden or self.feature_dim,
+                                 out=self.cfg.proj_dim)
+
+    def project_two_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projections (z1, z2) of two independent views, in one forward pass over both."""
+        views = torch.cat([self.augment(self.views, images), self.augment(self.views, images)])
+        return self.projection(self.encode(views)).chunk(2)
+
+    def contrastive_loss(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return losses.nt_xent(z1, z2, self.cfg.temperature, gather_distributed=self.gather_distributed)
+
+    def forward(self, images, labels, indices):
+        z1, z2 = self.project_two_views(images)
+        return {"loss": self.contrastive_loss(z1, z2, labels), "embeddings": (z1, z2)}

@@ -1,0 +1,72 @@
+"""Plots of a pre-training run's monitors and of the results table (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
+    """``run_dir/monitors.png``: training loss, online kNN top-1, and the collapse monitors
+    (embedding std x sqrt(d), effective rank of the encoder's test features) against the step."""
+    run_dir = Path(run_dir)
+    train, evals = _rows(run_dir / "train.jsonl"), _rows(run_dir / "eval.jsonl")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    panels = [(axes[0], train, "loss", "training loss"), (axes[1], evals, "knn_top1", "kNN top-1 (test)"),
+              (axes[2], evals, "embedding_std_x_sqrt_dim", "embedding std x sqrt(d)"),
+              (axes[3], evals, "effective_rank", "effective rank")]
+    for ax, rows, key, label in panels:
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if rows is evals else None, markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(label)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = run_dir / "monitors.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_results_bars(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Grouped bar chart of linear-probe and kNN top-1 per method (``rows``: dicts with
+    ``label``, ``linear_top1``, ``knn_top1``)."""
+    plt = _pyplot()
+    labels = [r["label"] for r in rows]
+    positions = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows) + 2), 4))
+    width = 0.4
+    ax.bar([p - width / 2 for p in positions], [r["linear_top1"] or 0 for r in rows], width, label="linear probe")
+    ax.bar([p + width / 2 for p in positions], [r["knn_top1"] or 0 for r in rows], width, label="kNN (k=200)")
+    ax.axhline(0.1, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(list(positions))
+    ax.set_xticklabels(labels, rotation=35, ha="right")
+    ax.set_ylabel("CIFAR-10 test top-1")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,296 @@
+"""Pre-train an encoder with one method; the whole training loop, readable top to bottom.
+
+    python -m vision_benchmarks.pretrain --method simclr --dataset cifar10 --out runs/simclr
+    python -m vision_benchmarks.pretrain --method byol --minutes 20 --out runs/byol     # time budget
+    python -m vision_benchmarks.pretrain --method simclr --preset paper --device cuda
+    torchrun --nproc_per_node 2 -m vision_benchmarks.pretrain --method simclr          # DDP
+
+Writes into ``--out``: ``config.json`` (the resolved config), ``train.csv/jsonl`` (loss, lr,
+images/s, collapse monitors of the projections), ``eval.csv/jsonl`` (online kNN top-1 and the
+encoder's embedding std / effective rank on test images), ``tensorboard/``, ``last.pt`` (atomic
+checkpoint: resume with ``--resume``), ``encoder.safetensors`` and ``backbone.safetensors``,
+``monitors.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from core_ssl import checkpoint, distributed, monitor
+from core_ssl.config import config_to_dict, parse_config, replace_config, save_config
+from core_ssl.data import BatchIterator, ImageSet, load_dataset
+from core_ssl.device import autocast, resolve_device
+from core_ssl.logger import RunLogger, progress
+from core_ssl.schedules import warmup_cosine
+
+from vision_benchmarks.config import PRESETS, PretrainConfig
+from vision_benchmarks.methods import Method, build_method, resolve_method_defaults
+from vision_benchmarks.plots import plot_monitors
+from vision_benchmarks.protocols import extract_features
+from vision_benchmarks.sync_batchnorm import convert_batchnorm
+
+_LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces the loop uses
+# ---------------------------------------------------------------------------------------------
+
+def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
+    """The training set (or its fixed random subset of ``train_images``) and the test set."""
+    train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
+    test = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
+        raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
+                         "use a size <= the image side")
+    if cfg.train_images is not None:
+        if not 0 < cfg.train_images <= len(train):
+            raise ValueError(f"--train-images must lie in 1..{len(train)}, got {cfg.train_images}")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+        train = train.subset(order[: cfg.train_images])
+    return train, test
+
+
+def fixed_subset(data: ImageSet, count: int | None, seed: int) -> ImageSet:
+    """A fixed random subset of ``count`` images (all of them when None or larger)."""
+    if count is None or count >= len(data):
+        return data
+    return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count])
+
+
+def build_optimizer(cfg: PretrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9, the CIFAR recipes) or AdamW; no weight decay on biases and norms."""
+    decay = [p for p in parameters if p.dim() > 1]
+    no_decay = [p for p in parameters if p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def distribute(method: Method, device: torch.device) -> nn.Module:
+    """Under torchrun: batch norm over all processes (SyncBatchNorm on CUDA) and one DDP wrapper around the method (whose
+    forward is the training step). On one process the method itself."""
+    if distributed.world_size() == 1:
+        return method
+    method = convert_batchnorm(method, device)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(method, device_ids=device_ids, forward_sync_buffers=False)
+
+
+@torch.no_grad()
+def online_evaluation(method: Method, knn_train: ImageSet, knn_test: ImageSet, device: torch.device,
+                      bf16: bool) -> dict[str, float]:
+    """kNN top-1 (k = 200, t = 0.1) of the backbone's features and their collapse monitors."""
+    backbone = method.backbone()
+    train_features = extract_features(backbone, knn_train.images, device, bf16)
+    test_features = extract_features(backbone, knn_test.images, device, bf16)
+    top1 = monitor.knn_accuracy(train_features, knn_train.labels.to(device), test_features,
+                                knn_test.labels.to(device), knn_train.num_classes)
+    summary = monitor.representation_summary(test_features[:2048])
+    return {"knn_top1": top1, "embedding_std_x_sqrt_dim": summary["embedding_std_x_sqrt_dim"],
+            "effective_rank": summary["effective_rank"]}
+
+
+def save_state(path: Path, method: Method, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+               cfg: PretrainConfig, position: dict[str, Any]) -> None:
+    """Atomic checkpoint of everything a resumed run needs (only the main process writes)."""
+    if not distributed.is_main_process():
+        return
+    state = {
+        "method": method.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "auxiliary_optimizers": {k: o.state_dict() for k, o in method.auxiliary_optimizers().items()},
+        "generator": generator.get_state(),
+        "rng": checkpoint.capture_rng_state(),
+        "config": config_to_dict(cfg),
+        **position,
+    }
+    checkpoint.save_checkpoint(state, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training loop
+# ---------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cfg = parse_config(PretrainConfig, argv, presets=PRESETS)
+    return pretrain(cfg)
+
+
+def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Run (or resume) one pre-training run; returns the summary also written to summary.json."""
+    cfg = resolve_method_defaults(cfg)
+    if cfg.minutes is not None and cfg.minutes < 0:
+        raise ValueError(f"--minutes must be >= 0, got {cfg.minutes}")
+    distributed.init_from_environment()
+    rank, world = distributed.rank(), distributed.world_size()
+    device = distributed.local_device(resolve_device(cfg.device))
+    if cfg.batch_size % world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
+    ckpt_path = cfg.out / "last.pt"
+    if cfg.resume:
+        saved = checkpoint.load_checkpoint(ckpt_path, map_location=device)
+        # the saved settings win, except where the files are and which device runs them
+        cfg = replace_config(cfg, **{**saved["config"], "out": cfg.out, "data_root": cfg.data_root,
+                                     "device": cfg.device, "resume": True})
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{cfg.out} already holds a run (last.pt); pass --resume to continue it "
+                              "or choose another --out")
+    torch.manual_seed(cfg.seed)
+    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+
+    # data, method, optimiser
+    train, test = load_train_test(cfg)
+    if device.type == "cuda":
+        train = train.to(device)  # 150 MB for CIFAR-10: batches are then gathered on the GPU
+    knn_train = fixed_subset(train, cfg.knn_train_images, cfg.seed + 1)
+    knn_test = fixed_subset(test, cfg.knn_test_images, cfg.seed + 2)
+    batches = BatchIterator(train, cfg.batch_size // world, seed=cfg.seed, device=device, rank=rank, world_size=world)
+    method = build_method(cfg, train.num_classes, len(train)).to(device)
+    if cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    # Augmentation parameters are drawn on the CPU and copied over, so CUDA never waits for the host.
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    method.generator = generator
+    model = distribute(method, device)
+    optimizer = build_optimizer(cfg, method.trainable_parameters())
+    lr_factor = warmup_cosine(optimizer, _LR_RESOLUTION, int(cfg.warmup_fraction * _LR_RESOLUTION)).lr_lambdas[0]
+    base_lrs = [group["initial_lr"] for group in optimizer.param_groups]  # "lr" now holds the step-0 value
+    total_steps = cfg.epochs * len(batches)
+    budget_seconds = None if cfg.minutes is None else cfg.minutes * 60.0
+
+    step, epoch, batch_in_epoch, train_seconds = 0, 0, 0, 0.0
+    if cfg.resume:
+        method.load_state_dict(saved["method"])
+        optimizer.load_state_dict(saved["optimizer"])
+        for name, aux in method.auxiliary_optimizers().items():
+            aux.load_state_dict(saved["auxiliary_optimizers"][name])
+        generator.set_state(saved["generator"].cpu())
+        checkpoint.restore_rng_state(saved["rng"])
+        step, epoch, batch_in_epoch, train_seconds = saved["step"], saved["epoch"], saved["batch_in_epoch"], saved["train_seconds"]
+        print(f"resuming {cfg.out} at step {step} (epoch {epoch}, batch {batch_in_epoch}, "
+              f"{train_seconds / 60:.1f} training minutes done)")
+    else:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        if distributed.is_main_process():
+            save_config(cfg, cfg.out)
+    logger = RunLogger(cfg.out)
+    logger.truncate_after(step)
+
+    def run_progress() -> float:
+        """Share of the run done, in [0, 1]: by steps, or by training time under --minutes."""
+        if budget_seconds is None:
+            return 1.0 if total_steps == 0 else min(1.0, step / total_steps)
+        if budget_seconds == 0:
+            return 1.0
+        share = train_seconds / budget_seconds
+        if world > 1:  # every process must agree, or their learning rates would drift apart
+            share = float(distributed.all_reduce_mean(torch.tensor(share, device=device)))
+        return min(1.0, share)
+
+    def finished() -> bool:
+        return run_progress() >= 1.0
+
+    def evaluate_and_log() -> dict[str, float]:
+        if distributed.is_main_process():
+            metrics = online_evaluation(method, knn_train, knn_test, device, cfg.bf16)
+            logger.log("eval", step, epoch=epoch, train_minutes=train_seconds / 60, **metrics)
+        else:
+            metrics = {}
+        if distributed.is_initialized():
+            torch.distributed.barrier()
+        return metrics
+
+    def checkpoint_now() -> None:
+        save_state(ckpt_path, method, optimizer, generator, cfg,
+                   dict(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, train_seconds=train_seconds))
+
+    if step == 0:
+        metrics = evaluate_and_log()
+        if metrics:
+            print(f"{cfg.method}: step 0 (random init) kNN top-1 {metrics['knn_top1']:.3f}")
+    images_seen_since_log, log_clock, last_loss = 0, time.perf_counter(), None
+    last_checkpoint = time.perf_counter()
+    bar = progress(total=100, desc=f"{cfg.method}", unit="%", bar_format="{l_bar}{bar}| {n:.1f}/{total}% [{elapsed}<{remaining}]")
+    bar.update(100 * run_progress())
+    while not finished():
+        batches.set_epoch(epoch)
+        for images, labels, indices in itertools.islice(batches, batch_in_epoch, None):
+            started = time.perf_counter()
+            progress_now = run_progress()
+            for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base_lr * lr_factor(int(progress_now * _LR_RESOLUTION))
+            with autocast(device, cfg.bf16):
+                out = model(images, labels, indices)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            optimizer.step()
+            last_loss = out["loss"].detach()
+            method.after_optimizer_step(progress_now)
+            step += 1
+            batch_in_epoch += 1
+            images_seen_since_log += len(images) * world
+            if device.type == "cuda" and (step % cfg.log_every == 0 or budget_seconds is not None):
+                torch.cuda.synchronize()  # time the work, not its queueing (under a budget: every step)
+            train_seconds += time.perf_counter() - started
+
+            if step % cfg.log_every == 0:
+                seconds = time.perf_counter() - log_clock
+                scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items() if k != "embeddings"}
+                if "embeddings" in out:
+                    z1, z2 = (z.detach() for z in out["embeddings"])
+                    scalars.update(monitor.representation_summary(z1, z2))
+                logger.log("train", step, epoch=epoch, lr=optimizer.param_groups[0]["lr"],
+                           images_per_second=images_seen_since_log / seconds, **scalars)
+                bar.set_postfix(loss=f"{scalars['loss']:.3f}", img_s=f"{images_seen_since_log / seconds:.0f}")
+                images_seen_since_log, log_clock, last_loss = 0, time.perf_counter(), None
+            bar.update(100 * run_progress() - bar.n)
+            if time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes:
+                checkpoint_now()
+                last_checkpoint = time.perf_counter()
+            if finished():
+                break
+        else:  # the epoch ran to its end
+            epoch, batch_in_epoch = epoch + 1, 0
+            if cfg.knn_every and epoch % cfg.knn_every == 0 and not finished():
+                metrics = evaluate_and_log()
+                if metrics:
+                    bar.write(f"epoch {epoch}: kNN top-1 {metrics['knn_top1']:.3f}, effective rank "
+                              f"{metrics['effective_rank']:.1f} ({train_seconds / 60:.1f} training min)")
+            checkpoint_now()
+            last_checkpoint = time.perf_counter()
+            log_clock, images_seen_since_log = time.perf_counter(), 0
+    bar.close()
+
+    final = evaluate_and_log()
+    checkpoint_now()
+    summary: dict[str, Any] = {}
+    if distributed.is_main_process():
+        checkpoint.export_weights(method.encoder.state_dict(), cfg.out / "encoder.safetensors",
+                                  {"method": cfg.method, "encoder": cfg.encoder})
+        checkpoint.export_weights(method.backbone().state_dict(), cfg.out / "backbone.safetensors",
+                                  {"method": cfg.method, "encoder": cfg.encoder})
+        summary = {"method": cfg.method, "steps": step, "epochs": round(step / len(batches), 3),
+                   "train_minutes": round(train_seconds / 60, 3),
+                   "images_per_second": round(step * cfg.batch_size / train_seconds, 1) if step else None,
+                   "final_loss": None if last_loss is None else float(last_loss),
+                   "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
+                   "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
+        (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_monitors(cfg.out, title=f"{cfg.method} ({cfg.encoder}, {cfg.dataset})")
+        print(f"{cfg.method}: {step} steps in {train_seconds / 60:.1f} training minutes, "
+              f"kNN top-1 {final['knn_top1']:.3f}; see {cfg.out}")
+    logger.close()
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Evaluation protocols: frozen features once, then a linear probe or a kNN; or fine-tuning.
+
+- :func:`extract_features`: a backbone's features of uint8 images (eval mode, no augmentation).
+- :func:`linear_probe`: multinomial logistic regression on standardised frozen features, fit
+  full-batch with L-BFGS (warm-started along the L2 path); the L2 strength is chosen on a
+  held-out 10% of the training features, then the classifier is refit on all of them.
+- :func:`knn_top1`: the weighted kNN of ``core_ssl.monitor`` (k = 200, t = 0.1, cosine).
+- :func:`finetune`: the whole backbone plus a linear layer trained with SGD and light
+  augmentation (crop + flip).
+- :func:`balanced_label_subset`: the 1% / 10% labelled subsets of the semi-supervised protocol.
+- :func:`distill`: SimCLRv2's self-distillation of a fine-tuned teacher on unlabelled images.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core_ssl import monitor
+from core_ssl.augment import SimCLRAugment
+from core_ssl.data import BatchIterator, ImageSet
+from core_ssl.device import autocast
+from core_ssl.heads import LinearClassifier
+from core_ssl.logger import RunLogger, progress
+from core_ssl.losses import distillation_loss
+from core_ssl.schedules import warmup_cosine
+
+DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, images: torch.Tensor, device: torch.device, bf16: bool = False,
+                     batch_size: int = 1024) -> torch.Tensor:
+    """``backbone(images)`` in eval mode, batch by batch, as float32 (N, d) on ``device``.
+
+    The backbone's train/eval mode is restored afterwards.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    chunks = []
+    try:
+        with autocast(device, bf16):
+            for batch in images.split(batch_size):
+                batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                chunks.append(backbone(batch).float())
+    finally:
+        backbone.train(was_training)
+    return torch.cat(chunks)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of ``logits`` (N, C) against integer labels (N,), in [0, 1]."""
+    return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+
+
+def fit_linear_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float,
+                          max_iter: int = 100, init: LinearClassifier | None = None) -> LinearClassifier:
+    """Minimise ``CE(x W^T + b, y) + l2/2 ||W||^2`` over all rows at once with L-BFGS, starting
+    from ``init``'s weights when given (a warm start along a regularisation path)."""
+    classifier = LinearClassifier(features.shape[1], num_classes).to(features.device)
+    if init is not None:
+        classifier.load_state_dict(init.state_dict())
+    optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    labels = labels.to(features.device)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(classifier(features), labels) + 0.5 * l2 * classifier.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return classifier
+
+
+@dataclass
+class ProbeResult:
+    """Linear-probe outcome: test top-1, the chosen L2 strength and the validation top-1 per L2."""
+
+    top1: float
+    l2: float
+    validation: dict[float, float]
+
+
+def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 test_labels: torch.Tensor, num_classes: int, l2_grid: tuple[float, ...] = DEFAULT_L2_GRID,
+                 validation_fraction: float = 0.1, seed: int = 0) -> ProbeResult:
+    """Linear probe on frozen features (see the module docstring); features are standardised
+    with the training mean and std."""
+    if len(train_features) != len(train_labels) or len(test_features) != len(test_labels):
+        raise ValueError("features and labels must have the same number of rows")
+    mean, std = train_features.mean(0), train_features.std(0).clamp_min(1e-6)
+    train_x, test_x = (train_features - mean) / std, (test_features - mean) / std
+    train_y = train_labels.to(train_x.device)
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed)).to(train_x.device)
+    held_out = max(1, int(validation_fraction * len(train_x)))
+    val_index, fit_index = order[:held_out], order[held_out:]
+    validation, fitted = {}, {}
+    classifier = None
+    for l2 in sorted(l2_grid, reverse=True):  # strong to weak, each fit warm-started from the last
+        classifier = fit_linear_classifier(train_x[fit_index], train_y[fit_index], num_classes, l2, init=classifier)
+        fitted[l2] = classifier
+        with torch.no_grad():
+            validation[l2] = accuracy(classifier(train_x[val_index]), train_y[val_index])
+    best = max(l2_grid, key=lambda l2: (validation[l2], l2))  # ties: the stronger regularisation
+    classifier = fit_linear_classifier(train_x, train_y, num_classes, best, init=fitted[best])
+    with torch.no_grad():
+        top1 = accuracy(classifier(test_x), test_labels)
+    return ProbeResult(top1, best, validation)
+
+
+def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+             test_labels: torch.Tensor, num_classes: int, k: int = 200, temperature: float = 0.1) -> float:
+    """Weighted kNN top-1 (``core_ssl.monitor.knn_accuracy``; k = 200, t = 0.1 as lightly)."""
+    return monitor.knn_accuracy(train_features, train_labels.to(train_features.device), test_features,
+                                test_labels.to(test_features.device), num_classes, k=k, temperature=temperature)
+
+
+def balanced_label_subset(data: ImageSet, fraction: float, seed: int = 0) -> ImageSet:
+    """The same ``fraction`` of every class (at least one image each), chosen at random."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
+    if fraction == 1:
+        return data
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in range(data.num_classes):
+        members = (data.labels == label).nonzero().flatten()
+        count = max(1, round(fraction * len(members)))
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return data.subset(torch.cat(chosen).sort().values)
+
+
+def finetune(backbone: nn.Module, feature_dim: int, train: ImageSet, test: ImageSet, device: torch.device,
+             epochs: int = 10, batch_size: int = 256, lr: float = 0.05, weight_decay: float = 5e-4,
+             bf16: bool = False, seed: int = 0,
+             logger: RunLogger | None = None) -> tuple[dict[str, float], nn.Module]:
+    """Fine-tune a copy of ``backbone`` with a new linear layer on ``train``; returns the last
+    epoch's record (test top-1) and the fine-tuned classifier.
+
+    SGD (momentum 0.9, nesterov), warm-up cosine learning rate over all steps, cross-entropy,
+    views = random resized crop (scale 0.2-1) + flip. Logs ``finetune`` rows per epoch.
+    """
+    torch.manual_seed(seed)
+    model = nn.Sequential(copy.deepcopy(backbone), LinearClassifier(feature_dim, train.num_classes)).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    views = SimCLRAugment(train.images.shape[-1], scale=(0.2, 1.0), color_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    batches = BatchIterator(train, min(batch_size, len(train)), seed=seed, device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, epochs * len(batches), warmup=min(len(batches), epochs * len(batches) - 1))
+    generator = torch.Generator().manual_seed(seed)  # CPU: augmentation parameters never make CUDA wait
+    result: dict[str, float] = {}
+    bar = progress(total=epochs * len(batches), desc="fine-tune")
+    for epoch in range(epochs):
+        model.train()
+        total_loss = 0.0
+        for images, labels, _ in batches:
+            inputs = views(images, generator).contiguous(memory_format=torch.channels_last)
+            with autocast(device, bf16):
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item()
+            bar.update(1)
+        test_logits = extract_features(model, test.images, device, bf16)
+        result = {"epoch": epoch + 1, "train_loss": total_loss / len(batches),
+                  "top1": accuracy(test_logits, test.labels)}
+        bar.set_postfix(top1=f"{result['top1']:.3f}")
+        if logger is not None:
+            logger.log("finetune", epoch + 1, **result)
+    bar.close()
+    if not math.isfinite(result.get("train_loss", 0.0)):
+        raise FloatingPointError("fine-tuning diverged (non-finite loss); lower --lr")
+    return result, model
+
+
+def distill(teacher: nn.Module, backbone: nn.Module, feature_dim: int, unlabelled: ImageSet, test: ImageSet,
+            device: torch.device, epochs: int = 10, batch_size: int = 256, lr: float = 0.05,
+            temperature: float = 1.0, bf16: bool = False, seed: int = 0,
+            logger: RunLogger | None = None) -> dict[str, float]:
+    """SimCLRv2's self-distillation: a student (a fresh copy of the pre-trained ``backbone`` plus
+    a linear layer) learns the fine-tuned ``teacher``'s softened predictions on unlabelled
+    images, ``loss = distillation_loss(student(v), teacher(v), t)`` on the same crop + flip view
+    v; no label is read. Returns the student's test top-1 after the last epoch."""
+    torch.manual_seed(seed)
+    teacher = teacher.eval()
+    student = nn.Sequential(copy.deepcopy(backbone), LinearClassifier(feature_dim, test.num_classes)).to(device)
+    student = student.to(memory_format=torch.channels_last)
+    views = SimCLRAugment(unlabelled.images.shape[-1], scale=(0.2, 1.0), color_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    batches = BatchIterator(unlabelled, min(batch_size, len(unlabelled)), seed=seed, device=device)
+    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    scheduler = warmup_cosine(optimizer, epochs * len(batches), warmup=min(len(batches), epochs * len(batches) - 1))
+    generator = torch.Generator().manual_seed(seed)
+    result: dict[str, float] = {}
+    bar = progress(total=epochs * len(batches), desc="distil")
+    for epoch in range(epochs):
+        student.train()
+        total_loss = 0.0
+        for images, _, _ in batches:
+            inputs = views(images, generator).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), autocast(device, bf16):
+                teacher_logits = teacher(inputs)
+            with autocast(device, bf16):
+                student_logits = student(inputs)
+            loss = distillation_loss(student_logits, teacher_logits, temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item()
+            bar.update(1)
+        result = {"epoch": epoch + 1, "distillation_loss": total_loss / len(batches),
+                  "top1": accuracy(extract_features(student, test.images, device, bf16), test.labels)}
+        bar.set_postfix(top1=f"{result['top1']:.3f}")
+        if logger is not None:
+            logger.log("distill", epoch + 1, **result)
+    bar.close()
+    return result
