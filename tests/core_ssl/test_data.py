@@ -329,7 +329,7 @@ def test_resolve_data_root_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     beside_checkout = Path(core_ssl.__file__).resolve().parents[2] / "shared" / "data"
     if beside_checkout.is_dir():
-        assert resolve_data_root() == beside_checkout
+        assert resolve_data_root() == beside_checkout.resolve()
     else:
         with pytest.raises(FileNotFoundError, match=DATA_ENV_VAR) as info:
             resolve_data_root()
