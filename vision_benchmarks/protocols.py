@@ -137,6 +137,24 @@ def balanced_label_subset(data: ImageSet, fraction: float, seed: int = 0) -> Ima
     return data.subset(torch.cat(chosen).sort().values)
 
 
+def _classifier_training(backbone: nn.Module, feature_dim: int, num_classes: int, images: ImageSet,
+                         device: torch.device, epochs: int, batch_size: int, lr: float,
+                         weight_decay: float, seed: int):
+    """What fine-tuning and distillation share: a copy of ``backbone`` plus a linear layer
+    (channels-last), crop + flip views, shuffled batches, Nesterov SGD with a one-epoch warm-up
+    then cosine decay, and a CPU generator for the augmentation parameters (so they never make
+    CUDA wait). Returns (model, views, batches, optimizer, scheduler, generator)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(copy.deepcopy(backbone), LinearClassifier(feature_dim, num_classes)).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    views = SimCLRAugment(images.images.shape[-1], scale=(0.2, 1.0), color_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    batches = BatchIterator(images, min(batch_size, len(images)), seed=seed, device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    total = epochs * len(batches)
+    scheduler = warmup_cosine(optimizer, total, warmup=min(len(batches), total - 1))
+    return model, views, batches, optimizer, scheduler, torch.Generator().manual_seed(seed)
+
+
 def finetune(backbone: nn.Module, feature_dim: int, train: ImageSet, test: ImageSet, device: torch.device,
              epochs: int = 10, batch_size: int = 256, lr: float = 0.05, weight_decay: float = 5e-4,
              bf16: bool = False, seed: int = 0,
@@ -147,14 +165,8 @@ def finetune(backbone: nn.Module, feature_dim: int, train: ImageSet, test: Image
     SGD (momentum 0.9, nesterov), warm-up cosine learning rate over all steps, cross-entropy,
     views = random resized crop (scale 0.2-1) + flip. Logs ``finetune`` rows per epoch.
     """
-    torch.manual_seed(seed)
-    model = nn.Sequential(copy.deepcopy(backbone), LinearClassifier(feature_dim, train.num_classes)).to(device)
-    model = model.to(memory_format=torch.channels_last)
-    views = SimCLRAugment(train.images.shape[-1], scale=(0.2, 1.0), color_p=0.0, grayscale_p=0.0, blur_p=0.0)
-    batches = BatchIterator(train, min(batch_size, len(train)), seed=seed, device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    scheduler = warmup_cosine(optimizer, epochs * len(batches), warmup=min(len(batches), epochs * len(batches) - 1))
-    generator = torch.Generator().manual_seed(seed)  # CPU: augmentation parameters never make CUDA wait
+    model, views, batches, optimizer, scheduler, generator = _classifier_training(
+        backbone, feature_dim, train.num_classes, train, device, epochs, batch_size, lr, weight_decay, seed)
     result: dict[str, float] = {}
     bar = progress(total=epochs * len(batches), desc="fine-tune")
     for epoch in range(epochs):
@@ -191,15 +203,9 @@ def distill(teacher: nn.Module, backbone: nn.Module, feature_dim: int, unlabelle
     a linear layer) learns the fine-tuned ``teacher``'s softened predictions on unlabelled
     images, ``loss = distillation_loss(student(v), teacher(v), t)`` on the same crop + flip view
     v; no label is read. Returns the student's test top-1 after the last epoch."""
-    torch.manual_seed(seed)
     teacher = teacher.eval()
-    student = nn.Sequential(copy.deepcopy(backbone), LinearClassifier(feature_dim, test.num_classes)).to(device)
-    student = student.to(memory_format=torch.channels_last)
-    views = SimCLRAugment(unlabelled.images.shape[-1], scale=(0.2, 1.0), color_p=0.0, grayscale_p=0.0, blur_p=0.0)
-    batches = BatchIterator(unlabelled, min(batch_size, len(unlabelled)), seed=seed, device=device)
-    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, nesterov=True)
-    scheduler = warmup_cosine(optimizer, epochs * len(batches), warmup=min(len(batches), epochs * len(batches) - 1))
-    generator = torch.Generator().manual_seed(seed)
+    student, views, batches, optimizer, scheduler, generator = _classifier_training(
+        backbone, feature_dim, test.num_classes, unlabelled, device, epochs, batch_size, lr, 0.0, seed)
     result: dict[str, float] = {}
     bar = progress(total=epochs * len(batches), desc="distil")
     for epoch in range(epochs):
