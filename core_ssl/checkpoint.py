@@ -2,7 +2,8 @@
 
 - :func:`atomic_write` / :func:`save_checkpoint`: write to a temporary file in the same
   folder, flush it to disk, then ``os.replace`` it over the target. A run killed mid-write
-  leaves the previous checkpoint intact, never a truncated one.
+  leaves the previous checkpoint intact, never a truncated one; its temporary file is removed
+  by the next successful write.
 - :func:`load_checkpoint`: ``torch.load(weights_only=True)``; a file that carries code (a
   pickled class or function) is refused with :class:`CheckpointError`, and so is a corrupt or
   truncated file, named in the message.
@@ -15,11 +16,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import pickle
 import random
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -33,9 +36,14 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename onto ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename onto ``path``.
+
+    Temporary files that a killed earlier write left beside ``path`` (older than this write)
+    are removed once this write has succeeded: a run killed mid-save loses no disk for good.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -47,7 +55,15 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    _remove_stale_temporaries(path, started)
     return path
+
+
+def _remove_stale_temporaries(path: Path, older_than: float) -> None:
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if leftover.stat().st_mtime < older_than:
+                leftover.unlink()
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

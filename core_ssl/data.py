@@ -110,7 +110,7 @@ def _data_root_for(root: str | Path | None, download: bool) -> Path:
     return path.resolve()
 
 
-def _find_source(source: str | Path) -> Path:
+def find_source(source: str | Path) -> Path:
     """``source`` as given if it exists, else relative to the data root."""
     path = Path(source).expanduser()
     if path.exists():
@@ -517,7 +517,7 @@ def load_image_folder(
             cannot be decoded (naming the member and the archive), or sizes differ without
             ``size``.
     """
-    path = _find_source(source)
+    path = find_source(source)
     cache_path, key = None, {}
     if cache:
         key = {"format": _CACHE_FORMAT, "source": str(path), "fingerprint": _source_fingerprint(path, split),
@@ -566,7 +566,7 @@ def read_image_files(
     sorted order, and the images: one uint8 (N, C, H, W) tensor when they share a size (or
     ``size`` is given), else a list of uint8 (C, H, W) tensors.
     """
-    path = _find_source(source)
+    path = find_source(source)
     reader = _open_source(path)
     try:
         prefix = subfolder.strip("/") + "/"

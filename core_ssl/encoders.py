@@ -219,16 +219,22 @@ class CurlEncoder(nn.Module):
             h = F.relu(conv(h))
         return h.flatten(1)
 
+    def forward_head(self, conv_features: torch.Tensor) -> torch.Tensor:
+        """The part after the convs: ``LayerNorm(fc(h))`` [tanh], computed in fc's dtype.
+
+        With :meth:`forward_conv` it lets a caller run the convs once and the head several
+        times (e.g. SAC's critic and actor heads on one conv pass).
+        """
+        out = self.ln(self.fc(conv_features.to(self.fc.weight.dtype)))
+        return torch.tanh(out) if self.output_tanh else out
+
     def forward(self, obs: torch.Tensor, detach_conv: bool = False) -> torch.Tensor:
         """(B, C, H, W) -> (B, feature_dim): LayerNorm(fc(conv(obs))), tanh'd if ``output_tanh``.
 
         ``detach_conv=True`` blocks gradients from reaching the conv layers.
         """
         h = self.forward_conv(obs)
-        if detach_conv:
-            h = h.detach()
-        out = self.ln(self.fc(h))
-        return torch.tanh(out) if self.output_tanh else out
+        return self.forward_head(h.detach() if detach_conv else h)
 
     def copy_conv_weights_from(self, source: "CurlEncoder") -> None:
         """Tie this encoder's conv weights and biases to ``source``'s (the same Parameter objects).

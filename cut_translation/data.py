@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from core_ssl.augment import random_crop
-from core_ssl.data import _find_source, read_image_files, resize_images
+from core_ssl.data import find_source, read_image_files, resize_images
 
 __all__ = ["UnpairedData", "load_unpaired", "default_load_size", "to_model_range", "to_uint8",
            "UnpairedBatches", "augment_batch"]
@@ -111,7 +111,7 @@ def load_unpaired(source: str | Path, size: int = 256, load_size: int | None = N
     load_size = default_load_size(size) if load_size is None else load_size
     if load_size < size:
         raise ValueError(f"load_size ({load_size}) must be >= size ({size}): the random crop is taken from it")
-    path = _find_source(source)
+    path = find_source(source)
     for folder in ("trainA", "trainB"):
         if not _has_folder(path, folder):
             raise ValueError(

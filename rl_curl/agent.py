@@ -71,22 +71,14 @@ class StateEncoder(nn.Module):
     def forward_conv(self, obs: torch.Tensor) -> torch.Tensor:
         return obs
 
+    def forward_head(self, conv_features: torch.Tensor) -> torch.Tensor:
+        return conv_features
+
     def forward(self, obs: torch.Tensor, detach_conv: bool = False) -> torch.Tensor:
         return obs
 
     def copy_conv_weights_from(self, source: nn.Module) -> None:
         """Nothing to tie."""
-
-
-def features_from_conv(encoder: nn.Module, conv: torch.Tensor) -> torch.Tensor:
-    """The part of ``encoder.forward`` after the convs: ``LayerNorm(fc(conv))`` [tanh], in fp32.
-
-    Identity for :class:`StateEncoder`. Lets the agent reuse one conv pass for several heads.
-    """
-    if isinstance(encoder, StateEncoder):
-        return conv
-    out = encoder.ln(encoder.fc(conv.float()))
-    return torch.tanh(out) if encoder.output_tanh else out
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> MLPHead:
@@ -260,7 +252,7 @@ class SacAgent:
         x = torch.as_tensor(obs, device=self.device).unsqueeze(0)
         if not self.pixels:
             x = x.float()
-        features = features_from_conv(self.actor.encoder, self._conv(self.actor.encoder, self._eval_view(x)))
+        features = self.actor.encoder.forward_head(self._conv(self.actor.encoder, self._eval_view(x)))
         mu, pi, _, _ = self.actor(features, sample=not deterministic)
         return (mu if deterministic else pi)[0].float().cpu().numpy()
 
@@ -283,18 +275,18 @@ class SacAgent:
         metrics: dict[str, torch.Tensor] = {}
 
         with torch.no_grad():
-            next_features = features_from_conv(self.actor.encoder, self._conv(self.critic.encoder, next_view))
+            next_features = self.actor.encoder.forward_head(self._conv(self.critic.encoder, next_view))
             _, next_action, next_log_pi, _ = self.actor(next_features)
             target_input = torch.cat([next_view, positive]) if use_aux else next_view
-            target_features = features_from_conv(self.critic_target.encoder,
-                                                 self._conv(self.critic_target.encoder, target_input))
+            target_encoder = self.critic_target.encoder
+            target_features = target_encoder.forward_head(self._conv(target_encoder, target_input))
             next_target_features, key = target_features.split(len(next_view)) if use_aux else (target_features, None)
             target_q = torch.min(*self.critic_target.q_values(next_target_features, next_action))
             target_v = target_q - self.alpha.detach() * next_log_pi
             target = batch.reward + batch.not_done * self.discount * target_v
 
         conv = self._conv(self.critic.encoder, anchor)
-        features = features_from_conv(self.critic.encoder, conv)
+        features = self.critic.encoder.forward_head(conv)
         q1, q2 = self.critic.q_values(features, batch.action)
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         loss = critic_loss
@@ -317,9 +309,9 @@ class SacAgent:
 
     def _update_actor_and_alpha(self, conv: torch.Tensor) -> dict[str, torch.Tensor]:
         """Actor and temperature steps on detached conv features of the anchor crop."""
-        actor_features = features_from_conv(self.actor.encoder, conv)
+        actor_features = self.actor.encoder.forward_head(conv)
         with torch.no_grad():
-            critic_features = features_from_conv(self.critic.encoder, conv)
+            critic_features = self.critic.encoder.forward_head(conv)
         _, pi, log_pi, _ = self.actor(actor_features)
         self.critic.q_heads.requires_grad_(False)  # gradients to the action only, not to Q's weights
         try:

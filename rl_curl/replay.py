@@ -49,6 +49,18 @@ class Batch(NamedTuple):
     not_done: torch.Tensor
 
 
+def _filled_copy(ring: torch.Tensor, filled: int) -> torch.Tensor:
+    """The first ``filled`` rows of ``ring`` as a CPU tensor that owns only those rows.
+
+    ``torch.save`` writes the whole storage behind a view, so saving ``ring[:filled]`` of a
+    preallocated 3 GB ring would write 3 GB however little is filled: copy partial slices.
+    """
+    rows = ring[:filled]
+    if rows.device.type != "cpu":
+        return rows.cpu()
+    return rows if filled == ring.shape[0] else rows.clone()
+
+
 class _TransitionStore:
     """Ring storage of actions, rewards and not-done flags shared by both buffers."""
 
@@ -73,7 +85,7 @@ class _TransitionStore:
         return min(self.added, self.capacity)
 
     def _ring_state(self, tensors: dict[str, torch.Tensor], filled: int) -> dict[str, torch.Tensor]:
-        return {name: t[:filled].cpu() for name, t in tensors.items()}
+        return {name: _filled_copy(t, filled) for name, t in tensors.items()}
 
     def _load_ring(self, tensors: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
         for name, target in tensors.items():
@@ -187,7 +199,7 @@ class FrameReplayBuffer(_TransitionStore):
         return {
             "kind": "frames", "added": self.added, "frames_added": self.frames_added,
             "first_valid": self.first_valid, "episode_start": -1 if self._episode_start is None else self._episode_start,
-            "frames": self.frames[:frames_filled].cpu(),
+            "frames": _filled_copy(self.frames, frames_filled),
             "oldest_frame": torch.from_numpy(self._oldest_frame_host[:filled].copy()),
             **self._ring_state({"action": self.action, "reward": self.reward, "not_done": self.not_done,
                                 "newest_frame": self.newest_frame, "episode_frame": self.episode_frame}, filled),

@@ -28,7 +28,7 @@ from core_ssl.config import config_to_dict, parse_config, replace_config, save_c
 from core_ssl.data import BatchIterator, ImageSet, load_dataset
 from core_ssl.device import autocast, resolve_device
 from core_ssl.logger import RunLogger, progress
-from core_ssl.schedules import warmup_cosine
+from core_ssl.schedules import warmup_cosine_factor
 
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, resolve_method_defaults
@@ -162,8 +162,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     method.generator = generator
     model = distribute(method, device)
     optimizer = build_optimizer(cfg, method.trainable_parameters())
-    lr_factor = warmup_cosine(optimizer, _LR_RESOLUTION, int(cfg.warmup_fraction * _LR_RESOLUTION)).lr_lambdas[0]
-    base_lrs = [group["initial_lr"] for group in optimizer.param_groups]  # "lr" now holds the step-0 value
+    warmup = int(cfg.warmup_fraction * _LR_RESOLUTION)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # read before a resumed state overwrites them
     total_steps = cfg.epochs * len(batches)
     budget_seconds = None if cfg.minutes is None else cfg.minutes * 60.0
 
@@ -227,7 +227,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             started = time.perf_counter()
             progress_now = run_progress()
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base_lr * lr_factor(int(progress_now * _LR_RESOLUTION))
+                group["lr"] = base_lr * warmup_cosine_factor(int(progress_now * _LR_RESOLUTION), _LR_RESOLUTION, warmup)
             with autocast(device, cfg.bf16):
                 out = model(images, labels, indices)
             optimizer.zero_grad(set_to_none=True)

@@ -66,6 +66,17 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+def test_leftover_of_a_killed_write_is_removed_by_the_next_save(tmp_path):
+    leftover = tmp_path / ".last.pt.abc123.tmp"  # what SIGKILL during a save leaves behind
+    leftover.write_bytes(b"half a checkpoint")
+    os.utime(leftover, (0, 0))
+    other = tmp_path / ".other.pt.abc123.tmp"
+    other.write_bytes(b"another file's temporary")
+    os.utime(other, (0, 0))
+    checkpoint.save_checkpoint({"step": 2}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.abc123.tmp", "last.pt"]
+
+
 def test_safetensors_export(tmp_path):
     model = torch.nn.Conv2d(3, 4, 3)
     path = checkpoint.export_weights(model.state_dict(), tmp_path / "w.safetensors", {"arch": "conv"})

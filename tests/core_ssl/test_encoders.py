@@ -97,6 +97,15 @@ def test_curl_conv_output_size_and_init():
     torch.testing.assert_close(fc @ fc.T, torch.eye(50), atol=1e-5, rtol=0)
 
 
+def test_curl_forward_is_head_after_conv_and_detach_stops_conv_gradients():
+    encoder = CurlEncoder(obs_shape=(3, 24, 24), num_layers=2, num_filters=4, feature_dim=8, output_tanh=True)
+    obs = torch.rand(3, 3, 24, 24)
+    torch.testing.assert_close(encoder(obs), encoder.forward_head(encoder.forward_conv(obs)))
+    encoder(obs, detach_conv=True).sum().backward()
+    assert all(conv.weight.grad is None for conv in encoder.convs)
+    assert encoder.fc.weight.grad is not None and encoder.fc.weight.grad.abs().sum() > 0
+
+
 def test_curl_generator_makes_init_reproducible():
     a = CurlEncoder(generator=torch.Generator().manual_seed(3), num_layers=2)
     b = CurlEncoder(generator=torch.Generator().manual_seed(3), num_layers=2)

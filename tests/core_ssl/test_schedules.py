@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from core_ssl.schedules import constant_then_linear_decay, warmup_cosine
+from core_ssl.schedules import constant_then_linear_decay, warmup_cosine, warmup_cosine_factor
 
 
 def lrs(scheduler, steps):
@@ -29,6 +29,12 @@ def test_warmup_cosine():
     assert values[35] == pytest.approx(0.5 * (1 + math.cos(math.pi * 25 / 100)))
     with pytest.raises(ValueError, match="warmup < total_steps"):
         warmup_cosine(optimizer(), total_steps=10, warmup=10)
+
+
+def test_warmup_cosine_factor_is_the_schedulers_multiplier():
+    values = lrs(warmup_cosine(optimizer(), total_steps=50, warmup=5, final_fraction=0.1), 60)
+    assert values == pytest.approx([warmup_cosine_factor(k, 50, 5, 0.1) for k in range(60)])
+    assert warmup_cosine_factor(1000, 50, 5, 0.1) == pytest.approx(0.1)
 
 
 def test_constant_then_linear_decay_matches_cut():

@@ -79,6 +79,17 @@ def test_real_environment_transitions_round_trip_through_state_dict():
     assert restored.frames_added == buffer.frames_added and restored.added == 40
 
 
+def test_saved_replay_size_follows_what_is_filled_not_capacity(tmp_path):
+    buffer = FrameReplayBuffer((9, 16, 16), 1, capacity=5_000)
+    frame = np.zeros((9, 16, 16), dtype=np.uint8)
+    for i in range(10):
+        buffer.add(frame, np.zeros(1), 0.0, frame, False, i == 9)
+    path = tmp_path / "replay.pt"
+    torch.save(buffer.state_dict(), path)
+    capacity_bytes = buffer.frames.numel() * buffer.frames.element_size()
+    assert path.stat().st_size < capacity_bytes / 50, "a partial ring must not be saved whole"
+
+
 def test_100k_cheetah_transitions_fit_in_4_gb():
     buffer = FrameReplayBuffer((9, 100, 100), 6, capacity=100_000, device="meta")
     tensors = [buffer.frames, buffer.action, buffer.reward, buffer.not_done, buffer.newest_frame, buffer.episode_frame]
