@@ -131,7 +131,7 @@ def test_cifar10_second_load_comes_from_cache(cifar_train, cifar_cache_dir, monk
     def no_decoding(*args, **kwargs):
         raise AssertionError("the cached load decoded images again")
 
-    monkeypatch.setattr(data_mod, "_decode_all", no_decoding)
+    monkeypatch.setattr(data_mod.folders, "_decode_all", no_decoding)
     again = load_cifar10("train", cache_dir=cifar_cache_dir)
     assert torch.equal(again.images, cifar_train.images)
     assert torch.equal(again.labels, cifar_train.labels)
@@ -166,7 +166,7 @@ def test_fashion_mnist_from_debian_files(split, stem, count):
 
 
 def test_fashion_mnist_from_data_root_and_bad_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
+    monkeypatch.setattr(data_mod.named, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
@@ -334,7 +334,7 @@ def test_resolve_data_root_order(tmp_path, monkeypatch):
         with pytest.raises(FileNotFoundError, match=DATA_ENV_VAR) as info:
             resolve_data_root()
         assert str(beside_checkout) in str(info.value)
-    monkeypatch.setattr(data_mod, "default_data_root", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr(data_mod.roots, "default_data_root", lambda: tmp_path / "nowhere")
     (tmp_path / "data").mkdir()
     assert resolve_data_root() == (tmp_path / "data").resolve()
 

@@ -1,0 +1,70 @@
+"""The in-memory labelled image set every loader returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass
+class ImageSet:
+    """A labelled image dataset held in memory.
+
+    Attributes:
+        images: uint8 tensor (N, C, H, W), contiguous.
+        labels: int64 tensor (N,); ``labels[i]`` indexes ``classes`` (-1 marks unlabelled).
+        classes: class names, ``classes[k]`` naming label ``k``.
+        names: optional member names (relative to the folder read), one per image.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"ImageSet.images must be a uint8 (N, C, H, W) tensor, got {self.images.dtype} "
+                f"of shape {tuple(self.images.shape)}"
+            )
+        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
+            raise ValueError(
+                f"ImageSet.labels must have shape ({len(self.images)},), got {tuple(self.labels.shape)}"
+            )
+        if self.names is not None and len(self.names) != len(self.images):
+            raise ValueError(f"ImageSet.names has {len(self.names)} entries for {len(self.images)} images")
+        self.images = self.images.contiguous()
+        self.labels = self.labels.to(torch.int64)
+        self.classes = list(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageSet({len(self)} images of {tuple(self.images.shape[1:])}, "
+            f"{self.num_classes} classes, device={self.images.device})"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, ``len(classes)``."""
+        return len(self.classes)
+
+    def subset(self, indices: torch.Tensor | Sequence[int]) -> ImageSet:
+        """The images at ``indices`` (any int sequence or tensor), in that order, as a new set."""
+        index = torch.as_tensor(indices, dtype=torch.int64, device=self.images.device)
+        names = None if self.names is None else [self.names[i] for i in index.tolist()]
+        return ImageSet(
+            self.images.index_select(0, index),
+            self.labels.index_select(0, index.to(self.labels.device)),
+            self.classes,
+            names,
+        )
+
+    def to(self, device: str | torch.device) -> ImageSet:
+        """The same set with images and labels on ``device`` (e.g. the whole set on the GPU)."""
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
