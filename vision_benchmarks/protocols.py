@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -137,13 +138,15 @@ def balanced_label_subset(data: ImageSet, fraction: float, seed: int = 0) -> Ima
     return data.subset(torch.cat(chosen).sort().values)
 
 
-def _classifier_training(backbone: nn.Module, feature_dim: int, num_classes: int, images: ImageSet,
-                         device: torch.device, epochs: int, batch_size: int, lr: float,
-                         weight_decay: float, seed: int):
-    """What fine-tuning and distillation share: a copy of ``backbone`` plus a linear layer
-    (channels-last), crop + flip views, shuffled batches, Nesterov SGD with a one-epoch warm-up
-    then cosine decay, and a CPU generator for the augmentation parameters (so they never make
-    CUDA wait). Returns (model, views, batches, optimizer, scheduler, generator)."""
+def _train_classifier(backbone: nn.Module, feature_dim: int, num_classes: int, images: ImageSet, test: ImageSet,
+                      device: torch.device, epochs: int, batch_size: int, lr: float, weight_decay: float,
+                      bf16: bool, seed: int, batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                      name: str, logger: RunLogger | None) -> tuple[dict[str, float], nn.Module]:
+    """What fine-tuning and distillation share: train a copy of ``backbone`` plus a linear layer
+    (channels-last) on crop + flip views of ``images`` with Nesterov SGD (momentum 0.9), a
+    one-epoch warm-up then cosine decay, minimising ``batch_loss(model, views, labels)``; test
+    top-1 after every epoch, logged as ``name`` rows. Augmentation parameters come from a CPU
+    generator, so they never make CUDA wait. Returns the last epoch's record and the model."""
     torch.manual_seed(seed)
     model = nn.Sequential(copy.deepcopy(backbone), LinearClassifier(feature_dim, num_classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
@@ -152,7 +155,30 @@ def _classifier_training(backbone: nn.Module, feature_dim: int, num_classes: int
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     total = epochs * len(batches)
     scheduler = warmup_cosine(optimizer, total, warmup=min(len(batches), total - 1))
-    return model, views, batches, optimizer, scheduler, torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    result: dict[str, float] = {}
+    bar = progress(total=total, desc=name)
+    for epoch in range(epochs):
+        model.train()
+        total_loss = 0.0
+        for batch_images, labels, _ in batches:
+            inputs = views(batch_images, generator).contiguous(memory_format=torch.channels_last)
+            loss = batch_loss(model, inputs, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item()
+            bar.update(1)
+        result = {"epoch": epoch + 1, "train_loss": total_loss / len(batches),
+                  "top1": accuracy(extract_features(model, test.images, device, bf16), test.labels)}
+        bar.set_postfix(top1=f"{result['top1']:.3f}")
+        if logger is not None:
+            logger.log(name, epoch + 1, **result)
+    bar.close()
+    if not math.isfinite(result.get("train_loss", 0.0)):
+        raise FloatingPointError(f"{name} diverged (non-finite loss); lower --lr")
+    return result, model
 
 
 def finetune(backbone: nn.Module, feature_dim: int, train: ImageSet, test: ImageSet, device: torch.device,
@@ -165,34 +191,13 @@ def finetune(backbone: nn.Module, feature_dim: int, train: ImageSet, test: Image
     SGD (momentum 0.9, nesterov), warm-up cosine learning rate over all steps, cross-entropy,
     views = random resized crop (scale 0.2-1) + flip. Logs ``finetune`` rows per epoch.
     """
-    model, views, batches, optimizer, scheduler, generator = _classifier_training(
-        backbone, feature_dim, train.num_classes, train, device, epochs, batch_size, lr, weight_decay, seed)
-    result: dict[str, float] = {}
-    bar = progress(total=epochs * len(batches), desc="fine-tune")
-    for epoch in range(epochs):
-        model.train()
-        total_loss = 0.0
-        for images, labels, _ in batches:
-            inputs = views(images, generator).contiguous(memory_format=torch.channels_last)
-            with autocast(device, bf16):
-                logits = model(inputs)
-            loss = F.cross_entropy(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item()
-            bar.update(1)
-        test_logits = extract_features(model, test.images, device, bf16)
-        result = {"epoch": epoch + 1, "train_loss": total_loss / len(batches),
-                  "top1": accuracy(test_logits, test.labels)}
-        bar.set_postfix(top1=f"{result['top1']:.3f}")
-        if logger is not None:
-            logger.log("finetune", epoch + 1, **result)
-    bar.close()
-    if not math.isfinite(result.get("train_loss", 0.0)):
-        raise FloatingPointError("fine-tuning diverged (non-finite loss); lower --lr")
-    return result, model
+    def cross_entropy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with autocast(device, bf16):
+            logits = model(inputs)
+        return F.cross_entropy(logits.float(), labels)
+
+    return _train_classifier(backbone, feature_dim, train.num_classes, train, test, device, epochs, batch_size,
+                             lr, weight_decay, bf16, seed, cross_entropy, "finetune", logger)
 
 
 def distill(teacher: nn.Module, backbone: nn.Module, feature_dim: int, unlabelled: ImageSet, test: ImageSet,
@@ -202,32 +207,17 @@ def distill(teacher: nn.Module, backbone: nn.Module, feature_dim: int, unlabelle
     """SimCLRv2's self-distillation: a student (a fresh copy of the pre-trained ``backbone`` plus
     a linear layer) learns the fine-tuned ``teacher``'s softened predictions on unlabelled
     images, ``loss = distillation_loss(student(v), teacher(v), t)`` on the same crop + flip view
-    v; no label is read. Returns the student's test top-1 after the last epoch."""
+    v; no label is read. Returns the student's last-epoch record (``train_loss`` is the
+    distillation loss, ``top1`` the test top-1)."""
     teacher = teacher.eval()
-    student, views, batches, optimizer, scheduler, generator = _classifier_training(
-        backbone, feature_dim, test.num_classes, unlabelled, device, epochs, batch_size, lr, 0.0, seed)
-    result: dict[str, float] = {}
-    bar = progress(total=epochs * len(batches), desc="distil")
-    for epoch in range(epochs):
-        student.train()
-        total_loss = 0.0
-        for images, _, _ in batches:
-            inputs = views(images, generator).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), autocast(device, bf16):
-                teacher_logits = teacher(inputs)
-            with autocast(device, bf16):
-                student_logits = student(inputs)
-            loss = distillation_loss(student_logits, teacher_logits, temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item()
-            bar.update(1)
-        result = {"epoch": epoch + 1, "distillation_loss": total_loss / len(batches),
-                  "top1": accuracy(extract_features(student, test.images, device, bf16), test.labels)}
-        bar.set_postfix(top1=f"{result['top1']:.3f}")
-        if logger is not None:
-            logger.log("distill", epoch + 1, **result)
-    bar.close()
+
+    def soft_targets(student: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), autocast(device, bf16):
+            teacher_logits = teacher(inputs)
+        with autocast(device, bf16):
+            student_logits = student(inputs)
+        return distillation_loss(student_logits, teacher_logits, temperature)
+
+    result, _ = _train_classifier(backbone, feature_dim, test.num_classes, unlabelled, test, device, epochs,
+                                  batch_size, lr, 0.0, bf16, seed, soft_targets, "distill", logger)
     return result
