@@ -87,7 +87,7 @@ class TrainConfig:
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
     checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps"})
     log_every: int = field(default=2_000, metadata={"help": "log training losses every N environment steps"})
-    video: bool = field(default=False, metadata={"help": "save an animation of the first evaluation episode"})
+    video: bool = field(default=False, metadata={"help": "save the first evaluation episode as mp4 (GIF when no ffmpeg is found)"})
     run_dir: Path | None = field(default=None, metadata={"help": "run folder; None = runs/rl_curl/<env>-<agent>-s<seed>"})
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir from its checkpoint"})
     progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})

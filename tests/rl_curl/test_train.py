@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from core_ssl.checkpoint import CheckpointError, load_checkpoint
+from rl_curl import video
 from rl_curl.train import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_short_run_writes_its_evaluation_log(tmp_path):
                  "episode.csv"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").iterdir())
-    assert list((run / "videos").glob("eval_00001000.*"))
+    assert list((run / "videos").glob(f"eval_00001000.{'mp4' if video.mp4_available() else 'gif'}"))
     assert json.loads((run / "config.json").read_text())["env"] == "cartpole-swingup"
 
 
