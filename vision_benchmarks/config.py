@@ -60,7 +60,7 @@ class PretrainConfig:
     adversarial_weight: float | None = field(default=None, metadata={"help": "Context Encoder adversarial weight (0.001; 0 turns the discriminator off)"})
 
     # speed and monitoring
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for the networks (losses stay fp32); pays off for the ConvNet on CPU and on CUDA"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for the networks (losses stay fp32); about 2x faster on CUDA and on CPUs with AVX-512 BF16"})
     channels_last: bool = field(default=True, metadata={"help": "channels-last memory format for convolutions"})
     knn_every: int = field(default=1, metadata={"help": "online kNN + collapse monitors every this many epochs (0 = only at the end)"})
     knn_train_images: int | None = field(default=10000, metadata={"help": "labelled bank for the online kNN (None = the whole training set)"})
