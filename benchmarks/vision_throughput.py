@@ -64,26 +64,34 @@ def timed(steps: int, warmup: int, batches, step_fn, device: torch.device) -> tu
     return time.perf_counter() - started, images
 
 
+def measure(name: str, args, batches, batch_loss, optimizer: torch.optim.Optimizer, device: torch.device) -> dict:
+    """Time SGD steps on ``batch_loss(batch) -> (loss, images)``; one JSON-ready record."""
+    def step(batch) -> int:
+        loss, images = batch_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return images
+
+    seconds, images = timed(args.steps, args.warmup, batches, step, device)
+    return {"pipeline": name, "images_per_second": round(images / seconds, 2), "seconds": round(seconds, 2),
+            "steps": args.steps, "batch_size": args.batch_size}
+
+
 def batched_pipeline(train, args, device: torch.device, bf16: bool) -> dict:
     encoder, head, optimizer = build_model(device, channels_last=True)
     augment = simclr_augment(32, color_strength=0.5)
     generator = torch.Generator(device=device).manual_seed(0)
     batches = BatchIterator(train, args.batch_size, seed=0, device=device)
 
-    def step(batch) -> int:
+    def batch_loss(batch) -> tuple[torch.Tensor, int]:
         images = batch[0]
         views = torch.cat([augment(images, generator), augment(images, generator)])
         with autocast(device, bf16):
             z = head(encoder(views.contiguous(memory_format=torch.channels_last)))
-        loss = losses.nt_xent(*z.chunk(2), temperature=0.5)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return len(images)
+        return losses.nt_xent(*z.chunk(2), temperature=0.5), len(images)
 
-    seconds, images = timed(args.steps, args.warmup, batches, step, device)
-    return {"pipeline": f"batched{'_bf16' if bf16 else '_fp32'}", "images_per_second": round(images / seconds, 2),
-            "seconds": round(seconds, 2), "steps": args.steps, "batch_size": args.batch_size}
+    return measure(f"batched{'_bf16' if bf16 else '_fp32'}", args, batches, batch_loss, optimizer, device)
 
 
 def _one_step_gradient(views: torch.Tensor, device: torch.device, bf16: bool) -> tuple[float, torch.Tensor]:
@@ -143,19 +151,13 @@ def per_sample_pipeline(train, args, device: torch.device) -> dict:
                                          shuffle=True, drop_last=True, num_workers=args.workers,
                                          persistent_workers=args.workers > 0)
 
-    def step(batch) -> int:
+    def batch_loss(batch) -> tuple[torch.Tensor, int]:
         x0, x1, _ = batch
         x0, x1 = x0.to(device), x1.to(device)
         z0, z1 = head(encoder(x0)), head(encoder(x1))  # one forward pass per view
-        loss = losses.nt_xent(z0, z1, temperature=0.5)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return len(x0)
+        return losses.nt_xent(z0, z1, temperature=0.5), len(x0)
 
-    seconds, images = timed(args.steps, args.warmup, loader, step, device)
-    return {"pipeline": f"per_sample_pil_workers{args.workers}", "images_per_second": round(images / seconds, 2),
-            "seconds": round(seconds, 2), "steps": args.steps, "batch_size": args.batch_size}
+    return measure(f"per_sample_pil_workers{args.workers}", args, loader, batch_loss, optimizer, device)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
