@@ -27,6 +27,7 @@ from core_ssl.device import autocast, resolve_device
 from core_ssl.encoders import build_encoder
 from core_ssl.heads import simclr_projection
 from core_ssl.logger import RunLogger, progress
+from core_ssl.plotting import pyplot, save_figure
 
 
 @dataclass
@@ -128,12 +129,7 @@ def main(argv=None) -> dict:
 
 
 def _plot(history: list[tuple[int, float]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = pyplot().subplots(figsize=(5, 3.2))
     epochs, accuracy = zip(*history)
     ax.plot(epochs, accuracy, marker="o")
     ax.axhline(0.1, color="grey", linestyle=":", label="chance")
@@ -142,9 +138,7 @@ def _plot(history: list[tuple[int, float]], path: Path) -> Path:
     ax.set_title("SimCLR, small ConvNet, CPU")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ return), ``episode.csv`` (training episode returns), ``train.csv`` (losses, alph
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from core_ssl.checkpoint import (capture_rng_state, export_weights, load_checkpo
 from core_ssl.config import config_to_dict, load_config, parse_config, replace_config, save_config
 from core_ssl.device import resolve_device
 from core_ssl.logger import RunLogger, progress
+from core_ssl.plotting import pyplot, save_figure
 from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
 from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
@@ -158,15 +158,10 @@ def evaluate(agent: SacAgent, env: envs.DMControlEnv, episodes: int, seed: int,
 
 def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     """Mean +- std evaluation return against environment steps, as a PNG (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = np.array([r["step"] for r in rows])
     mean = np.array([r["return_mean"] for r in rows])
     std = np.array([r["return_std"] for r in rows])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     ax.plot(steps, mean, marker="o")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
     ax.set_xlabel("environment steps")
@@ -174,10 +169,7 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 @dataclass

@@ -5,14 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from core_ssl.plotting import pyplot, save_figure
 
 
 def _rows(path: Path) -> list[dict]:
@@ -26,7 +19,7 @@ def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
     (embedding std x sqrt(d), effective rank of the encoder's test features) against the step."""
     run_dir = Path(run_dir)
     train, evals = _rows(run_dir / "train.jsonl"), _rows(run_dir / "eval.jsonl")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     panels = [(axes[0], train, "loss", "training loss"), (axes[1], evals, "knn_top1", "kNN top-1 (test)"),
               (axes[2], evals, "embedding_std_x_sqrt_dim", "embedding std x sqrt(d)"),
@@ -42,18 +35,15 @@ def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     path = run_dir / "monitors.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_results_bars(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Grouped bar chart of linear-probe and kNN top-1 per method (``rows``: dicts with
     ``label``, ``linear_top1``, ``knn_top1``)."""
-    plt = _pyplot()
     labels = [r["label"] for r in rows]
     positions = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows) + 2), 4))
+    fig, ax = pyplot().subplots(figsize=(max(6, 0.8 * len(rows) + 2), 4))
     width = 0.4
     ax.bar([p - width / 2 for p in positions], [r["linear_top1"] or 0 for r in rows], width, label="linear probe")
     ax.bar([p + width / 2 for p in positions], [r["knn_top1"] or 0 for r in rows], width, label="kNN (k=200)")
@@ -66,7 +56,4 @@ def plot_results_bars(rows: list[dict], path: str | Path, title: str = "") -> Pa
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

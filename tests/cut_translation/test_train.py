@@ -67,6 +67,8 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
         assert grid.size == (2 + 6 * (32 + 2), 2 + 4 * (32 + 2))  # 6 images x (A, G(A), B, G(B))
     text = report.main([str(straight)])
     assert "| 0 (identity baseline) |" in text and "(best)" in text
+    with Image.open(straight / "fid.png") as plot:  # FID / KID by epoch, drawn by the report
+        assert plot.format == "PNG" and plot.size[0] > plot.size[1]
     with pytest.raises(ValueError, match="--resume"):
         train.main([*common, "--run-dir", str(straight)])
 
