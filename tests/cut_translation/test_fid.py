@@ -65,3 +65,33 @@ def test_fid_separates_cats_from_dogs():
     kid_same, _ = kernel_inception_distance(cats_1, cats_2)
     kid_different, _ = kernel_inception_distance(cats_1, dogs_1)
     assert kid_different > 0.05 > 0.02 > kid_same
+
+
+@pytest.mark.slow
+def test_evaluator_baseline_and_domain_b_drift_on_real_photos():
+    """An identity generator scores exactly the identity baseline and drifts 0 on domain B; a
+    generator that adds noise drifts away from domain B."""
+    from cut_translation.data import UnpairedData
+    from cut_translation.evaluate import TranslationEvaluator
+
+    count = 16
+    _, cats = read_image_files("catdog-128.zip", "trainA")
+    _, dogs = read_image_files("catdog-128.zip", "trainB")
+    data = UnpairedData(train_a=cats[:2], train_b=dogs[:2], test_a=cats[:count], test_b=dogs[:count],
+                        size=128, load_size=128, channels=3)
+
+    class Identity:
+        def translate(self, images, batch_size=16):
+            return images
+
+    class Noisy:
+        def translate(self, images, batch_size=16):
+            return (images + 0.5 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+
+    evaluator = TranslationEvaluator(data, kid_subset_size=count)
+    baseline = evaluator.baseline()
+    assert evaluator.evaluate(Identity())["fid"] == pytest.approx(baseline["fid"], rel=1e-4)
+    identity_drift = evaluator.domain_b_drift(Identity())
+    assert identity_drift["images"] == count and identity_drift["fid"] == pytest.approx(0.0, abs=1e-2)
+    noisy_drift = evaluator.domain_b_drift(Noisy())
+    assert noisy_drift["fid"] > 10.0 and noisy_drift["kid"] > identity_drift["kid"] + 0.01

@@ -113,6 +113,7 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     result = evaluate.main(["--checkpoint", str(straight / "best.pt"), "--output", str(tmp_path / "eval.json")])
     assert result["size"] == 32 and result["translated"]["images"] == 8
     assert result["identity_baseline"]["fid"] == pytest.approx(summary["identity_baseline"]["fid"], rel=1e-6)
+    assert result["domain_b_drift"]["images"] == 8 and result["domain_b_drift"]["fid"] > 0
     folders = evaluate.main(["--fake", str(out), "--real", str(inputs)])
     assert folders["fake_images"] == folders["real_images"] == 2 and folders["fid"] >= 0
 
