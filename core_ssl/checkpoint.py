@@ -31,6 +31,16 @@ import numpy as np
 import torch
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; written files get the usual permissions.
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded: missing, corrupt, or carrying code."""
 
@@ -40,12 +50,14 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
 
     Temporary files that a killed earlier write left beside ``path`` (older than this write)
     are removed once this write has succeeded: a run killed mid-save loses no disk for good.
+    The file gets the permissions of a plainly created one (0666 less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -47,7 +47,8 @@ def plot_fid(run_dir: str | Path) -> Path:
         if baseline is not None:
             ax.axhline(scale * baseline[key], color="grey", linestyle="--", label="identity baseline (untranslated A)")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{label} against held-out B (lower is better)")
+        ax.set_ylabel(f"{label} against held-out B")
+        ax.set_title(f"{label} (lower is better)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

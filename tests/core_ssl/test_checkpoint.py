@@ -3,6 +3,7 @@
 import os
 import pickle
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -97,3 +98,10 @@ def test_rng_state_round_trip(tmp_path):
     checkpoint.restore_rng_state(checkpoint.load_checkpoint(tmp_path / "rng.pt")["rng"])
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+def test_written_files_get_the_permissions_of_a_plainly_created_file(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")
+    written = checkpoint.atomic_write(tmp_path / "atomic.txt", lambda f: f.write(b"x"))
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
