@@ -6,7 +6,7 @@ and compares them with domain B. :meth:`TranslationEvaluator.baseline` gives the
 for the untranslated domain-A images: the "identity" baseline a translation must beat.
 :meth:`TranslationEvaluator.domain_b_drift` translates the held-out B images and compares them
 with themselves: 0 for a generator that leaves domain B untouched, so it measures what the
-generator's own artefacts add to any FID (a floor that translated A images cannot go below).
+generator's own artefacts add to any FID it is scored on (not a strict bound, a scale for it).
 
 Command line::
 
