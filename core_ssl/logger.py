@@ -29,6 +29,14 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
                 smoothing=0.05, **kwargs)
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL log (one JSON object per non-empty line); [] if the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         value = value.item()
@@ -86,17 +94,14 @@ class RunLogger:
 
     def read(self, stream: str) -> list[dict[str, Any]]:
         """All rows of a stream (from its JSONL)."""
-        path = self.run_dir / f"{stream}.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.run_dir / f"{stream}.jsonl")
 
     def truncate_after(self, step: int) -> None:
         """Drop every row with ``step`` greater than the given step, in every stream."""
         if not self.enabled:
             return
         for jsonl in self.run_dir.glob("*.jsonl"):
-            rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+            rows = read_jsonl(jsonl)
             kept = [r for r in rows if r.get("step", 0) <= step]
             if len(kept) == len(rows):
                 continue

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 
 __all__ = ["run_report", "plot_fid", "main"]
@@ -29,7 +30,7 @@ def _eval_rows(run_dir: Path) -> list[dict]:
     path = run_dir / "eval.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a cut_translation.train run folder?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def plot_fid(run_dir: str | Path) -> Path:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
-
-
-def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
     """``run_dir/monitors.png``: training loss, online kNN top-1, and the collapse monitors
     (embedding std x sqrt(d), effective rank of the encoder's test features) against the step."""
     run_dir = Path(run_dir)
-    train, evals = _rows(run_dir / "train.jsonl"), _rows(run_dir / "eval.jsonl")
+    train, evals = read_jsonl(run_dir / "train.jsonl"), read_jsonl(run_dir / "eval.jsonl")
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     panels = [(axes[0], train, "loss", "training loss"), (axes[1], evals, "knn_top1", "kNN top-1 (test)"),
