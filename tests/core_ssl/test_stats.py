@@ -1,0 +1,74 @@
+"""core_ssl.stats: IQM against scipy's trimmed mean, bootstrap intervals against direct
+computation and known coverage."""
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from core_ssl.stats import bootstrap_interval, iqm, stratified_bootstrap_interval, t_interval
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 11])
+def test_iqm_is_scipy_trim_mean(n):
+    x = np.random.default_rng(n).normal(size=(n, 3))
+    assert iqm(x) == pytest.approx(scipy_stats.trim_mean(x, 0.25, axis=None))
+    assert np.allclose(iqm(x, axis=0), scipy_stats.trim_mean(x, 0.25, axis=0))
+
+
+def test_iqm_ignores_one_outlier_of_four():
+    assert iqm(np.array([1.0, 2.0, 3.0, 1000.0])) == pytest.approx(2.5)
+
+
+def test_bootstrap_matches_a_direct_loop():
+    x = np.random.default_rng(0).normal(size=17)
+    got = bootstrap_interval(x, np.mean, reps=500, seed=3)
+    index = np.random.default_rng(3).integers(0, len(x), size=(500, len(x)))
+    direct = np.array([x[row].mean() for row in index])
+    assert got.point == pytest.approx(x.mean())
+    assert got.low == pytest.approx(np.quantile(direct, 0.025))
+    assert got.high == pytest.approx(np.quantile(direct, 0.975))
+
+
+def test_stratified_bootstrap_resamples_within_each_task():
+    x = np.random.default_rng(1).normal(size=(6, 2)) + np.array([0.0, 100.0])
+    got = stratified_bootstrap_interval(x, np.mean, reps=400, seed=5)
+    index = np.random.default_rng(5).integers(0, 6, size=(400, 6, 2))
+    direct = np.array([np.mean(np.take_along_axis(x, row, axis=0)) for row in index])
+    assert got.point == pytest.approx(x.mean())
+    assert (got.low, got.high) == pytest.approx(tuple(np.quantile(direct, [0.025, 0.975])))
+    # a custom aggregate takes the (slow) per-replicate path and must agree with the fast one
+    slow = stratified_bootstrap_interval(x, lambda m: float(np.mean(m)), reps=400, seed=5)
+    assert (slow.low, slow.high) == pytest.approx((got.low, got.high))
+
+
+def test_iqm_interval_fast_path_equals_per_replicate():
+    x = np.random.default_rng(2).normal(size=(5, 1))
+    fast = stratified_bootstrap_interval(x, iqm, reps=300, seed=0)
+    slow = stratified_bootstrap_interval(x, lambda m: float(iqm(m)), reps=300, seed=0)
+    assert (fast.point, fast.low, fast.high) == pytest.approx((slow.point, slow.low, slow.high))
+
+
+def test_percentile_bootstrap_covers_the_true_mean_about_95_percent():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for trial in range(300):
+        sample = rng.normal(loc=2.0, size=40)
+        ci = bootstrap_interval(sample, np.mean, reps=1000, seed=trial)
+        hits += ci.low <= 2.0 <= ci.high
+    assert 0.88 <= hits / 300 <= 0.99
+
+
+def test_t_interval_matches_scipy():
+    x = np.array([1.0, 2.5, 3.0, 4.5])
+    ci = t_interval(x)
+    low, high = scipy_stats.t.interval(0.95, 3, loc=x.mean(), scale=scipy_stats.sem(x))
+    assert (ci.low, ci.high) == pytest.approx((low, high))
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_interval(np.array([]))
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_interval(np.ones(3), confidence=1.5)
+    with pytest.raises(ValueError, match="two values"):
+        t_interval(np.ones(1))
