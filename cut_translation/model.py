@@ -8,6 +8,10 @@ With G the generator, D the PatchGAN, x a domain-A image and y a domain-B image:
     NCE = PatchNCE(G(x) vs x)                                         FastCUT (and CUT without idt)
     NCE = 1/2 [ PatchNCE(G(x) vs x) + PatchNCE(G(y) vs y) ]           CUT (identity NCE on domain B)
 
+The two PatchNCE terms draw their patch locations independently (as the official code's two
+``calculate_NCE_loss`` calls do). With ``lambda_nce = 0`` no NCE term is computed at all (GAN
+loss only; the official code skips it too) and ``loss_nce`` is not reported.
+
 PatchNCE(out vs in) compares features of ``out`` (queries, through the generator's encoder)
 with features of ``in`` (keys) at the same sampled locations (:mod:`cut_translation.patchnce`).
 
@@ -175,7 +179,10 @@ class CUTModel(nn.Module):
             flip = s.flip_equivariance and bool(torch.rand(()) < 0.5)
 
         # 1. Translate x (and, for identity NCE, y) once; its encoder features are the NCE keys.
-        real = torch.cat([real_a, real_b]) if s.nce_idt else real_a
+        #    With lambda_NCE = 0 (GAN loss only) no NCE term is computed, as in the official code.
+        use_nce = s.lambda_nce > 0
+        idt = s.nce_idt and use_nce
+        real = torch.cat([real_a, real_b]) if idt else real_a
         if flip:
             real = real.flip(3)
         with autocast(real.device, s.bf16):
@@ -196,40 +203,46 @@ class CUTModel(nn.Module):
         _set_requires_grad(self.discriminator, False)
         with autocast(real.device, s.bf16):
             loss_g_gan = lsgan_loss(self.discriminator(fake_b), target_is_real=True)
-            query_features = self.generator.encode(fake)
-            if flip:
-                query_features = [f.flip(3) for f in query_features]
-                with torch.no_grad():
-                    key_features = self.generator.encode(real.flip(3))
-            else:
-                key_features = [f.detach() for f in input_features]
-            queries, keys = self._project(query_features, key_features)
-            loss_nce_x = layer_mean_patch_nce(queries, keys, s.temperature, rows=slice(0, n))
-            loss_nce = loss_nce_x
-            if s.nce_idt:
-                loss_nce_y = layer_mean_patch_nce(queries, keys, s.temperature, rows=slice(n, None))
-                loss_nce = 0.5 * (loss_nce_x + loss_nce_y)
-            loss_g = s.lambda_gan * loss_g_gan + s.lambda_nce * loss_nce
+            loss_g = s.lambda_gan * loss_g_gan
+            if use_nce:
+                query_features = self.generator.encode(fake)
+                if flip:
+                    query_features = [f.flip(3) for f in query_features]
+                    with torch.no_grad():
+                        key_features = self.generator.encode(real.flip(3))
+                else:
+                    key_features = [f.detach() for f in input_features]
+                # G(x) vs x and G(y) vs y draw their patch locations independently (official).
+                queries, keys = self._project(query_features, key_features, groups=[n, n] if idt else None)
+                loss_nce_x = layer_mean_patch_nce(queries, keys, s.temperature, rows=slice(0, n))
+                loss_nce = loss_nce_x
+                if idt:
+                    loss_nce_y = layer_mean_patch_nce(queries, keys, s.temperature, rows=slice(n, None))
+                    loss_nce = 0.5 * (loss_nce_x + loss_nce_y)
+                loss_g = loss_g + s.lambda_nce * loss_nce
         self.optimizer_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizer_g.step()
         _set_requires_grad(self.discriminator, True)
 
         out = {"loss_d": loss_d, "loss_d_real": loss_d_real, "loss_d_fake": loss_d_fake, "loss_g": loss_g,
-               "loss_g_gan": loss_g_gan, "loss_nce": loss_nce_x}
-        if s.nce_idt:
+               "loss_g_gan": loss_g_gan}
+        if use_nce:
+            out["loss_nce"] = loss_nce_x
+        if idt:
             out["loss_nce_idt"] = loss_nce_y
         out = {k: v.detach() for k, v in out.items()}
         images = (fake.flip(3) if flip else fake).detach().float()
         out["fake_b"] = images[:n]
-        if s.nce_idt:
+        if idt:
             out["idt_b"] = images[n:]
         return out
 
-    def _project(self, query_features: list[torch.Tensor], key_features: list[torch.Tensor]
-                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Sample the same locations in queries and keys, then project both through the heads."""
-        locations = sample_locations(key_features, self.settings.num_patches)
+    def _project(self, query_features: list[torch.Tensor], key_features: list[torch.Tensor],
+                 groups: list[int] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Sample the same locations in queries and keys (one draw per row group, see
+        :func:`sample_locations`), then project both through the heads."""
+        locations = sample_locations(key_features, self.settings.num_patches, groups=groups)
         with torch.no_grad():
             keys = self.heads(key_features, locations)
         return self.heads(query_features, locations), keys

@@ -1,7 +1,9 @@
 """PatchNCE on generator features: patch sampling, per-layer MLP heads, the layer-averaged loss.
 
 For each NCE layer l the same S locations are drawn for the input image (keys) and the output
-image (queries); each sampled C_l-dim feature goes through that layer's 2-layer MLP
+image (queries); one draw serves all images of one PatchNCE term (as the official
+``PatchSampleF``), and separate terms (CUT's G(x) vs x and G(y) vs y) draw independently
+(``sample_locations(..., groups=[n, n])``). Each sampled C_l-dim feature goes through that layer's 2-layer MLP
 (``C_l -> 256 -> 256``, :class:`core_ssl.heads.MLPHead` without batch norm), and the loss is
 :func:`core_ssl.losses.patch_nce` (L2 normalisation, temperature, negatives = the other
 patches of the same image), averaged over layers::
@@ -26,22 +28,53 @@ __all__ = ["PatchNCEHeads", "sample_locations", "gather_patches", "layer_mean_pa
 
 
 def sample_locations(features: Sequence[torch.Tensor], num_patches: int,
-                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                     generator: torch.Generator | None = None,
+                     groups: Sequence[int] | None = None) -> list[torch.Tensor]:
     """For each (B, C, H, W) feature map, ``min(num_patches, H * W)`` distinct flat indices into
-    its H * W grid, uniformly without replacement (one set shared by the whole batch, as in CUT)."""
+    its H * W grid, uniformly without replacement.
+
+    Without ``groups`` one (S,) set per layer is shared by the whole batch, as in CUT. With
+    ``groups`` (sizes of consecutive row blocks summing to B, e.g. ``[n, n]`` for the x and y
+    halves of a CUT batch) each block gets its own independent draw, and each layer's locations
+    are a (B, S) tensor whose rows repeat their block's draw. Draws are made block by block,
+    each block layer by layer: the order in which the official code's two ``calculate_NCE_loss``
+    calls draw them.
+    """
     if num_patches < 1:
         raise ValueError(f"num_patches must be >= 1, got {num_patches}")
-    locations = []
-    for feature in features:
-        grid = feature.shape[2] * feature.shape[3]
-        order = torch.randperm(grid, generator=generator, device="cpu" if generator is None else generator.device)
-        locations.append(order[: min(num_patches, grid)].to(feature.device))
-    return locations
+
+    def draw() -> list[torch.Tensor]:
+        out = []
+        for feature in features:
+            grid = feature.shape[2] * feature.shape[3]
+            device = "cpu" if generator is None else generator.device
+            order = torch.randperm(grid, generator=generator, device=device)
+            out.append(order[: min(num_patches, grid)].to(feature.device))
+        return out
+
+    if groups is None:
+        return draw()
+    batch = features[0].shape[0] if features else 0
+    if sum(groups) != batch or any(g < 1 for g in groups):
+        raise ValueError(f"groups {list(groups)} must be positive sizes summing to the batch size {batch}")
+    per_group = [draw() for _ in groups]
+    return [torch.cat([draws[layer].expand(size, -1) for draws, size in zip(per_group, groups)])
+            for layer in range(len(features))]
 
 
 def gather_patches(feature: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) features at flat grid indices (S,) -> (B, S, C): ``out[b, s] = feature[b, :, loc_s // W, loc_s % W]``."""
-    return feature.flatten(2).index_select(2, locations).transpose(1, 2)
+    """(B, C, H, W) features at flat grid indices -> (B, S, C).
+
+    ``locations`` is (S,), shared by the batch: ``out[b, s] = feature[b, :, loc_s // W, loc_s % W]``;
+    or (B, S), one set per image: ``out[b, s] = feature[b, :, loc_bs // W, loc_bs % W]``.
+    """
+    flat = feature.flatten(2)
+    if locations.dim() == 1:
+        return flat.index_select(2, locations).transpose(1, 2)
+    if locations.dim() != 2 or locations.shape[0] != feature.shape[0]:
+        raise ValueError(f"locations must be (S,) or (B={feature.shape[0]}, S), got {tuple(locations.shape)}")
+    index = locations.unsqueeze(1).expand(-1, flat.shape[1], -1)
+    return flat.gather(2, index).transpose(1, 2)
 
 
 class PatchNCEHeads(nn.Module):

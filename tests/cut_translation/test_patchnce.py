@@ -66,8 +66,11 @@ def images(seed, batch=1, size=32):
 
 def official_nce(model, source, output, seed, flip=False):
     """The official calculate_NCE_loss: queries from encoding the output again (flipped back when
-    the input was mirrored), keys from encoding the un-mirrored source again."""
-    torch.manual_seed(seed)
+    the input was mirrored), keys from encoding the un-mirrored source again, and a fresh draw of
+    patch locations (after ``torch.manual_seed(seed)`` unless ``seed`` is None: then the draw
+    continues the global random stream, as the official second call does)."""
+    if seed is not None:
+        torch.manual_seed(seed)
     queries = model.generator.encode(output)
     if flip:
         queries = [f.flip(3) for f in queries]
@@ -79,6 +82,8 @@ def official_nce(model, source, output, seed, flip=False):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_cut_step_reuses_the_translation_features_as_keys(batch):
+    """The step's NCE terms equal the official two calculate_NCE_loss calls, each with its own
+    draw of locations (x's first, then y's from the same random stream)."""
     model = small_model("cut")
     reference = copy.deepcopy(model)
     real_a, real_b = images(1, batch), images(2, batch)
@@ -87,11 +92,49 @@ def test_cut_step_reuses_the_translation_features_as_keys(batch):
     with torch.no_grad():
         fake = reference.generator(torch.cat([real_a, real_b]))
         nce_x = official_nce(reference, real_a, fake[:batch], seed=7)
-        nce_y = official_nce(reference, real_b, fake[batch:], seed=7)
+        nce_y = official_nce(reference, real_b, fake[batch:], seed=None)  # the next draw, not x's again
+        nce_y_shared_draw = official_nce(reference, real_b, fake[batch:], seed=7)
     assert losses["loss_nce"].item() == pytest.approx(nce_x, rel=1e-5)
     assert losses["loss_nce_idt"].item() == pytest.approx(nce_y, rel=1e-5)
+    assert abs(nce_y - nce_y_shared_draw) > 1e-4  # reusing x's locations would give another value
     expected_g = losses["loss_g_gan"] + 0.5 * (losses["loss_nce"] + losses["loss_nce_idt"])
     assert losses["loss_g"].item() == pytest.approx(expected_g.item(), rel=1e-6)
+
+
+def test_grouped_locations_are_independent_per_group_and_shared_within():
+    features = [torch.randn(4, 3, 8, 8), torch.randn(4, 5, 4, 4)]
+    torch.manual_seed(0)
+    grouped = sample_locations(features, 10, groups=[2, 2])
+    torch.manual_seed(0)
+    first, second = sample_locations(features, 10), sample_locations(features, 10)
+    for layer, locations in enumerate(grouped):
+        assert locations.shape == (4, min(10, features[layer].shape[2] * features[layer].shape[3]))
+        assert torch.equal(locations[0], first[layer]) and torch.equal(locations[1], first[layer])
+        assert torch.equal(locations[2], second[layer]) and torch.equal(locations[3], second[layer])
+        # per-image gathering equals gathering each group with its own shared set
+        patches = gather_patches(features[layer], locations)
+        assert torch.equal(patches[:2], gather_patches(features[layer][:2], first[layer]))
+        assert torch.equal(patches[2:], gather_patches(features[layer][2:], second[layer]))
+    assert not torch.equal(grouped[0][0], grouped[0][2])
+    with pytest.raises(ValueError, match="summing to the batch size"):
+        sample_locations(features, 10, groups=[1, 2])
+
+
+def test_gan_only_step_with_lambda_nce_zero():
+    """lambda_NCE = 0 (GAN loss only): no NCE is computed, the generator sees only domain A,
+    G's loss is the GAN term, the heads get no gradient, and G and D both change."""
+    model = small_model("cut", lambda_nce=0.0)
+    seen = []
+    model.generator.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    before_g = [p.detach().clone() for p in model.generator.parameters()]
+    before_d = [p.detach().clone() for p in model.discriminator.parameters()]
+    losses = model.train_step(images(1, 2), images(2, 2))
+    assert "loss_nce" not in losses and "loss_nce_idt" not in losses and "idt_b" not in losses
+    assert seen == [2]  # one translation pass of x only, no encoding of G(x) for NCE
+    assert losses["loss_g"].item() == pytest.approx(losses["loss_g_gan"].item(), rel=1e-6)
+    assert all(p.grad is None for p in model.heads.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, model.discriminator.parameters()))
 
 
 def test_identity_nce_runs_the_generator_on_domain_b_only_in_cut():
