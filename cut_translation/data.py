@@ -5,10 +5,18 @@ top folder such as ``catdog/`` is stepped into), read with :func:`core_ssl.data.
 If ``testA/`` and ``testB/`` exist they are the held-out split; otherwise ``holdout`` images of
 each domain are set aside at random (seeded), so FID is measured on images never trained on.
 
+A class-pair spec ``SOURCE:CLASS_A,CLASS_B`` instead takes two classes of a labelled dataset laid
+out ``{train,test}/<class>/`` (CIFAR-10's ``cifar10-jpeg.zip``): domain A is ``train/CLASS_A``,
+domain B ``train/CLASS_B``, and the held-out split is their ``test/`` folders, e.g.
+``cifar10-jpeg.zip:automobile,truck``.
+
 Images are decoded once into uint8 tensors: the training images resized to ``load_size`` (CUT's
 ``resize_and_crop``: 286 for 256 crops, i.e. ``round(size * 286 / 256)``), the held-out images
 to ``size``. :class:`UnpairedBatches` then draws batches with a random ``size`` crop and a random
-horizontal flip per image, mapped to [-1, 1].
+horizontal flip per image, mapped to [-1, 1]. In the learning-rate decay epochs the batches are
+resized to ``size`` instead of cropped, as the official code does (its dataset sets
+``load_size = crop_size`` once ``epoch > n_epochs``). Domain B is drawn with replacement at
+every step, domain A in shuffled order (the official ``UnalignedDataset``).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import torch
 from core_ssl.augment import random_crop
 from core_ssl.data import find_source, read_image_files, resize_images
 
-__all__ = ["UnpairedData", "load_unpaired", "default_load_size", "to_model_range", "to_uint8",
+__all__ = ["UnpairedData", "load_unpaired", "parse_data_spec", "default_load_size", "to_model_range", "to_uint8",
            "UnpairedBatches", "augment_batch"]
 
 
@@ -66,12 +74,44 @@ class UnpairedData:
                 f"held out {len(self.test_a)} A + {len(self.test_b)} B at {self.size}px, {self.channels} channels)")
 
 
+def parse_data_spec(source: str | Path) -> tuple[str, tuple[str, str] | None]:
+    """Split ``SOURCE:CLASS_A,CLASS_B`` into ``(SOURCE, (CLASS_A, CLASS_B))``; any other string
+    (a folder or zip with ``trainA/`` and ``trainB/``) is returned as ``(source, None)``."""
+    text = str(source)
+    head, sep, tail = text.rpartition(":")
+    if not sep or "," not in tail or "/" in tail or "\\" in tail:
+        return text, None
+    classes = [name.strip() for name in tail.split(",")]
+    if len(classes) != 2 or not all(classes) or classes[0] == classes[1]:
+        raise ValueError(f"data spec {text!r}: after ':' give two different class names, e.g. "
+                         "cifar10-jpeg.zip:automobile,truck")
+    return head, (classes[0], classes[1])
+
+
 def _has_folder(path: Path, name: str) -> bool:
-    """Whether the folder or zip at ``path`` has a sub-folder ``name`` (at the top or one level down)."""
+    """Whether the folder or zip at ``path`` has a sub-folder ``name`` (a relative path such as
+    ``trainA`` or ``train/horse``) at the top or one level down."""
+    name = name.strip("/")
     if path.is_dir():
         return (path / name).is_dir() or any((child / name).is_dir() for child in path.iterdir() if child.is_dir())
     with zipfile.ZipFile(path) as archive:
-        return any(name in member.split("/")[:-1][:2] for member in archive.namelist())
+        return any(member.startswith(name + "/") or member.split("/", 1)[-1].startswith(name + "/")
+                   for member in archive.namelist())
+
+
+def _class_folders(path: Path, split: str) -> list[str]:
+    """The class folder names under ``split/`` of a folder or zip (for error messages)."""
+    if path.is_dir():
+        roots = [path / split] + [child / split for child in path.iterdir() if child.is_dir()]
+        return sorted({d.name for root in roots if root.is_dir() for d in root.iterdir() if d.is_dir()})
+    with zipfile.ZipFile(path) as archive:
+        names = set()
+        for member in archive.namelist():
+            parts = member.split("/")
+            for start in (0, 1):
+                if len(parts) > start + 2 and parts[start] == split:
+                    names.add(parts[start + 1])
+        return sorted(names)
 
 
 def _read_domain(path: Path, folder: str, channels: int | None) -> torch.Tensor | list[torch.Tensor]:
@@ -111,17 +151,28 @@ def load_unpaired(source: str | Path, size: int = 256, load_size: int | None = N
     load_size = default_load_size(size) if load_size is None else load_size
     if load_size < size:
         raise ValueError(f"load_size ({load_size}) must be >= size ({size}): the random crop is taken from it")
+    source, classes = parse_data_spec(source)
     path = find_source(source)
-    for folder in ("trainA", "trainB"):
-        if not _has_folder(path, folder):
-            raise ValueError(
-                f"{path} has no {folder}/ folder; an unpaired dataset needs trainA/ (domain A, the input) and "
-                "trainB/ (domain B, the target), optionally testA/ and testB/ for evaluation"
-            )
-    domains = {name: _read_domain(path, name, channels) for name in ("trainA", "trainB")}
-    has_test = _has_folder(path, "testA") and _has_folder(path, "testB")
+    if classes is not None:
+        folders = {"trainA": f"train/{classes[0]}", "trainB": f"train/{classes[1]}",
+                   "testA": f"test/{classes[0]}", "testB": f"test/{classes[1]}"}
+        for name, folder in folders.items():
+            if not _has_folder(path, folder):
+                raise ValueError(f"{path} has no {folder}/ folder for domain {name[-1]}; its {folder.split('/')[0]}/ "
+                                 f"classes are: {', '.join(_class_folders(path, folder.split('/')[0])) or '(none)'}")
+    else:
+        folders = {name: name for name in ("trainA", "trainB", "testA", "testB")}
+        for folder in ("trainA", "trainB"):
+            if not _has_folder(path, folder):
+                raise ValueError(
+                    f"{path} has no {folder}/ folder; an unpaired dataset needs trainA/ (domain A, the input) and "
+                    "trainB/ (domain B, the target), optionally testA/ and testB/ for evaluation, or give two "
+                    "classes of a {train,test}/<class>/ dataset as SOURCE:CLASS_A,CLASS_B"
+                )
+    domains = {name: _read_domain(path, folders[name], channels) for name in ("trainA", "trainB")}
+    has_test = _has_folder(path, folders["testA"]) and _has_folder(path, folders["testB"])
     if has_test:
-        domains.update({name: _read_domain(path, name, channels) for name in ("testA", "testB")})
+        domains.update({name: _read_domain(path, folders[name], channels) for name in ("testA", "testB")})
     found_channels = {images.shape[1] if isinstance(images, torch.Tensor) else images[0].shape[0]
                       for images in domains.values()}
     channels = channels or (1 if found_channels == {1} else 3)
@@ -148,10 +199,12 @@ def load_unpaired(source: str | Path, size: int = 256, load_size: int | None = N
     return UnpairedData(**split, size=size, load_size=load_size, channels=channels)
 
 
-def augment_batch(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 (B, C, L, L) -> float (B, C, size, size) in [-1, 1]: a random crop and, with
-    probability 1/2 per image, a horizontal flip."""
-    cropped = random_crop(images, size, generator=generator)
+def augment_batch(images: torch.Tensor, size: int, generator: torch.Generator | None = None,
+                  crop: bool = True) -> torch.Tensor:
+    """uint8 (B, C, L, L) -> float (B, C, size, size) in [-1, 1]: a random ``size`` crop (or, with
+    ``crop=False``, a bicubic resize to ``size``) and, with probability 1/2 per image, a
+    horizontal flip."""
+    cropped = random_crop(images, size, generator=generator) if crop else resize_images(images, size)
     flip = torch.rand(len(images), generator=generator) < 0.5
     cropped = torch.where(flip.view(-1, 1, 1, 1).to(cropped.device), cropped.flip(3), cropped)
     return to_model_range(cropped)
@@ -160,9 +213,11 @@ def augment_batch(images: torch.Tensor, size: int, generator: torch.Generator | 
 class UnpairedBatches:
     """Epochs of (domain-A, domain-B) training batches, each an independent random order.
 
-    An epoch has ``max(N_A, N_B) // batch_size`` steps (CUT's dataset length); both domains are
-    shuffled each epoch and the shorter one is cycled. Batches are augmented with
-    :func:`augment_batch` on the CPU and moved to ``device``.
+    An epoch has ``max(N_A, N_B) // batch_size`` steps (CUT's dataset length). Domain A is
+    shuffled each epoch (and cycled when it is the shorter one); domain B is drawn uniformly
+    with replacement at every step, as the official ``UnalignedDataset`` does
+    (``random.randint(0, B_size - 1)``). Batches are augmented with :func:`augment_batch` on the
+    CPU and moved to ``device``.
     """
 
     def __init__(self, data: UnpairedData, batch_size: int = 1, device: str | torch.device = "cpu",
@@ -180,13 +235,17 @@ class UnpairedBatches:
         repeats = -(-total // count)
         return torch.cat([torch.randperm(count, generator=self.generator) for _ in range(repeats)])[:total]
 
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``steps_per_epoch`` pairs of (B, C, size, size) float batches in [-1, 1]."""
-        order_a, order_b = self._order(len(self.data.train_a)), self._order(len(self.data.train_b))
+    def epoch(self, finetune: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``steps_per_epoch`` pairs of (B, C, size, size) float batches in [-1, 1].
+
+        ``finetune=True`` (the learning-rate decay epochs) resizes instead of cropping."""
+        order_a = self._order(len(self.data.train_a))
+        order_b = torch.randint(len(self.data.train_b), (self.steps_per_epoch * self.batch_size,),
+                                generator=self.generator)
         for step in range(self.steps_per_epoch):
             rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
-            a = augment_batch(self.data.train_a[order_a[rows]], self.data.size, self.generator)
-            b = augment_batch(self.data.train_b[order_b[rows]], self.data.size, self.generator)
+            a = augment_batch(self.data.train_a[order_a[rows]], self.data.size, self.generator, not finetune)
+            b = augment_batch(self.data.train_b[order_b[rows]], self.data.size, self.generator, not finetune)
             yield a.to(self.device, non_blocking=True), b.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cut_translation.data import (UnpairedBatches, augment_batch, default_load_size, load_unpaired, to_model_range,
-                                  to_uint8)
+from core_ssl.data import resize_images
+from cut_translation.data import (UnpairedBatches, UnpairedData, augment_batch, default_load_size, load_unpaired,
+                                  parse_data_spec, to_model_range, to_uint8)
 
 
 def write_images(folder, count, mode, size=(40, 36), seed=0):
@@ -75,3 +76,55 @@ def test_augment_and_epochs(catdog):
     assert all(a.shape == b.shape == (4, 3, 64, 64) for a, b in first)
     replay = UnpairedBatches(catdog, batch_size=4, seed=0)
     assert torch.equal(next(replay.epoch())[0], first[0][0])  # seeded order and augmentation
+
+
+def write_class_zip(path, classes, counts, size=32):
+    """A zip laid out like cifar10-jpeg.zip: ``cifar10/{train,test}/<class>/NNNN.png``."""
+    import io
+    import zipfile
+
+    generator = torch.Generator().manual_seed(0)
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, count in counts.items():
+            for label, name in enumerate(classes):
+                for i in range(count):
+                    pixels = torch.full((size, size, 3), 40 * label, dtype=torch.uint8)
+                    pixels += torch.randint(0, 20, pixels.shape, generator=generator, dtype=torch.uint8)
+                    buffer = io.BytesIO()
+                    Image.fromarray(pixels.numpy()).save(buffer, format="PNG")
+                    archive.writestr(f"cifar10/{split}/{name}/{i:04d}.png", buffer.getvalue())
+    return path
+
+
+def test_class_pair_spec_takes_two_classes_with_the_test_split_held_out(tmp_path):
+    archive = write_class_zip(tmp_path / "classes.zip", ["cat", "horse", "truck"], {"train": 6, "test": 3})
+    assert parse_data_spec(f"{archive}:horse,truck") == (str(archive), ("horse", "truck"))
+    assert parse_data_spec("catdog-128.zip") == ("catdog-128.zip", None)
+    data = load_unpaired(f"{archive}:horse,truck", size=32, holdout=999)
+    assert (len(data.train_a), len(data.train_b), len(data.test_a), len(data.test_b)) == (6, 6, 3, 3)
+    assert data.train_a.shape[-1] == default_load_size(32) and data.test_a.shape[-1] == 32
+    # domain A is the horse class (value 40 + noise), domain B the truck class (80 + noise)
+    assert 40 <= data.test_a.float().mean() < 60 and 80 <= data.test_b.float().mean() < 100
+    with pytest.raises(ValueError, match="classes are: cat, horse, truck"):
+        load_unpaired(f"{archive}:horse,zebra", size=32)
+    with pytest.raises(ValueError, match="two different class names"):
+        parse_data_spec(f"{archive}:horse,horse")
+
+
+def test_batches_draw_b_with_replacement_and_resize_in_the_decay_epochs():
+    count = 30
+    index_images = torch.arange(count, dtype=torch.uint8).view(count, 1, 1, 1).expand(count, 3, 36, 36)
+    data = UnpairedData(train_a=index_images.clone(), train_b=index_images.clone(), test_a=index_images[:2, :, :32, :32],
+                        test_b=index_images[:2, :, :32, :32], size=32, load_size=36, channels=3)
+    batches = UnpairedBatches(data, batch_size=1, seed=0)
+    seen_a, seen_b = [], []
+    for a, b in batches.epoch():
+        seen_a.append(round(to_uint8(a)[0, 0, 0, 0].item()))
+        seen_b.append(round(to_uint8(b)[0, 0, 0, 0].item()))
+    assert sorted(seen_a) == list(range(count))  # A: one shuffled pass
+    assert len(set(seen_b)) < count  # B: uniform draws with replacement repeat some images
+    # decay epochs: the whole load_size image resized to size, not cropped (up to the flip)
+    gradient = torch.arange(36, dtype=torch.uint8).mul(7).view(1, 1, 1, 36).expand(1, 3, 36, 36).contiguous()
+    resized = to_uint8(augment_batch(gradient, 32, torch.Generator().manual_seed(1), crop=False))
+    expected = resize_images(gradient, 32)
+    assert torch.equal(resized, expected) or torch.equal(resized, expected.flip(3))
