@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 _RESIZE_CHUNK = 1024  # images resized per float32 chunk, to bound the temporary memory
@@ -24,45 +24,88 @@ def _quiet_torchvision_io() -> Iterator[None]:
         yield
 
 
+class CorruptImageWarning(UserWarning):
+    """Unreadable images were skipped while loading a folder or archive (the message names them)."""
+
+
+def scale_16bit(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """16-bit samples (0..65535) -> uint8 by ``round(v / 257)``: 0 -> 0, 65535 -> 255, and every
+    8-bit value stored as 16 bits (``v = 257 k``) maps back to ``k`` exactly. Computed in
+    integers as ``(2 v + 257) // 514`` (= floor(v / 257 + 1/2))."""
+    wide = torch.as_tensor(np.asarray(values, dtype=np.int64) if isinstance(values, np.ndarray) else values)
+    wide = wide.to(torch.int64).clamp(0, 65535)
+    return ((2 * wide + 257) // 514).to(torch.uint8)
+
+
 def _decode_with_pil(data: bytes) -> torch.Tensor:
+    """PIL's decoders for what torchvision cannot read. 16-bit grey (``I;16*``, and ``I`` whose
+    values fit 16 bits) is scaled with :func:`scale_16bit`, never clipped; 32-bit float ``F`` is
+    taken as 0..255 and clamped."""
     with Image.open(io.BytesIO(data)) as img:
-        gray = img.mode in ("1", "L", "LA", "I", "I;16", "F")
+        img.load()
+        if img.mode.startswith("I;16") or img.mode == "I":
+            array = np.asarray(img)
+            if img.mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):
+                raise ValueError(f"32-bit integer image with values {array.min()}..{array.max()}: "
+                                 "convert it to 8 or 16 bits per sample")
+            return scale_16bit(array.astype(np.int64))[None]
+        if img.mode == "F":
+            array = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
+            return torch.from_numpy(array.copy())[None]
+        gray = img.mode in ("1", "L", "LA")
         array = np.asarray(img.convert("L" if gray else "RGB"))
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def _decode_one(data: torch.Tensor, name: str, location: str) -> torch.Tensor:
-    """One image as uint8 (C, H, W): torchvision's decoders first, then PIL."""
+def _decode_one(data: torch.Tensor) -> torch.Tensor:
+    """One image as uint8 (C, H, W): torchvision's decoders first, then PIL. 16-bit PNGs come
+    out of torchvision as uint16 and are scaled with :func:`scale_16bit`.
+
+    Raises:
+        ValueError: with the decoder's reason (the caller adds the file's name).
+    """
     try:
         with _quiet_torchvision_io():
             image = decode_image(data, mode=ImageReadMode.UNCHANGED)
     except (RuntimeError, ValueError):
         try:
             image = _decode_with_pil(data.numpy().tobytes())
+        except UnidentifiedImageError as err:
+            raise ValueError("not a readable image (unknown format or damaged header)") from err
         except Exception as err:  # PIL raises many types for bad files
-            raise ValueError(f"cannot decode {name!r} in {location}: {err}") from err
+            raise ValueError(str(err) or type(err).__name__) from err
     if image.ndim == 4:  # animated GIF: keep the first frame
         image = image[0]
     if image.dtype == torch.uint16:  # 16-bit PNG
-        image = (image.to(torch.int32) // 257).to(torch.uint8)
+        image = scale_16bit(image)
+    elif image.dtype != torch.uint8:
+        raise ValueError(f"unsupported sample type {image.dtype}")
     return image
 
 
-def _decode_all(blobs: list[bytes], names: list[str], location: str) -> list[torch.Tensor]:
+def _decode_all(blobs: list[bytes | None], names: list[str], location: str) -> tuple[list[torch.Tensor | None], dict[str, str]]:
     """Decode every blob into a uint8 (C, H, W) tensor, channels as stored.
+
+    Returns the images (None where a blob is None, empty or undecodable) and ``{name: reason}``
+    for every failure, so that the caller skips or raises (:func:`handle_failures`).
 
     JPEGs go through one batched ``decode_jpeg`` call: about twice as fast as PIL here, and
     neither threads nor a process pool beat it on two cores. If the batch fails, every image
-    is decoded on its own so that the error names the culprit.
+    is decoded on its own so that a bad file is named.
     """
-    tensors = []
+    failures: dict[str, str] = {}
+    tensors: list[torch.Tensor | None] = []
     for blob, name in zip(blobs, names):
-        if not blob:
-            raise ValueError(f"cannot decode {name!r} in {location}: the file is empty")
-        tensors.append(torch.frombuffer(bytearray(blob), dtype=torch.uint8))
+        if blob is None:
+            tensors.append(None)
+        elif not blob:
+            failures[name] = "the file is empty"
+            tensors.append(None)
+        else:
+            tensors.append(torch.frombuffer(bytearray(blob), dtype=torch.uint8))
     decoded: list[torch.Tensor | None] = [None] * len(tensors)
-    jpeg_index = [i for i, blob in enumerate(blobs) if blob[:3] == b"\xff\xd8\xff"]
+    jpeg_index = [i for i, blob in enumerate(blobs) if blob and blob[:3] == b"\xff\xd8\xff"]
     if jpeg_index:
         try:
             with _quiet_torchvision_io():
@@ -71,10 +114,39 @@ def _decode_all(blobs: list[bytes], names: list[str], location: str) -> list[tor
             batch = [None] * len(jpeg_index)
         for i, image in zip(jpeg_index, batch):
             decoded[i] = image
-    return [
-        image if image is not None else _decode_one(data, name, location)
-        for image, data, name in zip(decoded, tensors, names)
-    ]
+    for i, (data, name) in enumerate(zip(tensors, names)):
+        if decoded[i] is None and data is not None:
+            try:
+                decoded[i] = _decode_one(data)
+            except ValueError as err:
+                failures[name] = str(err)
+    return decoded, failures
+
+
+def handle_failures(failures: dict[str, str], location: str, strict: bool, total: int) -> None:
+    """Skip unreadable images with one :class:`CorruptImageWarning` that counts and names them,
+    or, with ``strict``, raise for the first one.
+
+    Raises:
+        ValueError: ``strict`` and at least one failure (naming the file and ``location``), or
+            every one of ``total`` images failed (nothing left to load).
+    """
+    if not failures:
+        return
+    name, reason = next(iter(failures.items()))
+    if strict or len(failures) == total:
+        why = "strict loading stops at the first unreadable image" if strict else "no image could be read"
+        raise ValueError(
+            f"cannot decode {name!r} in {location}: {reason} ({why}; {len(failures)} of {total} failed). "
+            "Remove or replace the file" + ("" if not strict else ", or load without strict to skip it with a warning")
+        )
+    listed = "; ".join(f"{n} ({r})" for n, r in list(failures.items())[:5])
+    more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+    warnings.warn(
+        f"skipped {len(failures)} of {total} images in {location} that cannot be read: {listed}{more}. "
+        "Pass strict=True (--strict) to stop with an error instead.",
+        CorruptImageWarning, stacklevel=3,
+    )
 
 
 def _convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

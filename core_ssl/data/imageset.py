@@ -68,3 +68,30 @@ class ImageSet:
     def to(self, device: str | torch.device) -> ImageSet:
         """The same set with images and labels on ``device`` (e.g. the whole set on the GPU)."""
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+
+
+def split_by_fraction(data: ImageSet, test_fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """A seeded, class-stratified train/test split of one labelled set.
+
+    In every class of ``n`` images, ``round(test_fraction * n)`` (clamped to 1 .. n - 1 when
+    n >= 2) chosen by ``randperm`` under ``torch.Generator().manual_seed(seed)`` go to the test
+    part, the rest to the training part; both keep the original order. The same seed and data
+    give the same split.
+
+    Raises:
+        ValueError: ``test_fraction`` outside (0, 1).
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    test_index = []
+    labels = data.labels.cpu()
+    for label in labels.unique(sorted=True).tolist():
+        members = (labels == label).nonzero().flatten()
+        count = round(test_fraction * len(members))
+        if len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        test_index.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    is_test = torch.zeros(len(data), dtype=torch.bool)
+    is_test[torch.cat(test_index)] = True
+    return data.subset(torch.nonzero(~is_test).flatten()), data.subset(torch.nonzero(is_test).flatten())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core_ssl.data.decode import resize_images
+from core_ssl.data.decode import _convert_channels, resize_images
 from core_ssl.data.folders import load_image_folder
 from core_ssl.data.imageset import ImageSet
 from core_ssl.data.roots import DATA_ENV_VAR, data_root_for, resolve_data_root
@@ -29,7 +29,7 @@ DATASET_NAMES = ("cifar10", "cifar100", "stl10", "fashion-mnist")
 
 def load_cifar10(
     split: str = "train", root: str | Path | None = None, download: bool = False,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None, strict: bool = False,
 ) -> ImageSet:
     """CIFAR-10 (50,000 train / 10,000 test images of 3x32x32, 10 classes).
 
@@ -43,7 +43,7 @@ def load_cifar10(
     candidates = [data_root / "cifar10-jpeg.zip", data_root / "cifar10"]
     for candidate in candidates:
         if candidate.exists():
-            return load_image_folder(candidate, split=split, cache_dir=cache_dir)
+            return load_image_folder(candidate, split=split, cache_dir=cache_dir, strict=strict)
     if download or (data_root / "cifar-10-batches-py").is_dir():
         return load_torchvision("cifar10", split, data_root, download=download)
     raise FileNotFoundError(
@@ -187,24 +187,31 @@ def load_dataset(
     download: bool = False,
     size: int | None = None,
     cache_dir: str | Path | None = None,
+    channels: int | None = None,
+    strict: bool = False,
 ) -> ImageSet:
     """Load a named dataset (``cifar10``, ``cifar100``, ``stl10``, ``fashion-mnist``) or a
-    folder / zip path (see :func:`load_image_folder`), optionally resized to ``size x size``."""
+    folder / zip path (see :func:`load_image_folder`), optionally resized to ``size x size``
+    and converted to ``channels`` (1 = grey, 3 = RGB: grey is replicated, RGB -> grey by luma).
+    ``strict`` makes an unreadable image in a folder or zip an error instead of a warning."""
     key = _canonical_name(str(name_or_path)) if isinstance(name_or_path, str) else None
     if key in DATASET_NAMES:
         if split is None:
             raise ValueError(f"{key} needs a split, e.g. split='train'")
         if key == "cifar10":
-            data = load_cifar10(split, root, download, cache_dir=cache_dir)
+            data = load_cifar10(split, root, download, cache_dir=cache_dir, strict=strict)
         elif key == "fashion-mnist":
             data = load_fashion_mnist(split, root, download)
         else:
             data = load_torchvision(key, split, root, download)
-        return data if size is None else replace(data, images=resize_images(data.images, size))
+        images = data.images if channels is None else _convert_channels(data.images, channels).contiguous()
+        images = images if size is None else resize_images(images, size)
+        return data if images is data.images else replace(data, images=images)
     text = str(name_or_path)
     looks_like_path = isinstance(name_or_path, Path) or "/" in text or os.sep in text or text.endswith(".zip")
     if looks_like_path or Path(text).exists():
-        return load_image_folder(name_or_path, split=split, size=size, cache_dir=cache_dir)
+        return load_image_folder(name_or_path, split=split, size=size, channels=channels, cache_dir=cache_dir,
+                                 strict=strict)
     raise ValueError(
         f"unknown dataset {text!r}: use one of {', '.join(DATASET_NAMES)}, or a path to a "
         "folder or .zip archive laid out <split>/<class>/<image>"

@@ -57,8 +57,8 @@ class _ZipReader:
         self.location = str(path)
         try:
             self.archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"{path} is not a readable zip archive: {err}") from err
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise ValueError(_damaged_zip_message(path, str(err))) from err
         self.names = sorted(
             info.filename
             for info in self.archive.infolist()
@@ -82,11 +82,33 @@ class _ZipReader:
         self.archive.close()
 
 
+def _damaged_zip_message(path: Path, detail: str) -> str:
+    size = path.stat().st_size
+    return (
+        f"{path} is a damaged or truncated zip archive ({detail}; the file has {size:,} bytes): "
+        "it was probably cut short while downloading or copying. Copy or download it again and "
+        "compare its size and checksum (sha256sum) with the original; to salvage what is in it, "
+        f"run `zip -FF {path} --out repaired.zip` and load repaired.zip."
+    )
+
+
 def _open_source(path: Path) -> _FolderReader | _ZipReader:
+    """A reader for a folder or a zip archive.
+
+    Raises:
+        ValueError: ``path`` is a truncated or damaged zip (a ``.zip`` name or a ``PK`` header
+            without a readable central directory: the message names it and how to recover),
+            or neither a folder nor a zip.
+    """
     if path.is_dir():
         return _FolderReader(path)
     if path.is_file() and zipfile.is_zipfile(path):
         return _ZipReader(path)
+    if path.is_file():
+        with path.open("rb") as f:
+            head = f.read(4)
+        if path.suffix.lower() == ".zip" or head[:2] == b"PK":
+            raise ValueError(_damaged_zip_message(path, "its end-of-archive directory is missing"))
     raise ValueError(f"{path} is neither a folder nor a .zip archive of one")
 
 

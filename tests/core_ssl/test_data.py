@@ -266,7 +266,10 @@ def test_corrupt_zip_member_is_named(tmp_path, bad_bytes):
         zf.writestr("ds/train/cat/0001.png", good)
         zf.writestr("ds/train/dog/0000.png", good)
     with pytest.raises(ValueError, match=r"cannot decode 'ds/train/cat/0000.jpg' in .*broken.zip"):
-        load_image_folder(archive, split="train", cache=False)
+        load_image_folder(archive, split="train", cache=False, strict=True)
+    with pytest.warns(data_mod.CorruptImageWarning, match=r"skipped 1 of 3 images .*ds/train/cat/0000.jpg"):
+        rest = load_image_folder(archive, split="train", cache=False)
+    assert rest.names == ["cat/0001.png", "dog/0000.png"] and rest.labels.tolist() == [0, 1]
 
 
 def test_missing_source_says_where_it_looked(tmp_path, monkeypatch):
