@@ -11,7 +11,8 @@ Contents:
 
 - image policies: :class:`SimCLRAugment` (random resized crop + flip as one ``grid_sample``,
   colour jitter, grayscale, Gaussian blur, solarize, normalise) and the recipes
-  :func:`simclr_augment`, :func:`byol_augment_pair`, :func:`mocov2_augment`;
+  :func:`simclr_augment`, :func:`byol_augment_pair`, :func:`mocov1_augment`,
+  :func:`mocov2_augment`; :func:`standardize_images` (per-image, per-channel standardisation);
 - pretext tasks: :func:`rotate_batch` (RotNet), :func:`maximal_hamming_permutations` and
   :func:`jigsaw_tiles` (Jigsaw), inpainting masks :func:`center_square_mask`,
   :func:`random_block_mask`, :func:`apply_mask`, and :func:`random_erasing`;
@@ -50,6 +51,7 @@ __all__ = [
     "gaussian_blur",
     "jigsaw_tiles",
     "maximal_hamming_permutations",
+    "mocov1_augment",
     "mocov2_augment",
     "random_block_mask",
     "random_crop",
@@ -62,6 +64,7 @@ __all__ = [
     "sample_resized_crop_boxes",
     "shift_hue",
     "simclr_augment",
+    "standardize_images",
     "to_float_image",
 ]
 
@@ -159,6 +162,31 @@ def to_float_image(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.to(torch.float32).div_(255.0)
     return x.to(torch.float32)
+
+
+def standardize_images(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Each image and channel to zero mean and unit variance over its pixels, float32.
+
+    For every sample b and channel c of ``x`` (..., C, H, W) (uint8 is mapped to [0, 1] first)::
+
+        y[b, c] = (x[b, c] - mean(x[b, c])) / std(x[b, c])   if std(x[b, c]) >= eps, else 0
+
+    with the population std (no Bessel correction). A (nearly) flat plane carries no pattern
+    and becomes 0, so the function is idempotent:
+    ``standardize_images(standardize_images(x)) == standardize_images(x)`` up to rounding. Noroozi & Favaro normalise every Jigsaw tile this way, so
+    brightness and contrast differences between tiles cannot give the puzzle away; a method
+    trained on such inputs must see its evaluation images standardised the same way.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+        raise ValueError(f"standardize_images needs (..., C, H, W) images, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    _check_image_dtype(x)
+    x = x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+    std, mean = torch.std_mean(x, dim=(-2, -1), keepdim=True, correction=0)
+    flat = std < eps
+    return (x - mean).div_(std.clamp_min(eps)).masked_fill_(flat, 0.0)
 
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
@@ -421,7 +449,9 @@ class SimCLRAugment(torch.nn.Module):
     probability ``grayscale_p``; Gaussian blur with probability ``blur_p``, sigma ~ U(blur_sigma),
     kernel side ``blur_kernel_frac * size`` made odd as SimCLR does (23 at 224, at least 3);
     solarize (x -> 1 - x where x >= 0.5) with probability ``solarize_p``; finally
-    ``(x - mean) / std`` when both are given.
+    ``(x - mean) / std`` when both are given. With ``grayscale_first`` the grayscale step runs
+    before the colour jitter (MoCo v1's order, :func:`mocov1_augment`), so a grayed image stays
+    gray: hue and saturation leave gray pixels unchanged.
 
     A component with probability 0 (or ``crop=False``) is skipped entirely. Without the crop
     the images keep their size if it is already ``size``, else they are resized whole.
@@ -437,9 +467,10 @@ class SimCLRAugment(torch.nn.Module):
                  crop: bool = True, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, *, brightness: float | None = None,
                  contrast: float | None = None, saturation: float | None = None,
-                 hue: float | None = None) -> None:
+                 hue: float | None = None, grayscale_first: bool = False) -> None:
         super().__init__()
         self.size = _pair(size)
+        self.grayscale_first = bool(grayscale_first)
         self.scale = _check_range(scale, "scale", 0.0, 1.0)
         self.ratio = _check_range(ratio, "ratio")
         self.crop = bool(crop)
@@ -488,7 +519,7 @@ class SimCLRAugment(torch.nn.Module):
     def extra_repr(self) -> str:
         parts = [f"size={self.size}", f"crop={self.crop}", f"scale={self.scale}", f"flip_p={self.flip_p}",
                  f"color_p={self.color_p}", f"jitter={self.jitter_strengths}",
-                 f"grayscale_p={self.grayscale_p}", f"blur_p={self.blur_p}",
+                 f"grayscale_p={self.grayscale_p}", f"grayscale_first={self.grayscale_first}", f"blur_p={self.blur_p}",
                  f"blur_kernel={self.blur_kernel}", f"solarize_p={self.solarize_p}",
                  f"normalize={self.normalize}"]
         return ", ".join(parts)
@@ -510,13 +541,13 @@ class SimCLRAugment(torch.nn.Module):
             or self.solarize_p > 0 or self.normalize
         if needs_more and x.data_ptr() == source.data_ptr():
             x = x.clone()  # the steps below work in place; never overwrite the caller's tensor
+        gray_step = self.grayscale_p > 0 and C == 3
+        if gray_step and self.grayscale_first:
+            x = self._grayscale(x, generator)
         if self.jitter_ops:
             x = self._jitter(x, generator)
-        if self.grayscale_p > 0 and C == 3:
-            to_gray = (_uniform((B,), generator, device) < self.grayscale_p).view(B, 1, 1, 1).float()
-            # x <- (1 - t) x + t gray(x) with t in {0, 1}: exact either way, and in place
-            gray = rgb_to_gray(x).mul_(to_gray)
-            x = x.mul_(1.0 - to_gray).add_(gray)
+        if gray_step and not self.grayscale_first:
+            x = self._grayscale(x, generator)
         if self.blur_p > 0:
             u = _uniform((B, 2), generator, device)
             sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * u[:, 0]
@@ -541,6 +572,13 @@ class SimCLRAugment(torch.nn.Module):
         if flip is not None:
             return torch.where(flip.view(B, 1, 1, 1), x.flip(3), x)
         return x
+
+    def _grayscale(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        B = x.shape[0]
+        to_gray = (_uniform((B,), generator, x.device) < self.grayscale_p).view(B, 1, 1, 1).float()
+        # x <- (1 - t) x + t gray(x) with t in {0, 1}: exact either way, and in place
+        gray = rgb_to_gray(x).mul_(to_gray)
+        return x.mul_(1.0 - to_gray).add_(gray)
 
     def _jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         B = x.shape[0]
@@ -585,6 +623,17 @@ def byol_augment_pair(size: int, **overrides) -> tuple[SimCLRAugment, SimCLRAugm
     view1 = SimCLRAugment(size, **{"blur_p": 1.0, "solarize_p": 0.0, **common})
     view2 = SimCLRAugment(size, **{"blur_p": 0.1, "solarize_p": 0.2, **common})
     return view1, view2
+
+
+def mocov1_augment(size: int, **overrides) -> SimCLRAugment:
+    """MoCo v1's policy (He et al. 2020; ``main_moco.py`` without ``--aug-plus``): crop scale
+    (0.2, 1), grayscale p 0.2 *first*, then colour jitter (0.4, 0.4, 0.4, 0.4) always applied
+    (torchvision's ``ColorJitter(0.4, 0.4, 0.4, 0.4)``: hue shift up to 0.4 turns), flip 0.5,
+    no blur."""
+    settings = dict(scale=(0.2, 1.0), brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4,
+                    color_p=1.0, grayscale_p=0.2, grayscale_first=True, blur_p=0.0)
+    settings.update(overrides)
+    return SimCLRAugment(size, **settings)
 
 
 def mocov2_augment(size: int, **overrides) -> SimCLRAugment:
@@ -752,14 +801,28 @@ def _all_permutations(n: int) -> np.ndarray:
     return flat.reshape(count, n)
 
 
-def maximal_hamming_permutations(n: int = 100, grid: int = 9, seed: int = 0) -> torch.Tensor:
-    """A set of ``n`` permutations of range(grid) far apart in Hamming distance, (n, grid) int64.
+HAMMING_RULES = ("average", "minimum")
 
-    Noroozi & Favaro's greedy selection over all grid! permutations: start from one chosen at
-    random (by ``seed``); then repeatedly add the permutation whose minimum Hamming distance to
-    the chosen set is largest (ties: the lexicographically first). Deterministic for a seed.
-    ``grid`` is the number of tiles (9 for a 3x3 puzzle), at most 10.
+
+def maximal_hamming_permutations(n: int = 100, grid: int = 9, seed: int = 0,
+                                 rule: str = "average") -> torch.Tensor:
+    """A set of ``n`` distinct permutations of range(grid) far apart in Hamming distance, (n, grid) int64.
+
+    Greedy selection over all grid! permutations P-bar, started from one drawn at random (by
+    ``seed``). With d(p, q) = #{k : p[k] != q[k]} and S the permutations chosen so far, each step
+    adds the unchosen permutation p maximising
+
+    - ``rule="average"``: sum_{q in S} d(p, q), the summed (equivalently, average) distance to
+      the set -- Noroozi & Favaro (2016), Algorithm 1 ("maximal average Hamming distance"), the
+      rule of their released permutation sets;
+    - ``rule="minimum"``: min_{q in S} d(p, q), the max-min variant, which guarantees a larger
+      minimum distance between any two permutations of the set.
+
+    Ties go to the lexicographically first permutation. Deterministic for a seed. ``grid`` is
+    the number of tiles (9 for a 3x3 puzzle), at most 10.
     """
+    if rule not in HAMMING_RULES:
+        raise ValueError(f"rule must be one of {HAMMING_RULES}, got {rule!r}")
     if not 2 <= grid <= 10:
         raise ValueError(f"grid (number of tiles) must lie in [2, 10], got {grid}")
     total = math.factorial(grid)
@@ -769,14 +832,22 @@ def maximal_hamming_permutations(n: int = 100, grid: int = 9, seed: int = 0) -> 
     columns = np.ascontiguousarray(perms.T)  # (grid, total): one contiguous row per position
     rng = np.random.default_rng(seed)
     chosen = [int(rng.integers(total))]
-    min_distance = np.full(total, grid, dtype=np.uint8)
+    available = np.ones(total, dtype=bool)
+    available[chosen[0]] = False
+    # score[p]: summed (average rule) or minimum (max-min rule) distance of p to the chosen set
+    score = np.zeros(total, dtype=np.int32) if rule == "average" else np.full(total, grid, dtype=np.int32)
     for _ in range(n - 1):
         last = perms[chosen[-1]]
-        matches = np.zeros(total, dtype=np.uint8)
+        matches = np.zeros(total, dtype=np.int32)
         for position in range(grid):
             matches += columns[position] == last[position]
-        np.minimum(min_distance, grid - matches, out=min_distance)
-        chosen.append(int(np.argmax(min_distance)))
+        if rule == "average":
+            score += grid - matches
+        else:
+            np.minimum(score, grid - matches, out=score)
+        pick = int(np.argmax(np.where(available, score, -1)))
+        chosen.append(pick)
+        available[pick] = False
     return torch.from_numpy(perms[chosen].astype(np.int64))
 
 

@@ -9,13 +9,16 @@ which pairs are positives and where the negatives come from:
 loss           similarity s         candidates of anchor i               used by
 =============  ===================  ===================================  ==================
 nt_xent        cosine               the other 2N - 1 views in the batch  SimCLR
-info_nce       cosine               its key + an external queue / bank   MoCo, PIRL
+info_nce       cosine               its key + an external queue / bank   MoCo, PIRL (option)
 supcon         cosine               all other views; every same-label    SupCon
                                     view is a positive
 curl_bilinear  q^T W k (learned W)  every key in the batch               CURL
 patch_nce      cosine               the other patches of the same image  CUT / FastCUT
                                     (or of the whole batch)
 =============  ===================  ===================================  ==================
+
+PIRL's default loss, :func:`nce`, is the binary (logistic) form instead: the positive and each
+negative are classified separately as data or noise, with no softmax over the candidates.
 
 :func:`contrastive_cross_entropy` is the shared core; :func:`nt_xent` is :func:`supcon` with
 each image its own class. All losses upcast fp16 / bf16 inputs to float32 (so they are safe inside
@@ -28,6 +31,7 @@ itself lives in :mod:`core_ssl.momentum` and :mod:`core_ssl.heads`.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +42,8 @@ __all__ = [
     "contrastive_cross_entropy",
     "nt_xent",
     "info_nce",
+    "nce",
+    "nce_noise_mass",
     "supcon",
     "byol_loss",
     "curl_bilinear",
@@ -224,6 +230,17 @@ def info_nce(
         negatives: (K, D) shared negatives (a queue of past keys or memory-bank rows).
         temperature: t > 0 (0.07 in MoCo v1, 0.2 in MoCo v2).
     """
+    _check_external_negatives(query, key, negatives)
+    _check_temperature(temperature)
+    q = _normalize(query)
+    k = _normalize(key.detach())
+    negatives = _normalize(negatives.detach())
+    positive_logit = (q * k).sum(1, keepdim=True)
+    logits = torch.cat([positive_logit, q @ negatives.T], dim=1) / temperature
+    return contrastive_cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def _check_external_negatives(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor) -> None:
     _check_matrix("query", query)
     _check_same_shape("query", query, "key", key)
     _check_matrix("negatives", negatives)
@@ -232,13 +249,66 @@ def info_nce(
             f"negatives have dimension {negatives.shape[1]} but queries {query.shape[1]}; "
             "the queue / memory bank must be built with the projection's output dimension."
         )
+
+
+@_outside_autocast
+def nce(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    negatives: torch.Tensor,
+    temperature: float = 0.07,
+    noise_mass: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """Binary noise-contrastive estimation with external negatives (PIRL, InstDisc).
+
+    Each pair is classified as data or noise; with q, k, n_j L2-normalised (keys and negatives
+    treated as constants), s = cosine and c = ``noise_mass``::
+
+        h(q, k) = exp(s(q, k) / t) / (exp(s(q, k) / t) + c)
+        L = 1/N * sum_i [ -log h(q_i, k_i) - sum_j log(1 - h(q_i, n_j)) ]
+
+    c is K * P_noise * Z: K negatives drawn uniformly (P_noise = 1/|D| for a dataset D) and Z
+    the normaliser of the model's exp(s/t). Misra & van der Maaten (2020, eq. 3) write it with
+    Z = 1, c = K / |D|; InstDisc's and VISSL's implementations (the latter used for PIRL)
+    estimate Z = |D| * mean exp(s/t) once, which gives c = K * mean exp(s/t)
+    (:func:`nce_noise_mass`). Computed in log space: -log h = softplus(log c - s/t) and
+    -log(1 - h) = softplus(s/t - log c), so no exp overflows at small t.
+
+    Args:
+        query: (N, D) the representations being trained.
+        key: (N, D) the positives (PIRL: the memory-bank rows of the images); no gradient.
+        negatives: (K, D) shared negatives (memory-bank rows); no gradient.
+        temperature: t > 0 (0.07 in PIRL).
+        noise_mass: c > 0, a float or a 0-d tensor.
+    """
+    _check_external_negatives(query, key, negatives)
     _check_temperature(temperature)
     q = _normalize(query)
     k = _normalize(key.detach())
     negatives = _normalize(negatives.detach())
-    positive_logit = (q * k).sum(1, keepdim=True)
-    logits = torch.cat([positive_logit, q @ negatives.T], dim=1) / temperature
-    return contrastive_cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    if isinstance(noise_mass, torch.Tensor):  # e.g. a buffer on the GPU: no host read, no check
+        log_c = noise_mass.detach().to(device=q.device, dtype=q.dtype).log()
+    elif noise_mass > 0:
+        log_c = math.log(noise_mass)
+    else:
+        raise ValueError(f"noise_mass must be > 0 (K x noise probability x normaliser), got {noise_mass}")
+    positive = (q * k).sum(1) / temperature
+    negative = (q @ negatives.T) / temperature
+    per_query = F.softplus(log_c - positive) + F.softplus(negative - log_c).sum(1)
+    return per_query.mean()
+
+
+@torch.no_grad()
+@_outside_autocast
+def nce_noise_mass(query: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """InstDisc's estimate of :func:`nce`'s noise mass: ``c = K * mean_{i,j} exp(q_i . n_j / t)``
+    over L2-normalised rows (a 0-d float32 tensor, no gradient). Computed once, on the first
+    batch, and kept fixed afterwards (as InstDisc and VISSL do)."""
+    _check_matrix("query", query)
+    _check_matrix("negatives", negatives)
+    _check_temperature(temperature)
+    similarities = _normalize(query) @ _normalize(negatives).T / temperature
+    return (negatives.shape[0] * similarities.float().exp().mean()).float()
 
 
 # ---------------------------------------------------------------------------------------------

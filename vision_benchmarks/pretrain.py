@@ -31,7 +31,7 @@ from core_ssl.logger import RunLogger, progress
 from core_ssl.schedules import warmup_cosine_factor
 
 from vision_benchmarks.config import PRESETS, PretrainConfig
-from vision_benchmarks.methods import Method, build_method, resolve_method_defaults
+from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.plots import plot_monitors
 from vision_benchmarks.protocols import extract_features
 from vision_benchmarks.sync_batchnorm import convert_batchnorm
@@ -149,12 +149,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
     # data, method, optimiser
     train, test = load_train_test(cfg)
+    cfg = fit_to_training_set(cfg, len(train))  # e.g. MoCo's queue capped below the training set
     if device.type == "cuda":
         train = train.to(device)  # 150 MB for CIFAR-10: batches are then gathered on the GPU
     knn_train = fixed_subset(train, cfg.knn_train_images, cfg.seed + 1)
     knn_test = fixed_subset(test, cfg.knn_test_images, cfg.seed + 2)
     batches = BatchIterator(train, cfg.batch_size // world, seed=cfg.seed, device=device, rank=rank, world_size=world)
     method = build_method(cfg, train.num_classes, len(train)).to(device)
+    cfg = method.cfg  # every setting the method derived (head widths, blur) goes into config.json
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
     # Augmentation parameters are drawn on the CPU and copied over, so CUDA never waits for the host.

@@ -7,16 +7,20 @@
 - :func:`knn_top1`: the weighted kNN of ``core_ssl.monitor`` (k = 200, t = 0.1, cosine).
 - :func:`finetune`: the whole backbone plus a linear layer trained with SGD and light
   augmentation (crop + flip).
-- :func:`balanced_label_subset`: the 1% / 10% labelled subsets of the semi-supervised protocol.
+- :func:`balanced_label_indices` / :func:`balanced_label_subset`: the 1% / 10% labelled subsets
+  of the semi-supervised protocol (exactly balanced, seeded), saved to and loaded from a JSON
+  index file with :func:`save_label_indices` / :func:`load_label_indices`.
 - :func:`distill`: SimCLRv2's self-distillation of a fine-tuned teacher on unlabelled images.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +28,7 @@ from torch import nn
 
 from core_ssl import monitor
 from core_ssl.augment import SimCLRAugment
+from core_ssl.checkpoint import atomic_write
 from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast
 from core_ssl.heads import LinearClassifier
@@ -123,19 +128,87 @@ def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_feat
                                 test_labels.to(test_features.device), num_classes, k=k, temperature=temperature)
 
 
-def balanced_label_subset(data: ImageSet, fraction: float, seed: int = 0) -> ImageSet:
-    """The same ``fraction`` of every class (at least one image each), chosen at random."""
+LABEL_INDEX_FORMAT = 1
+
+
+def balanced_label_indices(labels: torch.Tensor, fraction: float, seed: int = 0,
+                           num_classes: int | None = None) -> torch.Tensor:
+    """The semi-supervised protocol's labelled subset: sorted int64 indices into ``labels``.
+
+    Exactly ``n = max(1, round(fraction * N / C))`` images of each of the C classes, N the
+    number of labelled images (label >= 0; -1 marks unlabelled ones), drawn without replacement
+    by a generator seeded with ``seed``: the same seed gives the same subset. CIFAR-10 at 1%
+    is 50 images per class, at 10% 500. ``fraction = 1`` returns every labelled image.
+    """
     if not 0 < fraction <= 1:
         raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
+    labels = labels.cpu()
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    labelled = (labels >= 0).nonzero().flatten()
     if fraction == 1:
-        return data
+        return labelled
+    per_class = max(1, round(fraction * len(labelled) / num_classes))
     generator = torch.Generator().manual_seed(seed)
     chosen = []
-    for label in range(data.num_classes):
-        members = (data.labels == label).nonzero().flatten()
-        count = max(1, round(fraction * len(members)))
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
-    return data.subset(torch.cat(chosen).sort().values)
+    for label in range(num_classes):
+        members = (labels == label).nonzero().flatten()
+        if len(members) < per_class:
+            raise ValueError(f"class {label} has {len(members)} labelled images, fewer than the {per_class} "
+                             f"a balanced {fraction:g} subset needs; use a smaller --label-fraction")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(chosen).sort().values
+
+
+def save_label_indices(path: str | Path, indices: torch.Tensor, labels: torch.Tensor, fraction: float,
+                       seed: int) -> Path:
+    """Write a labelled subset as JSON (atomically): the fraction, the seed, the size of the
+    training set, the indices and their labels (checked again on loading)."""
+    indices = torch.as_tensor(indices, dtype=torch.int64).cpu()
+    labels = labels.cpu()
+    record = {"format": LABEL_INDEX_FORMAT, "fraction": fraction, "seed": seed, "dataset_size": len(labels),
+              "indices": indices.tolist(), "labels": labels[indices].tolist()}
+    text = json.dumps(record) + "\n"
+    return atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def load_label_indices(path: str | Path, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The indices saved by :func:`save_label_indices`; given the training set's ``labels``, also
+    check that the file belongs to it (same size, same label at every index)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read the label index file {path}: {err}") from err
+    if record.get("format") != LABEL_INDEX_FORMAT:
+        raise ValueError(f"{path} is not a label index file of format {LABEL_INDEX_FORMAT}")
+    indices = torch.tensor(record["indices"], dtype=torch.int64)
+    if labels is not None:
+        labels = labels.cpu()
+        if record["dataset_size"] != len(labels) or \
+                not torch.equal(labels[indices], torch.tensor(record["labels"], dtype=labels.dtype)):
+            raise ValueError(f"{path} was drawn from another training set ({record['dataset_size']} images) "
+                             f"than this one ({len(labels)}); delete it or point to the right file")
+    return indices
+
+
+def balanced_label_subset(data: ImageSet, fraction: float, seed: int = 0,
+                          index_file: str | Path | None = None) -> ImageSet:
+    """The labelled subset of ``data`` (:func:`balanced_label_indices`). With ``index_file``:
+    read the indices from it when it exists (after checking fraction, seed and labels), else
+    draw them and save them there, so later evaluations use the very same images."""
+    if index_file is not None and Path(index_file).exists():
+        record = json.loads(Path(index_file).read_text())
+        if (record.get("fraction"), record.get("seed")) != (fraction, seed):
+            raise ValueError(f"{index_file} holds the fraction {record.get('fraction')} subset of seed "
+                             f"{record.get('seed')}, not fraction {fraction} and seed {seed}")
+        indices = load_label_indices(index_file, data.labels)
+    else:
+        indices = balanced_label_indices(data.labels, fraction, seed, data.num_classes)
+        if index_file is not None:
+            save_label_indices(index_file, indices, data.labels, fraction, seed)
+    if fraction == 1 and len(indices) == len(data):
+        return data
+    return data.subset(indices)
 
 
 def _train_classifier(backbone: nn.Module, feature_dim: int, num_classes: int, images: ImageSet, test: ImageSet,

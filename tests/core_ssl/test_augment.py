@@ -22,6 +22,7 @@ from core_ssl.augment import (
     gaussian_blur,
     jigsaw_tiles,
     maximal_hamming_permutations,
+    mocov1_augment,
     mocov2_augment,
     random_block_mask,
     random_crop,
@@ -31,8 +32,10 @@ from core_ssl.augment import (
     rotate_batch,
     sample_crop_offsets,
     sample_resized_crop_boxes,
+    rgb_to_gray,
     shift_hue,
     simclr_augment,
+    standardize_images,
 )
 
 OFF = dict(crop=False, flip_p=0.0, color_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
@@ -53,6 +56,7 @@ def images() -> torch.Tensor:
 @pytest.mark.parametrize("factory", [
     lambda: simclr_augment(32),
     lambda: simclr_augment(24, color_strength=1.0, blur=True),
+    lambda: mocov1_augment(32),
     lambda: mocov2_augment(32),
     lambda: byol_augment_pair(32)[0],
     lambda: byol_augment_pair(32)[1],
@@ -113,6 +117,41 @@ def test_grayscale_has_equal_channels(images):
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
     expected = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).float() / 255
     assert torch.allclose(out[:, 0], expected, atol=1e-5)
+
+
+def test_mocov1_policy_is_the_official_recipe():
+    aug = mocov1_augment(32)
+    assert aug.scale == (0.2, 1.0) and aug.flip_p == 0.5 and aug.blur_p == 0.0
+    assert aug.jitter_strengths == dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4)
+    assert aug.color_p == 1.0 and aug.grayscale_p == 0.2 and aug.grayscale_first
+
+
+def test_grayscale_first_keeps_grayed_images_gray_under_hue_jitter(images):
+    """Hue rotation leaves gray pixels unchanged, so with grayscale first (MoCo v1's order) the
+    output is exactly the gray crop; with grayscale last it is the gray of the hue-shifted crop."""
+    crops = SimCLRAugment(32, color_p=0.0, grayscale_p=0.0, blur_p=0.0)(images, gen(7))
+    settings = dict(color_p=1.0, grayscale_p=1.0, blur_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.4)
+    first = SimCLRAugment(32, grayscale_first=True, **settings)(images, gen(7))
+    assert torch.allclose(first, rgb_to_gray(crops).expand(-1, 3, -1, -1), atol=1e-6)
+    last = SimCLRAugment(32, **settings)(images, gen(7))
+    assert torch.equal(last[:, 0], last[:, 1]) and not torch.allclose(last, first, atol=1e-3)
+
+
+def test_standardize_images_restates_the_formula_and_is_idempotent(images):
+    x = images.float() / 255
+    out = standardize_images(images)
+    for b in range(2):
+        for c in range(3):
+            plane = x[b, c].double()
+            expected = (plane - plane.mean()) / plane.std(unbiased=False)
+            assert torch.allclose(out[b, c].double(), expected, atol=1e-5)
+    assert torch.allclose(standardize_images(out), out, atol=1e-5)
+    tiles = torch.rand(2, 9, 3, 8, 8, generator=gen(1))  # any leading shape: each tile on its own
+    stacked = standardize_images(tiles)
+    assert torch.allclose(stacked[1, 4], standardize_images(tiles[1, 4:5])[0], atol=1e-6)
+    nearly_flat = torch.full((1, 3, 4, 4), 0.3)
+    nearly_flat[..., 0, 0] += 1e-3  # std 2.4e-4 < eps: no pattern worth scaling up 4000x
+    assert torch.equal(standardize_images(nearly_flat), torch.zeros(1, 3, 4, 4))
 
 
 def test_solarize_always():
@@ -345,38 +384,66 @@ def test_rotate_batch_matches_rot90():
         rotate_batch(torch.zeros(1, 3, 4, 5))
 
 
-def _greedy_reference(perms: list[tuple[int, ...]], first: tuple[int, ...], n: int) -> list[tuple[int, ...]]:
-    """The obvious greedy: add the permutation farthest (in min Hamming distance) from the set."""
+def _greedy_reference(perms: list[tuple[int, ...]], first: tuple[int, ...], n: int,
+                      rule: str) -> list[tuple[int, ...]]:
+    """The obvious greedy: add the unchosen permutation with the largest summed (average rule)
+    or minimum (max-min rule) Hamming distance to the chosen set; the first maximiser wins."""
+    combine = sum if rule == "average" else min
     chosen = [first]
     for _ in range(n - 1):
-        best, best_distance = None, -1
+        best, best_score = None, -1
         for p in perms:  # lexicographic order: the first maximiser wins ties
-            distance = min(sum(a != b for a, b in zip(p, q)) for q in chosen)
-            if distance > best_distance:
-                best, best_distance = p, distance
+            if p in chosen:
+                continue
+            score = combine(sum(a != b for a, b in zip(p, q)) for q in chosen)
+            if score > best_score:
+                best, best_score = p, score
         chosen.append(best)
     return chosen
 
 
-def test_hamming_permutations_match_slow_greedy():
-    ours = maximal_hamming_permutations(n=12, grid=5, seed=3)
+@pytest.mark.parametrize("rule", ["average", "minimum"])
+def test_hamming_permutations_match_slow_greedy(rule):
+    ours = maximal_hamming_permutations(n=12, grid=5, seed=3, rule=rule)
     perms = list(itertools.permutations(range(5)))
-    reference = _greedy_reference(perms, tuple(ours[0].tolist()), 12)
+    reference = _greedy_reference(perms, tuple(ours[0].tolist()), 12, rule)
     assert [tuple(p) for p in ours.tolist()] == reference
 
 
-def test_hamming_permutations_100_of_9():
-    perms = maximal_hamming_permutations(100, 9, seed=0)
-    assert perms.shape == (100, 9) and perms.dtype == torch.int64
-    assert all(sorted(p) == list(range(9)) for p in perms.tolist())
-    assert len({tuple(p) for p in perms.tolist()}) == 100
-    distance = (perms[:, None, :] != perms[None, :, :]).sum(-1)
-    distance.fill_diagonal_(9)
-    assert distance.min() >= 6
-    assert torch.equal(perms, maximal_hamming_permutations(100, 9, seed=0))
-    assert not torch.equal(perms, maximal_hamming_permutations(100, 9, seed=1))
+def test_hamming_average_rule_is_noroozi_favaro_algorithm_1_on_9_tiles():
+    """Every greedy step picks an argmax of the summed distance to the permutations chosen
+    before it, among all 9! permutations not chosen yet; the default rule is this one."""
+    chosen = maximal_hamming_permutations(10, 9, seed=4).numpy()
+    assert np.array_equal(chosen, maximal_hamming_permutations(10, 9, seed=4, rule="average").numpy())
+    assert len({tuple(p) for p in chosen.tolist()}) == 10
+    every = np.array(list(itertools.permutations(range(9))), dtype=np.int8)
+    for step in range(1, 10):
+        summed = (every[:, None, :] != chosen[None, :step, :]).sum(axis=(1, 2))
+        taken = (every[:, None, :] == chosen[None, :step, :]).all(axis=2).any(axis=1)
+        summed[taken] = -1
+        assert summed[np.all(every == chosen[step], axis=1)].item() == summed.max()
+    assert np.array_equal(chosen, maximal_hamming_permutations(10, 9, seed=4).numpy())
+    assert not np.array_equal(chosen, maximal_hamming_permutations(10, 9, seed=5).numpy())
+
+
+def test_hamming_100_of_9_each_rule_wins_its_own_criterion():
+    sets = {rule: maximal_hamming_permutations(100, 9, seed=0, rule=rule) for rule in ("average", "minimum")}
+    stats = {}
+    for rule, perms in sets.items():
+        assert perms.shape == (100, 9) and perms.dtype == torch.int64
+        assert all(sorted(p) == list(range(9)) for p in perms.tolist())
+        assert len({tuple(p) for p in perms.tolist()}) == 100
+        distance = (perms[:, None, :] != perms[None, :, :]).sum(-1).float()
+        off_diagonal = distance[~torch.eye(100, dtype=torch.bool)]
+        stats[rule] = (off_diagonal.mean().item(), off_diagonal.min().item())
+        assert torch.equal(perms, maximal_hamming_permutations(100, 9, seed=0, rule=rule))
+        assert not torch.equal(perms, maximal_hamming_permutations(100, 9, seed=1, rule=rule))
+    assert stats["minimum"][1] >= 6 and stats["minimum"][1] > stats["average"][1]
+    assert stats["average"][0] > stats["minimum"][0]
     with pytest.raises(ValueError):
         maximal_hamming_permutations(n=200, grid=5)
+    with pytest.raises(ValueError, match="rule"):
+        maximal_hamming_permutations(10, 9, rule="maximum")
 
 
 def test_jigsaw_tiles_equal_loop_reference():

@@ -72,6 +72,17 @@ def info_nce_loop(q, k, negatives, t):
     return total / len(q)
 
 
+def nce_loop(q, k, negatives, t, c):
+    """PIRL's binary NCE written out: h = e / (e + c), -log h(positive) - sum log(1 - h(negative))."""
+    def h(a, b):
+        e = torch.exp(cos(a, b.detach()) / t)
+        return e / (e + c)
+    total = 0
+    for i in range(len(q)):
+        total = total - torch.log(h(q[i], k[i])) - sum(torch.log(1 - h(q[i], m)) for m in negatives)
+    return total / len(q)
+
+
 def byol_loop(p, z):
     return sum(2 - 2 * cos(p[i], z[i].detach()) for i in range(len(p))) / len(p)
 
@@ -128,6 +139,32 @@ def test_info_nce_matches_formula_and_ignores_key_gradients():
                                lambda a, b, c: info_nce_loop(a, b, c, 0.2), (q, k, negatives))
     losses.info_nce(q, k, negatives, 0.2).backward()
     assert k.grad is None and negatives.grad is None
+
+
+@pytest.mark.parametrize("c", [7 / 50000, 0.5, 30.0])  # K / |D| (the paper's Z = 1), larger noise masses
+def test_nce_matches_formula_and_ignores_key_gradients(c):
+    q, k, negatives = randn(5, 4), randn(5, 4), randn(7, 4)
+    assert_same_value_and_grad(lambda a, b, m: losses.nce(a, b, m, 0.2, c),
+                               lambda a, b, m: nce_loop(a, b, m, 0.2, c), (q, k, negatives))
+    as_tensor = losses.nce(q, k, negatives, 0.2, torch.tensor(c, dtype=torch.float64))
+    torch.testing.assert_close(as_tensor, losses.nce(q, k, negatives, 0.2, c))
+    as_tensor.backward()
+    assert k.grad is None and negatives.grad is None
+
+
+def test_nce_is_finite_at_small_temperature_and_refuses_a_non_positive_noise_mass():
+    q = torch.eye(8)[:1]
+    loss = losses.nce(q, q, -q.expand(3, -1), 0.01, 1e-3)  # exp(+-100): a naive float32 form overflows
+    assert torch.isfinite(loss) and loss < 1e-30  # the positive at s = 1, the negatives at s = -1
+    q = randn(3, 8, grad=False)
+    with pytest.raises(ValueError, match="noise_mass"):
+        losses.nce(q, q, q, 0.07, 0.0)
+
+
+def test_nce_noise_mass_is_k_times_the_mean_exponentiated_similarity():
+    q, negatives = randn(5, 4, grad=False), randn(7, 4, grad=False)
+    expected = 7 * sum(torch.exp(cos(a, m) / 0.1) for a in q for m in negatives) / 35
+    torch.testing.assert_close(losses.nce_noise_mass(q, negatives, 0.1).double(), expected, rtol=1e-6, atol=0)
 
 
 def test_byol_matches_formula_and_equals_normalised_mse():

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
 
+from core_ssl.augment import to_float_image
 from vision_benchmarks.config import PRESETS, PretrainConfig
-from vision_benchmarks.methods import METHODS, build_method, resolve_method_defaults
+from vision_benchmarks.methods import METHODS, build_method, fit_to_training_set, resolve_method_defaults
+from vision_benchmarks.methods.base import INPUT_NORMALIZATIONS
+from vision_benchmarks.methods.moco import MAX_QUEUE_SHARE
+from vision_benchmarks.protocols import extract_features
 
 STEPS = 25
 
@@ -31,6 +36,133 @@ def test_paper_defaults_fill_only_unset_fields():
     assert (byol.proj_hidden, byol.proj_dim, byol.target_momentum) == (4096, 256, 0.996)
     sgd = resolve_method_defaults(PretrainConfig(method="simclr", optimizer="sgd", batch_size=512))
     assert sgd.lr == pytest.approx(0.12)
+    pirl = resolve_method_defaults(PretrainConfig(method="pirl"))
+    assert (pirl.pirl_loss, pirl.permutation_rule) == ("nce", "average")
+    assert resolve_method_defaults(PretrainConfig(method="jigsaw")).permutation_rule == "average"
+    assert resolve_method_defaults(PretrainConfig(method="context_encoder")).discriminator_lr == 2e-4
+
+
+def test_methods_complete_their_config_with_derived_settings():
+    paper = dataclasses.replace(PretrainConfig(**PRESETS["paper"]), method="simclr", encoder="convnet", width=8)
+    assert paper.proj_hidden is None and paper.blur is None
+    method = build_method(paper, 10, 64)
+    assert (method.cfg.proj_hidden, method.cfg.blur) == (method.feature_dim, False) == (64, False)
+    assert build_method(dataclasses.replace(paper, method="mocov2", image_size=64), 10, 64).cfg.blur is True
+    assert build_method(dataclasses.replace(paper, method="mocov1", image_size=64), 10, 64).cfg.blur is False
+
+
+def _encoder_inputs(method, run) -> list[torch.Tensor]:
+    """Every input the method's encoder receives while ``run()`` runs, as float images."""
+    seen: list[torch.Tensor] = []
+    hook = method.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        run()
+    finally:
+        hook.remove()
+    return [to_float_image(x) if x.dtype == torch.uint8 else x.float() for x in seen]
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_evaluation_input_is_normalised_like_the_training_input(name, cifar_batch):
+    """What the probe, kNN and fine-tuning feed the encoder (through ``backbone()``) is the raw
+    image passed through the very normalisation the training step applied to its views: the
+    declared function maps training inputs to themselves (they are already in its image), maps
+    the raw test images to exactly what the encoder sees at evaluation, and both populations have
+    the same pixel statistics (Jigsaw trained on standardised tiles but probed on raw images
+    would fail: mean 0, std 1 against mean 0.47, std 0.25)."""
+    images, labels = cifar_batch
+    torch.manual_seed(0)
+    method = build_method(tiny_config(name), 10, len(images))
+    method.generator = torch.Generator().manual_seed(0)
+    normalize = INPUT_NORMALIZATIONS[method.input_normalization]
+    train = _encoder_inputs(method, lambda: method(images, labels, torch.arange(len(images))))
+    evaluation = _encoder_inputs(method, lambda: extract_features(method.backbone(), images, torch.device("cpu")))
+    assert len(train) >= 1 and len(evaluation) == 1
+    assert torch.allclose(evaluation[0], normalize(images), atol=1e-5)
+    for x in train:
+        assert torch.allclose(normalize(x), x, atol=1e-4)
+    train_pixels = torch.cat([x.flatten() for x in train])
+    assert abs(train_pixels.mean() - evaluation[0].mean()) < 0.05
+    assert 0.75 < train_pixels.std() / evaluation[0].std() < 1.33
+
+
+@pytest.mark.parametrize("name", ["jigsaw", "pirl"])
+def test_jigsaw_and_pirl_standardise_every_encoder_input(name, cifar_batch):
+    images, labels = cifar_batch
+    method = build_method(tiny_config(name), 10, len(images))
+    method.generator = torch.Generator().manual_seed(0)
+    assert method.input_normalization == "per_image"
+    train = _encoder_inputs(method, lambda: method(images, labels, torch.arange(len(images))))
+    assert {x.shape[-1] for x in train} == ({8} if name == "jigsaw" else {8, 32})  # tiles (and images)
+    for x in train:
+        std, mean = torch.std_mean(x, dim=(-2, -1), correction=0)
+        assert torch.allclose(mean, torch.zeros_like(mean), atol=1e-4)
+        flat = std == 0  # a tile without any pattern (sky) is all zeros
+        assert torch.allclose(std[~flat], torch.ones_like(std[~flat]), atol=1e-3)
+        assert flat.float().mean() < 0.05
+
+
+def test_moco_queue_is_capped_below_the_training_set_with_a_warning():
+    paper = resolve_method_defaults(PretrainConfig(**{**PRESETS["paper"], "method": "mocov2"}))
+    assert paper.queue_size == 65536
+    with pytest.warns(UserWarning, match="capped at 5000"):
+        capped = fit_to_training_set(paper, 50_000)
+    assert capped.queue_size == int(MAX_QUEUE_SHARE * 50_000) == 5000 < 50_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # below the cap: unchanged and silent, also on a second pass
+        assert fit_to_training_set(capped, 50_000) == capped
+        cpu = fit_to_training_set(PretrainConfig(**{**PRESETS["cpu"], "method": "mocov1"}), 50_000)
+        assert cpu.queue_size == 4096
+        simclr = fit_to_training_set(PretrainConfig(method="simclr", queue_size=10**6), 100)
+        assert simclr.queue_size == 10**6  # other methods have no queue to cap
+    with pytest.warns(UserWarning):
+        assert fit_to_training_set(paper, 5).queue_size == 1
+
+
+def test_moco_v1_views_are_the_official_v1_recipe():
+    views = build_method(tiny_config("mocov1"), 10, 64).views
+    assert views.grayscale_first and views.grayscale_p == 0.2 and views.color_p == 1.0
+    assert views.jitter_strengths == dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4)
+    assert views.scale == (0.2, 1.0) and views.blur_p == 0.0
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adamw", 2e-3), ("sgd", 0.12)])
+def test_context_encoder_discriminator_has_its_own_adam(optimizer, lr, cifar_batch):
+    """Adam's first step moves every parameter with a gradient by lr * sign(g): the
+    discriminator moves by 2e-4 whatever the main optimiser and its learning rate."""
+    method = build_method(tiny_config("context_encoder", optimizer=optimizer, lr=lr), 10, 64)
+    adam = method.auxiliary_optimizers()["discriminator"]
+    assert isinstance(adam, torch.optim.Adam)
+    assert adam.param_groups[0]["lr"] == 2e-4 and adam.param_groups[0]["betas"] == (0.5, 0.999)
+    assert not {id(p) for p in method.discriminator.parameters()} & {id(p) for p in method.trainable_parameters()}
+    before = [p.detach().clone() for p in method.discriminator.parameters()]
+    views = cifar_batch[0][:16].float() / 255
+    method.train_discriminator(views, torch.rand_like(views))
+    steps = torch.cat([(p.detach() - b).abs().flatten() for p, b in zip(method.discriminator.parameters(), before)])
+    # |step| = lr |g| / (|g| + 1e-8): lr itself, except for the few gradients near Adam's eps
+    assert steps.max() == pytest.approx(2e-4, rel=1e-4)
+    assert (steps > 0.95 * 2e-4).float().mean() > 0.95
+    custom = build_method(tiny_config("context_encoder", discriminator_lr=1e-3), 10, 64)
+    assert custom.auxiliary_optimizers()["discriminator"].param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="discriminator-lr"):
+        build_method(tiny_config("context_encoder", discriminator_lr=0.0), 10, 64)
+
+
+def test_pirl_estimates_the_nce_noise_mass_once(cifar_batch):
+    images, labels = cifar_batch
+    method = build_method(tiny_config("pirl"), 10, len(images))
+    method.generator = torch.Generator().manual_seed(0)
+    assert method.cfg.pirl_loss == "nce" and float(method.nce_noise_mass) == 0
+    method(images, labels, torch.arange(len(images)))
+    first = float(method.nce_noise_mass)
+    # random unit vectors in 128-d: s ~ N(0, 1/128), so E exp(s/t) = exp(1 / (2 * 128 * t^2)) ~ 2.2
+    assert 256 * 1.5 < first < 256 * 3.5
+    method(images, labels, torch.arange(len(images)))
+    assert float(method.nce_noise_mass) == first
+    infonce = build_method(tiny_config("pirl", pirl_loss="infonce"), 10, len(images))
+    infonce.generator = torch.Generator().manual_seed(0)
+    assert torch.isfinite(infonce(images, labels, torch.arange(len(images)))["loss"])
+    assert float(infonce.nce_noise_mass) == 0
 
 
 @pytest.mark.slow

@@ -69,3 +69,16 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
 def test_zero_epochs_saves_the_random_initialisation(tmp_path):
     summary = pretrain.pretrain(tiny_run(tmp_path / "random", epochs=0))
     assert summary["steps"] == 0 and (tmp_path / "random" / "last.pt").is_file()
+
+
+def test_config_json_holds_the_settings_the_run_used(tmp_path):
+    """MoCo v2 with its paper queue (65,536) on 256 images: the queue is capped at 25 with a
+    warning, and config.json states the capped queue and the derived head width and blur."""
+    run = tmp_path / "moco"
+    with pytest.warns(UserWarning, match="capped at 25"):
+        summary = pretrain.pretrain(tiny_run(run, method="mocov2", epochs=1, proj_hidden=None, knn_every=0))
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["queue_size"], saved["proj_hidden"], saved["blur"]) == (25, 64, False)
+    assert (saved["temperature"], saved["key_momentum"], saved["lr"]) == (0.2, 0.999, 2e-3)
+    assert load_checkpoint(run / "last.pt")["method"]["queue.keys"].shape == (25, 128)
+    assert summary["steps"] == 4

@@ -7,7 +7,8 @@ import torch
 from core_ssl.data import ImageSet
 import pytest
 
-from vision_benchmarks.protocols import balanced_label_subset, distill, finetune, knn_top1, linear_probe
+from vision_benchmarks.protocols import (balanced_label_indices, balanced_label_subset, distill, finetune,
+                                         knn_top1, linear_probe, load_label_indices, save_label_indices)
 
 CLASSES = 10
 
@@ -36,11 +37,45 @@ def test_linear_probe_and_knn_are_at_chance_on_random_labels():
     assert abs(knn_top1(train_x, train_y, test_x, test_y, CLASSES) - 0.1) < 0.04
 
 
-def test_balanced_label_subset_takes_the_fraction_of_every_class():
-    labels = torch.arange(10).repeat_interleave(100)
-    data = ImageSet(torch.zeros(1000, 3, 2, 2, dtype=torch.uint8), labels, [str(c) for c in range(10)])
-    subset = balanced_label_subset(data, 0.1, seed=0)
-    assert torch.equal(torch.bincount(subset.labels), torch.full((10,), 10))
+def unequal_labels() -> torch.Tensor:
+    """10 classes of 150 to 195 images (1725 in all), shuffled, and 40 unlabelled (-1) images."""
+    labels = torch.cat([torch.full((150 + 5 * c,), c) for c in range(10)] + [torch.full((40,), -1)])
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(9))]
+
+
+@pytest.mark.parametrize("fraction, per_class", [(0.01, 2), (0.1, 17)])  # round(f * 1725 / 10)
+def test_label_indices_are_exactly_balanced_and_seeded(fraction, per_class):
+    labels = unequal_labels()
+    indices = balanced_label_indices(labels, fraction, seed=0, num_classes=10)
+    assert indices.dtype == torch.int64 and torch.equal(indices, indices.unique())  # sorted, no repeats
+    assert torch.equal(torch.bincount(labels[indices], minlength=10), torch.full((10,), per_class))
+    assert torch.equal(indices, balanced_label_indices(labels, fraction, seed=0, num_classes=10))
+    assert not torch.equal(indices, balanced_label_indices(labels, fraction, seed=1, num_classes=10))
+    assert len(balanced_label_indices(labels, 1.0)) == 1725  # every labelled image, none of the -1
+    with pytest.raises(ValueError, match="fewer than"):
+        balanced_label_indices(labels, 0.9, seed=0, num_classes=10)
+    with pytest.raises(ValueError, match="fraction"):
+        balanced_label_indices(labels, 0.0)
+
+
+def test_label_index_file_round_trips_and_is_reused(tmp_path):
+    labels = unequal_labels()
+    data = ImageSet(torch.zeros(len(labels), 3, 2, 2, dtype=torch.uint8), labels, [str(c) for c in range(10)])
+    indices = balanced_label_indices(labels, 0.1, seed=3, num_classes=10)
+    path = save_label_indices(tmp_path / "labels0.1.json", indices, labels, 0.1, 3)
+    assert torch.equal(load_label_indices(path, labels), indices)
+    with pytest.raises(ValueError, match="another training set"):
+        load_label_indices(path, labels.roll(1))
+
+    index_file = tmp_path / "subset.json"
+    first = balanced_label_subset(data, 0.1, seed=3, index_file=index_file)
+    assert index_file.is_file() and torch.equal(load_label_indices(index_file), indices)
+    assert torch.equal(first.labels, labels[indices])
+    index_file.write_text(index_file.read_text().replace('"seed": 3', '"seed": 4'))  # the file wins, if it matches
+    with pytest.raises(ValueError, match="seed"):
+        balanced_label_subset(data, 0.1, seed=3, index_file=index_file)
+    again = balanced_label_subset(data, 0.1, seed=4, index_file=index_file)
+    assert torch.equal(again.labels, first.labels)
 
 
 def coloured_images(n: int, seed: int) -> ImageSet:

@@ -5,12 +5,14 @@ name                what differs                                 uses labels
 ==================  ===========================================  ==============
 rotnet              4-way rotation classification                no
 jigsaw              3x3 tiles, 100-permutation classification    no
+                    (per-image standardised inputs)
 context_encoder     inpainting of hidden regions (+ adversarial)  no
 simclr              NT-Xent over two views                       no
 simclrv2            SimCLR + 3-layer head, fine-tune from its    no
                     first layer
 mocov1 / mocov2     momentum key encoder + queue                 no
-pirl                memory bank + Jigsaw invariance              no
+pirl                memory bank + Jigsaw invariance, binary NCE  no
+                    (per-image standardised inputs)
 byol                predictor + EMA target, no negatives         no
 supcon              supervised contrastive                       yes
 supervised          cross-entropy, same encoder and views        yes
@@ -38,7 +40,8 @@ METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
     RotNet, Jigsaw, ContextEncoder, SimCLR, SimCLRv2, MoCo, MoCoV2, PIRL, BYOL, SupCon, Supervised)}
 assert set(METHODS) == set(METHOD_NAMES), "config.METHOD_NAMES and the registry must agree"
 
-__all__ = ["METHODS", "Method", "build_backbone_encoder", "build_method", "resolve_method_defaults"]
+__all__ = ["METHODS", "Method", "build_backbone_encoder", "build_method", "fit_to_training_set",
+           "resolve_method_defaults"]
 
 
 def resolve_method_defaults(cfg: PretrainConfig) -> PretrainConfig:
@@ -60,3 +63,12 @@ def build_method(cfg: PretrainConfig, num_classes: int, num_train_images: int) -
     """The method named by ``cfg.method``, built from the resolved config."""
     cfg = resolve_method_defaults(cfg)
     return METHODS[cfg.method](cfg, num_classes, num_train_images)
+
+
+def fit_to_training_set(cfg: PretrainConfig, num_train_images: int) -> PretrainConfig:
+    """``cfg`` resolved, then adjusted to a training set of ``num_train_images`` images by the
+    method (``Method.fit_to_training_set``: MoCo caps its queue, with a warning). Pre-training
+    applies it before building the method and saving ``config.json``; evaluation rebuilds the
+    method from that saved config, so it is not applied twice."""
+    cfg = resolve_method_defaults(cfg)
+    return METHODS[cfg.method].fit_to_training_set(cfg, num_train_images)

@@ -13,8 +13,21 @@ What the base provides, once for all methods:
 - :meth:`trainable_parameters` for the optimiser and :meth:`auxiliary_optimizers` for
   anything a method steps itself (the Context Encoder's discriminator);
 - :meth:`after_optimizer_step`: the hook for momentum / EMA updates, given the run's progress;
-- :meth:`backbone`: the network whose features the evaluation protocols use;
-- ``paper_defaults``: the published values of the config fields the method reads.
+- :meth:`backbone`: the network whose features the evaluation protocols use, with the
+  method's input normalisation built in (below);
+- ``paper_defaults``: the published values of the config fields the method reads;
+- :meth:`fit_to_training_set`: config changes a training set's size forces (MoCo's queue).
+
+**One input normalisation per method.** ``input_normalization`` declares what the encoder
+sees in training: ``"none"`` (float images in [0, 1], every method but two) or
+``"per_image"`` (:func:`core_ssl.augment.standardize_images`: each image, or each Jigsaw tile,
+to zero mean and unit variance per channel; Jigsaw and PIRL). :meth:`normalize_input` applies
+it: the training step passes every encoder input through it, and :meth:`backbone` wraps the
+feature network in it, so feature extraction, the linear probe, kNN and fine-tuning feed the
+encoder exactly what it was trained on (uint8 or [0, 1] images in, normalised inside).
+
+``self.cfg`` is completed at construction with every setting the method derives (the head's
+hidden width when left unset, whether blur is used), so the saved ``config.json`` states it.
 
 The training loop itself (optimiser, schedules, bf16 autocast, online kNN, logging,
 checkpoints, DDP) is :mod:`vision_benchmarks.pretrain`, readable top to bottom.
@@ -22,13 +35,15 @@ checkpoints, DDP) is :mod:`vision_benchmarks.pretrain`, readable top to bottom.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from core_ssl import distributed
-from core_ssl.augment import SimCLRAugment, simclr_augment
+from core_ssl.augment import SimCLRAugment, simclr_augment, standardize_images, to_float_image
 from core_ssl.encoders import build_encoder
 
 from vision_benchmarks.config import PretrainConfig
@@ -39,6 +54,28 @@ def build_backbone_encoder(cfg: PretrainConfig) -> nn.Module:
     if cfg.encoder == "convnet":
         return build_encoder("convnet", width=cfg.width)
     return build_encoder(cfg.encoder, cifar_stem=cfg.cifar_stem, width=cfg.width)
+
+
+def _unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 / 255; float images as float32 (already in [0, 1])."""
+    return to_float_image(images) if images.dtype == torch.uint8 else images.float()
+
+
+INPUT_NORMALIZATIONS = {"none": _unit_range, "per_image": standardize_images}
+"""The input normalisations a method may declare, by name (see the module docstring)."""
+
+
+class NormalizedInput(nn.Module):
+    """``network(normalize(x))`` for uint8 or [0, 1] float images ``x``: a backbone with its
+    method's input normalisation built in (the evaluation protocols call it on raw images)."""
+
+    def __init__(self, network: nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.network = network
+        self.normalize = normalize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(self.normalize(x))
 
 
 class Method(nn.Module):
@@ -53,15 +90,29 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False
     paper_defaults: ClassVar[dict[str, Any]] = {}
+    input_normalization: ClassVar[str] = "none"
 
     def __init__(self, cfg: PretrainConfig, num_classes: int, num_train_images: int) -> None:
         super().__init__()
+        if self.input_normalization not in INPUT_NORMALIZATIONS:
+            raise ValueError(f"{type(self).__name__}.input_normalization must be one of "
+                             f"{tuple(INPUT_NORMALIZATIONS)}, got {self.input_normalization!r}")
         self.cfg = cfg
         self.num_classes = num_classes
         self.num_train_images = num_train_images
         self.encoder = build_backbone_encoder(cfg)
         self.feature_dim: int = self.encoder.feature_dim
+        self.cfg = dataclasses.replace(cfg, **self.derived_settings())
         self.generator: torch.Generator | None = None
+
+    @classmethod
+    def fit_to_training_set(cls, cfg: PretrainConfig, num_train_images: int) -> PretrainConfig:
+        """``cfg`` adjusted to a training set of ``num_train_images`` (default: unchanged)."""
+        return cfg
+
+    def derived_settings(self) -> dict[str, Any]:
+        """Config fields left unset that the method fills from the encoder or the image size."""
+        return {"blur": self.use_blur}
 
     # --- shared helpers -------------------------------------------------------------------
 
@@ -80,8 +131,16 @@ class Method(nn.Module):
         with torch.autocast(device_type=images.device.type, enabled=False):
             return policy(images, self.generator)
 
+    def normalize_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The method's one input normalisation (``input_normalization``), for uint8 or [0, 1]
+        float images (..., C, H, W): ``"none"`` -> float32 in [0, 1], ``"per_image"`` ->
+        :func:`core_ssl.augment.standardize_images`. Training and evaluation both use it."""
+        return INPUT_NORMALIZATIONS[self.input_normalization](images)
+
     def encode(self, images: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
-        """Encoder features (B, feature_dim) of float views, channels-last when configured."""
+        """Encoder features (B, feature_dim) of ``normalize_input(views)``, channels-last when
+        configured."""
+        images = self.normalize_input(images)
         if self.cfg.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return (encoder or self.encoder)(images)
@@ -115,9 +174,18 @@ class Method(nn.Module):
     def after_optimizer_step(self, progress: float) -> None:
         """Called after every optimiser step; ``progress`` in [0, 1] is the share of the run done."""
 
-    def backbone(self) -> nn.Module:
-        """The network whose output the evaluation protocols read (default: the encoder)."""
+    def feature_network(self) -> nn.Module:
+        """The network whose output is the representation (default: the encoder)."""
         return self.encoder
+
+    def backbone(self) -> nn.Module:
+        """What the evaluation protocols read: :meth:`feature_network` fed ``normalize_input``
+        of its input (the network itself when the normalisation is ``"none"``: the encoders map
+        uint8 to [0, 1] themselves)."""
+        network = self.feature_network()
+        if self.input_normalization == "none":
+            return network
+        return NormalizedInput(network, INPUT_NORMALIZATIONS[self.input_normalization])
 
     @property
     def backbone_dim(self) -> int:

@@ -14,36 +14,36 @@ from vision_benchmarks.methods.base import Method
 GRID = 3
 
 
-def normalize_tiles(tiles: torch.Tensor) -> torch.Tensor:
-    """Each tile and channel to zero mean, unit std, so low-level statistics that differ between
-    neighbouring tiles (chromatic aberration, brightness edges) cannot solve the puzzle."""
-    mean = tiles.mean(dim=(-2, -1), keepdim=True)
-    std = tiles.std(dim=(-2, -1), keepdim=True).clamp_min(1e-3)
-    return (tiles - mean) / std
-
-
 class Jigsaw(Method):
     """The context-free network: 9 tiles cut with random jitter inside their cells, shuffled by
-    one of the ``permutations`` (100, chosen for maximal Hamming distance), each embedded by the
-    shared encoder and a shared ``Linear-ReLU`` to 512; the 9 concatenated embeddings go through
-    a 2-layer MLP that classifies the permutation (``loss = jigsaw_loss``). Views: random crop
-    (0.5-1), flip and grayscale p 0.3 (against colour cues)."""
+    one of the ``permutations`` (100, chosen greedily for maximal average Hamming distance,
+    Noroozi & Favaro's Algorithm 1; ``--permutation-rule minimum`` for max-min), each embedded
+    by the shared encoder and a shared ``Linear-ReLU`` to 512; the 9 concatenated embeddings go
+    through a 2-layer MLP that classifies the permutation (``loss = jigsaw_loss``). Views:
+    random crop (0.5-1), flip and grayscale p 0.3 (against colour cues).
+
+    Input normalisation ``per_image``: every tile is standardised on its own (zero mean, unit
+    variance per channel, as the paper does against low-level shortcuts), and so is every whole
+    image the evaluation protocols feed the encoder."""
 
     name = "jigsaw"
-    paper_defaults = dict(permutations=100)
+    paper_defaults = dict(permutations=100, permutation_rule="average")
+    input_normalization = "per_image"
     tile_embedding_dim = 512
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.views = SimCLRAugment(self.cfg.image_size, scale=(0.5, 1.0), color_p=0.0, grayscale_p=0.3, blur_p=0.0)
-        self.register_buffer("permutation_set", maximal_hamming_permutations(self.cfg.permutations, GRID * GRID))
+        self.register_buffer("permutation_set", maximal_hamming_permutations(
+            self.cfg.permutations, GRID * GRID, rule=self.cfg.permutation_rule))
         self.tile_embedding = nn.Sequential(nn.Linear(self.feature_dim, self.tile_embedding_dim), nn.ReLU(inplace=True))
         self.classifier = MLPHead(GRID * GRID * self.tile_embedding_dim, 1024, self.cfg.permutations, num_layers=2)
 
     def embed_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
-        """(B, 9, C, t, t) tiles -> (B, 9 * 512) concatenated tile embeddings, one encoder pass."""
+        """(B, 9, C, t, t) tiles -> (B, 9 * 512) concatenated tile embeddings, one encoder pass
+        over the 9B tiles, each standardised on its own by :meth:`encode`."""
         batch, count = tiles.shape[:2]
-        features = self.encode(normalize_tiles(tiles.flatten(0, 1)))
+        features = self.encode(tiles.flatten(0, 1))
         return self.tile_embedding(features).reshape(batch, count * self.tile_embedding_dim)
 
     def forward(self, images, labels, indices):

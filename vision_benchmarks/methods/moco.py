@@ -3,24 +3,45 @@ past keys as negatives."""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from typing import Any
+
 import torch
 from torch import nn
 
 from core_ssl import distributed, losses
-from core_ssl.augment import SimCLRAugment, mocov2_augment
+from core_ssl.augment import SimCLRAugment, mocov1_augment, mocov2_augment
 from core_ssl.heads import MLPHead
 from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
 
+from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods.base import Method
+
+MAX_QUEUE_SHARE = 0.1
+"""The queue holds at most this share of the training set. A query meets its own key from the
+previous epoch among the negatives when that key is still queued: with a queue of K keys over N
+images in random order this happens to a share K^2 / (2 N^2) of the queries while K <= N (0.5%
+at K = N / 10), and to most of them once K >= N. MoCo's ImageNet setting is K / N = 0.05."""
+
+
+def queue_limit(num_train_images: int) -> int:
+    """The longest queue allowed for a training set: ``max(1, floor(MAX_QUEUE_SHARE * N))``."""
+    return max(1, int(MAX_QUEUE_SHARE * num_train_images))
 
 
 class MoCo(Method):
     """MoCo v1: query ``q = g(f(aug(x)))``, key ``k`` from the momentum copy of (f, g),
     ``loss = info_nce(q, k, queue, t = 0.07)``, then the keys (of every process) join the queue
     and ``theta_k <- m theta_k + (1 - m) theta_q`` with m = 0.999. g is a linear 128-d layer.
+    Views: :func:`core_ssl.augment.mocov1_augment` (the official v1 recipe: crop 0.2-1,
+    grayscale 0.2 before ``ColorJitter(0.4, 0.4, 0.4, 0.4)``, flip).
 
     Shuffling BN: the key batch is permuted and normalised in ``shuffle_bn_splits`` groups, so a
     query and its key never share batch statistics (MoCo shuffles across its 8 GPUs).
+
+    The queue is capped at :data:`MAX_QUEUE_SHARE` of the training set
+    (:meth:`fit_to_training_set`): the paper's 65,536 keys exceed CIFAR-10's 50,000 images.
     """
 
     name = "mocov1"
@@ -34,10 +55,25 @@ class MoCo(Method):
         self.key_net = momentum_copy(self.query_net)
         self.queue = KeyQueue(self.cfg.proj_dim, self.cfg.queue_size)
 
+    @classmethod
+    def fit_to_training_set(cls, cfg: PretrainConfig, num_train_images: int) -> PretrainConfig:
+        """``cfg`` with the queue capped at :func:`queue_limit` (a warning says so)."""
+        limit = queue_limit(num_train_images)
+        if cfg.queue_size is None or cfg.queue_size <= limit:
+            return cfg
+        warnings.warn(f"MoCo queue of {cfg.queue_size} keys on {num_train_images} training images: "
+                      f"capped at {limit} ({MAX_QUEUE_SHARE:.0%} of the training set), or images would "
+                      "meet their own earlier keys as negatives; pass --queue-size to choose a smaller "
+                      "queue", stacklevel=2)
+        return dataclasses.replace(cfg, queue_size=limit)
+
+    def derived_settings(self) -> dict[str, Any]:
+        """MoCo v1 has no blur unless ``--blur`` asks for it (whatever the image size)."""
+        return {"blur": bool(self.cfg.blur)}
+
     def build_views(self) -> SimCLRAugment:
-        """MoCo v1: crop scale (0.2, 1), colour jitter 0.4 (always applied), grayscale 0.2, flip."""
-        return SimCLRAugment(self.cfg.image_size, scale=(0.2, 1.0), brightness=0.4, contrast=0.4,
-                             saturation=0.4, hue=0.4 / 4, color_p=1.0, grayscale_p=0.2, blur_p=0.0)
+        """MoCo v1's views (:func:`core_ssl.augment.mocov1_augment`); blur only when asked."""
+        return mocov1_augment(self.cfg.image_size, blur_p=0.5 if self.cfg.blur else 0.0)
 
     def build_projection(self) -> nn.Module:
         return MLPHead(self.feature_dim, self.feature_dim, self.cfg.proj_dim, num_layers=1)
@@ -68,15 +104,18 @@ class MoCo(Method):
 
 
 class MoCoV2(MoCo):
-    """MoCo v2: MoCo v1 with a 2-layer MLP head (no BN), blur in the views, t = 0.2 (and the
-    cosine learning-rate schedule, which every method here uses)."""
+    """MoCo v2: MoCo v1 with a 2-layer MLP head (no BN, hidden = the encoder's width unless
+    configured), MoCo v2's views (blur above 32 px), t = 0.2 (and the cosine learning-rate
+    schedule, which every method here uses)."""
 
     name = "mocov2"
     paper_defaults = dict(MoCo.paper_defaults, temperature=0.2)
 
+    def derived_settings(self) -> dict[str, Any]:
+        return {"blur": self.use_blur, "proj_hidden": self.cfg.proj_hidden or self.feature_dim}
+
     def build_views(self) -> SimCLRAugment:
-        return mocov2_augment(self.cfg.image_size, blur_p=0.5 if self.use_blur else 0.0)
+        return mocov2_augment(self.cfg.image_size, blur_p=0.5 if self.cfg.blur else 0.0)
 
     def build_projection(self) -> nn.Module:
-        return MLPHead(self.feature_dim, self.cfg.proj_hidden or self.feature_dim, self.cfg.proj_dim,
-                       num_layers=2, batch_norm=False)
+        return MLPHead(self.feature_dim, self.cfg.proj_hidden, self.cfg.proj_dim, num_layers=2, batch_norm=False)

@@ -26,10 +26,13 @@ class SimCLR(Method):
         self.views = self.simclr_policy()
         self.projection = self.build_projection()
 
+    def derived_settings(self) -> dict[str, Any]:
+        """The head's hidden width defaults to the encoder's feature size (SimCLR's d -> d -> 128)."""
+        return {**super().derived_settings(), "proj_hidden": self.cfg.proj_hidden or self.feature_dim}
+
     def build_projection(self) -> nn.Module:
         """SimCLR's 2-layer MLP head (hidden = the encoder's width unless configured)."""
-        return simclr_projection(self.feature_dim, hidden=self.cfg.proj_hidden or self.feature_dim,
-                                 out=self.cfg.proj_dim)
+        return simclr_projection(self.feature_dim, hidden=self.cfg.proj_hidden, out=self.cfg.proj_dim)
 
     def project_two_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projections (z1, z2) of two independent views, in one forward pass over both."""

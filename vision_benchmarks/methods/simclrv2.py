@@ -12,17 +12,17 @@ from vision_benchmarks.methods.simclr import SimCLR
 
 
 class SimCLRv2(SimCLR):
-    """SimCLR with head ``2 x [Linear-BN-ReLU] -> Linear -> BN``; :meth:`backbone` is the
-    encoder followed by the head's first block ("fine-tune from the first layer of the head")."""
+    """SimCLR with head ``2 x [Linear-BN-ReLU] -> Linear -> BN``; :meth:`feature_network` is the
+    encoder followed by the head's first block ("fine-tune from the first layer of the head"),
+    so its probe features have the head's hidden width (``proj_hidden``), not the encoder's."""
 
     name = "simclrv2"
     paper_defaults = dict(SimCLR.paper_defaults)
 
     def build_projection(self) -> nn.Module:
-        return simclrv2_projection(self.feature_dim, hidden=self.cfg.proj_hidden or self.feature_dim,
-                                   out=self.cfg.proj_dim)
+        return simclrv2_projection(self.feature_dim, hidden=self.cfg.proj_hidden, out=self.cfg.proj_dim)
 
-    def backbone(self) -> nn.Module:
+    def feature_network(self) -> nn.Module:
         return nn.Sequential(self.encoder, self.projection.truncated(1))
 
     @property
