@@ -1,9 +1,13 @@
-"""Evaluate a pre-trained run's backbone on the labelled train/test split of its dataset.
+"""Evaluate a pre-trained run's backbone on its own dataset, on other datasets (transfer), or
+under corruptions (robustness).
 
     python -m vision_benchmarks.evaluate --run runs/simclr --protocol linear
     python -m vision_benchmarks.evaluate --run runs/simclr --protocol knn
     python -m vision_benchmarks.evaluate --run runs/simclr --protocol finetune --epochs 10
     python -m vision_benchmarks.evaluate --run runs/simclr --protocol linear --label-fraction 0.01
+    python -m vision_benchmarks.evaluate --run runs/simclr --dataset fashion-mnist --dataset catdog
+    python -m vision_benchmarks.evaluate --run runs/simclr --dataset path/to/photos.zip --protocol finetune
+    python -m vision_benchmarks.evaluate --run runs/simclr --protocol robustness --baseline runs/supervised
 
 Protocols (``vision_benchmarks.protocols``): ``linear`` = L-BFGS logistic regression on frozen
 features computed once, L2 chosen on a held-out 10%; ``knn`` = weighted kNN, k = 200, t = 0.1;
@@ -13,11 +17,21 @@ classifier on a class-balanced share of the labels (the 1% / 10% semi-supervised
 kNN bank then holds only those images. ``linear+knn`` runs both on one feature pass.
 Writes ``<run>/eval_<protocol>[_labels<fraction>].json``
 (and for fine-tuning the per-epoch log under ``<run>/eval_finetune*/``).
+
+``--dataset D`` (repeatable, or comma-separated) runs the protocols (default ``linear+knn``) on
+other datasets (:mod:`vision_benchmarks.transfer`: named sets, ``catdog``, or any folder / zip
+laid out ``train/`` + ``val/`` or ``test/``, or one folder of class sub-folders split by a
+seeded fraction), every image resized once to the run's ``image_size`` and converted to the
+encoder's channels; it writes ``<run>/eval_transfer_<dataset>[_labels<fraction>].{json,csv}``
+and prints a table. ``--protocol robustness`` (:mod:`vision_benchmarks.robustness`) measures the
+linear probe's accuracy on corrupted CIFAR-10 test images (CIFAR-10-C style).
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +41,7 @@ import torch
 
 from core_ssl import checkpoint
 from core_ssl.config import load_config, parse_config
-from core_ssl.data import load_dataset
+from core_ssl.data import ImageSet, load_dataset
 from core_ssl.device import resolve_device
 from core_ssl.logger import RunLogger
 
@@ -35,6 +49,7 @@ from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import Method, build_method
 from vision_benchmarks.protocols import (balanced_label_subset, distill, extract_features, finetune,
                                          knn_top1, linear_probe)
+from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
 
 
 @dataclass
@@ -42,7 +57,14 @@ class EvaluateConfig:
     """Evaluate a pre-training run with a linear probe, a kNN classifier or fine-tuning."""
 
     run: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder written by vision_benchmarks.pretrain"})
-    protocol: str = field(default="linear", metadata={"help": "evaluation protocol (linear+knn: both from one feature pass)", "choices": ["linear", "knn", "linear+knn", "finetune"]})
+    protocol: str | None = field(default=None, metadata={"help": "evaluation protocol (linear+knn: both from one feature pass; robustness: linear probe on corrupted CIFAR-10 test images); default linear, or linear+knn with --dataset", "choices": ["linear", "knn", "linear+knn", "finetune", "robustness"]})
+    dataset: str | None = field(default=None, metadata={"help": "evaluate on this dataset instead of the run's own (transfer): a name (cifar10, cifar100, stl10, fashion-mnist, catdog) or a folder/.zip; repeat the flag or separate with commas for several"})
+    test_fraction: float = field(default=0.2, metadata={"help": "transfer: share of every class held out as the test set when the dataset has no test/val folder"})
+    eval_split: str | None = field(default=None, metadata={"help": "transfer: held-out folder beside train/ (default: test, else val, valid, validation)"})
+    strict: bool = field(default=False, metadata={"help": "stop at an unreadable image with an error naming it (default: skip it with a warning)"})
+    baseline: Path | None = field(default=None, metadata={"help": "robustness: run folder of the reference model whose eval_robustness.json gives the mCE denominator"})
+    corruptions: str = field(default="all", metadata={"help": "robustness: comma-separated corruption names, or all"})
+    corruption_images: int | None = field(default=None, metadata={"help": "robustness: corrupt only a fixed random subset of this many test images (None = all 10,000)"})
     label_fraction: float = field(default=1.0, metadata={"help": "share of the training labels used (0.01 and 0.1 for the semi-supervised protocol)"})
     epochs: int = field(default=10, metadata={"help": "fine-tuning epochs"})
     batch_size: int = field(default=256, metadata={"help": "fine-tuning batch size"})
@@ -69,24 +91,16 @@ def load_pretrained(run: Path, device: torch.device, data_root: Path | None = No
     return method.to(device), cfg
 
 
-def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
-    """Run one protocol on one run folder; returns (and writes) its record (for ``linear+knn``
-    a dict ``{"linear": record, "knn": record}``)."""
-    device = resolve_device(ecfg.device)
-    method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
-    bf16 = cfg.bf16 if ecfg.bf16 is None else ecfg.bf16
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+def run_protocols(ecfg: EvaluateConfig, method: Method, train: ImageSet, test: ImageSet, device: torch.device,
+                  bf16: bool, protocol: str, finetune_dir: Path) -> dict[str, dict[str, Any]]:
+    """The protocol(s) on one train/test pair: ``{protocol: record}`` with the test top-1 and the
+    protocol's settings. The backbone is :meth:`Method.backbone`, which applies the method's
+    own input normalisation to the uint8 images."""
     labelled = balanced_label_subset(train, ecfg.label_fraction, ecfg.seed)
     backbone = method.backbone()
-    suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
-    common: dict[str, Any] = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
-                              "label_fraction": ecfg.label_fraction, "labelled_images": len(labelled),
-                              "test_images": len(test)}
     records: dict[str, dict[str, Any]] = {}
-    started = time.perf_counter()
-    if ecfg.protocol == "finetune":
-        with RunLogger(ecfg.run / f"eval_finetune{suffix}") as logger:
+    if protocol == "finetune":
+        with RunLogger(finetune_dir) as logger:
             result, teacher = finetune(backbone, method.backbone_dim, labelled, test, device, epochs=ecfg.epochs,
                                        batch_size=ecfg.batch_size, lr=ecfg.lr, weight_decay=ecfg.weight_decay,
                                        bf16=bf16, seed=ecfg.seed, logger=logger)
@@ -99,24 +113,137 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     else:
         train_features = extract_features(backbone, labelled.images, device, bf16)
         test_features = extract_features(backbone, test.images, device, bf16)
-        if ecfg.protocol in ("linear", "linear+knn"):
+        if protocol in ("linear", "linear+knn"):
             probe = linear_probe(train_features, labelled.labels, test_features, test.labels,
                                  train.num_classes, seed=ecfg.seed)
             records["linear"] = dict(top1=probe.top1, l2=probe.l2,
                                      validation_top1={str(k): v for k, v in probe.validation.items()})
-        if ecfg.protocol in ("knn", "linear+knn"):
+        if protocol in ("knn", "linear+knn"):
+            k = min(200, len(labelled))
             records["knn"] = dict(top1=knn_top1(train_features, labelled.labels, test_features, test.labels,
-                                                train.num_classes), k=200, temperature=0.1)
+                                                train.num_classes, k=k), k=k, temperature=0.1)
+    for record in records.values():
+        record.update(labelled_images=len(labelled), test_images=len(test))
+    return records
+
+
+def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
+    """Run one protocol on one run folder; returns (and writes) its record (for ``linear+knn``
+    a dict ``{"linear": record, "knn": record}``; with ``--dataset``, :func:`evaluate_transfer`'s
+    dict per dataset; for ``robustness``, :func:`vision_benchmarks.robustness.evaluate_robustness`'s
+    record)."""
+    if ecfg.protocol == "robustness":
+        from vision_benchmarks.robustness import evaluate_robustness  # deferred: plotting and corruptions
+
+        if ecfg.dataset:
+            raise ValueError("--protocol robustness corrupts the CIFAR-10 test set; drop --dataset")
+        return evaluate_robustness(ecfg)
+    if ecfg.dataset:
+        return evaluate_transfer(ecfg)
+    protocol = ecfg.protocol or "linear"
+    device = resolve_device(ecfg.device)
+    method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
+    bf16 = cfg.bf16 if ecfg.bf16 is None else ecfg.bf16
+    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
+    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
+    suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
+    common: dict[str, Any] = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
+                              "label_fraction": ecfg.label_fraction}
+    started = time.perf_counter()
+    records = run_protocols(ecfg, method, train, test, device, bf16, protocol,
+                            ecfg.run / f"eval_finetune{suffix}")
     seconds = round(time.perf_counter() - started, 1)
-    for protocol, record in records.items():
-        record.update(common, protocol=protocol, seconds=seconds)
-        (ecfg.run / f"eval_{protocol}{suffix}.json").write_text(json.dumps(record, indent=2) + "\n")
-        print(f"{cfg.method} {protocol}{suffix}: top-1 {record['top1']:.4f}")
-    return records[ecfg.protocol] if len(records) == 1 else records
+    for name, record in records.items():
+        record.update(common, protocol=name, seconds=seconds)
+        (ecfg.run / f"eval_{name}{suffix}.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"{cfg.method} {name}{suffix}: top-1 {record['top1']:.4f}")
+    return records[protocol] if len(records) == 1 else records
+
+
+TABLE_COLUMNS = ("dataset", "layout", "classes", "train", "test", "linear", "knn", "finetune")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of transfer results (one row per dataset, top-1 per protocol)."""
+    cells = [[str(row.get(column, "")) if not isinstance(row.get(column), float) else f"{row[column]:.4f}"
+              for column in TABLE_COLUMNS] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(TABLE_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def evaluate_transfer(ecfg: EvaluateConfig) -> dict[str, dict[str, Any]]:
+    """The protocol(s) (default ``linear+knn``) of a run's backbone on each ``--dataset``.
+
+    Every dataset is loaded with :func:`vision_benchmarks.transfer.load_transfer_data` at the
+    run's ``image_size`` and the encoder's input channels. Writes, per dataset,
+    ``<run>/eval_transfer_<tag>[_labels<f>].json`` (layout, sizes, one record per protocol) and
+    ``.csv`` (one row per protocol), prints a table, and returns ``{tag: record}``.
+    """
+    protocol = ecfg.protocol or "linear+knn"
+    device = resolve_device(ecfg.device)
+    method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
+    bf16 = cfg.bf16 if ecfg.bf16 is None else ecfg.bf16
+    channels = encoder_input_channels(method.backbone())
+    suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
+    root = ecfg.data_root if ecfg.data_root is not None else cfg.data_root
+    results: dict[str, dict[str, Any]] = {}
+    rows = []
+    for spec in [part.strip() for part in ecfg.dataset.split(",") if part.strip()]:
+        started = time.perf_counter()
+        data: TransferData = load_transfer_data(spec, cfg.image_size, channels, root=root,
+                                                test_fraction=ecfg.test_fraction, seed=ecfg.seed,
+                                                eval_split=ecfg.eval_split, strict=ecfg.strict)
+        records = run_protocols(ecfg, method, data.train, data.test, device, bf16, protocol,
+                                ecfg.run / f"eval_transfer_{data.tag}{suffix}_finetune")
+        record = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
+                  "pretrained_on": cfg.dataset, "dataset": data.name, "layout": data.layout,
+                  "classes": data.train.classes, "train_images": len(data.train), "test_images": len(data.test),
+                  "image_size": cfg.image_size, "channels": channels, "label_fraction": ecfg.label_fraction,
+                  "seed": ecfg.seed, "seconds": round(time.perf_counter() - started, 1), "protocols": records}
+        stem = ecfg.run / f"eval_transfer_{data.tag}{suffix}"
+        stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        with stem.with_suffix(".csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run", "method", "pretrained_on", "dataset", "protocol", "top1", "train_images",
+                             "test_images", "label_fraction"])
+            for name, result in records.items():
+                writer.writerow([str(ecfg.run), cfg.method, cfg.dataset, data.name, name, f"{result['top1']:.6f}",
+                                 len(data.train), len(data.test), ecfg.label_fraction])
+        results[data.tag] = record
+        rows.append({"dataset": data.name, "layout": data.layout, "classes": data.train.num_classes,
+                     "train": len(data.train), "test": len(data.test),
+                     **{name: result["top1"] for name, result in records.items()}})
+    print(f"{cfg.method} ({cfg.encoder}, pre-trained on {cfg.dataset}) transferred, top-1{suffix}:")
+    print(format_table(rows))
+    return results
+
+
+def gather_repeated(argv: Sequence[str], flag: str) -> list[str]:
+    """``argv`` with every ``flag X`` / ``flag=X`` merged into one ``flag X1,X2,...`` (the
+    config parser keeps only the last of a repeated flag)."""
+    values, rest = [], []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item == flag and i + 1 < len(items):
+            values.append(items[i + 1])
+            i += 2
+            continue
+        if item.startswith(flag + "="):
+            values.append(item[len(flag) + 1 :])
+        else:
+            rest.append(item)
+        i += 1
+    return rest + ([flag, ",".join(values)] if values else [])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    return evaluate(parse_config(EvaluateConfig, argv))
+    argv = sys.argv[1:] if argv is None else argv
+    return evaluate(parse_config(EvaluateConfig, gather_repeated(argv, "--dataset")))
 
 
 if __name__ == "__main__":

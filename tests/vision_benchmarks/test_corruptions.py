@@ -167,3 +167,30 @@ def test_robustness_accuracies_of_a_colour_classifier():
     assert set(result["accuracy"]["contrast"]) == {1, 2, 3, 4, 5}
     record = {"clean": 1.0, "accuracy": {"a": {"1": 0.5, "2": 0.25}, "b": {"1": 0.7, "2": 0.45}}}
     assert mean_by_severity(record) == pytest.approx([1.0, 0.6, 0.35])
+
+
+def test_robustness_protocol_end_to_end_with_a_baseline(tmp_path, capsys):
+    import json
+
+    from tests.vision_benchmarks.test_transfer import make_run
+    from vision_benchmarks import evaluate
+
+    flags = ["--protocol", "robustness", "--corruptions", "fog,contrast", "--corruption-images", "64",
+             "--label-fraction", "0.01", "--device", "cpu"]
+    baseline = make_run(tmp_path / "baseline", seed=1)
+    base = evaluate.main(["--run", str(baseline), *flags])
+    assert set(base["accuracy"]) == {"fog", "contrast"} and base["test_images"] == 64
+    run = make_run(tmp_path / "model", seed=2)
+    record = evaluate.main(["--run", str(run), *flags, "--baseline", str(baseline)])
+    saved = json.loads((run / "eval_robustness.json").read_text())
+    assert saved["mce"] == pytest.approx(record["mce"]) and (run / "robustness.png").stat().st_size > 0
+    for name in ("fog", "contrast"):  # CE restated from the two files
+        errors = [1 - saved["accuracy"][name][str(s)] for s in range(1, 6)]
+        base_errors = [1 - base["accuracy"][name][str(s)] for s in range(1, 6)]
+        assert saved["ce"][name] == pytest.approx(sum(errors) / sum(base_errors))
+    assert saved["mce"] == pytest.approx((saved["ce"]["fog"] + saved["ce"]["contrast"]) / 2)
+    assert saved["mean_by_severity"][0] == saved["clean"] and len(saved["mean_by_severity"]) == 6
+    assert "mCE" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="same --corruption-images"):
+        evaluate.main(["--run", str(run), *flags[:-4], "--corruption-images", "32", "--label-fraction", "0.01",
+                       "--device", "cpu", "--baseline", str(baseline)])
