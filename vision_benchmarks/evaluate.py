@@ -54,7 +54,8 @@ from vision_benchmarks.transfer import TransferData, encoder_input_channels, loa
 
 @dataclass
 class EvaluateConfig:
-    """Evaluate a pre-training run with a linear probe, a kNN classifier or fine-tuning."""
+    """Evaluate a pre-training run with a linear probe, a kNN classifier or fine-tuning, on its own
+    dataset or others (transfer), or under common corruptions (robustness)."""
 
     run: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder written by vision_benchmarks.pretrain"})
     protocol: str | None = field(default=None, metadata={"help": "evaluation protocol (linear+knn: both from one feature pass; robustness: linear probe on corrupted CIFAR-10 test images); default linear, or linear+knn with --dataset", "choices": ["linear", "knn", "linear+knn", "finetune", "robustness"]})
@@ -63,7 +64,7 @@ class EvaluateConfig:
     eval_split: str | None = field(default=None, metadata={"help": "transfer: held-out folder beside train/ (default: test, else val, valid, validation)"})
     strict: bool = field(default=False, metadata={"help": "stop at an unreadable image with an error naming it (default: skip it with a warning)"})
     baseline: Path | None = field(default=None, metadata={"help": "robustness: run folder of the reference model whose eval_robustness.json gives the mCE denominator"})
-    corruptions: str = field(default="all", metadata={"help": "robustness: comma-separated corruption names, or all"})
+    corruptions: str = field(default="all", metadata={"help": "robustness: comma-separated corruption names, all (the 10 benchmark ones) or every (with the extras)"})
     corruption_images: int | None = field(default=None, metadata={"help": "robustness: corrupt only a fixed random subset of this many test images (None = all 10,000)"})
     label_fraction: float = field(default=1.0, metadata={"help": "share of the training labels used (0.01 and 0.1 for the semi-supervised protocol)"})
     epochs: int = field(default=10, metadata={"help": "fine-tuning epochs"})
