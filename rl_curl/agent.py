@@ -21,14 +21,21 @@ One update (:meth:`SacAgent.update`), every parameter stepped by exactly one opt
    alpha * log pi(a'|s'))`` and the auxiliary loss (``curl``: bilinear InfoNCE with a learned
    W; ``infonce``: cosine InfoNCE against a MoCo queue of keys; ``byol``: BYOL regression
    through a predictor; ``none``). One backward of their sum, one step of one optimiser over
-   the critic (encoder included) and the auxiliary head. (The official code instead steps the
-   encoder a second time with a separate contrastive optimiser.)
+   the critic (encoder included) and the auxiliary head (``optimizers="joint"``, the default).
 4. every ``actor_update_freq`` updates: **actor and alpha steps** on the anchor's conv
    features, detached (no second conv pass): ``L_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)]``
    with a ~ pi reparameterised, and ``L_alpha = E[alpha (-log pi(a|s) - H_target)]``;
 5. every ``target_update_freq`` updates: EMA of the target critic.
 
-Conv passes per update: one with gradients (anchor) and three without (next for the actor,
+With ``optimizers="official"`` the update follows the official code's sequence instead:
+critic step on the critic loss alone (critic Adam, encoder included); actor and alpha steps on
+the anchor re-encoded by the *updated* convs; target EMA; then the auxiliary loss on the anchor
+re-encoded once more with gradients and the key from the *updated* target encoder, stepped by
+two Adams at once: ``encoder_optimizer`` (the critic's encoder) and ``aux_optimizer`` (the
+official ``cpc_optimizer``: the encoder again and W). The encoder takes three Adam steps per
+update there, one here.
+
+Conv passes per update (joint): one with gradients (anchor) and three without (next for the actor,
 next and positive for the target), against the official code's seven forward and two backward
 passes. The conv stack runs under bf16 autocast when ``bf16`` is set; everything after it
 (fc, LayerNorm, MLPs, losses) stays fp32. No ``.item()`` inside the update, so on CUDA it
@@ -54,11 +61,12 @@ from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
 
 from rl_curl.replay import Batch
 
-__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "StateEncoder", "Actor", "Critic", "SacAgent"]
+__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "OPTIMIZER_MODES", "StateEncoder", "Actor", "Critic", "SacAgent"]
 
 AGENTS = ("curl", "pixel-sac", "state-sac")
 AUX_LOSSES = ("curl", "infonce", "byol", "none")
 AUGMENTATIONS = ("crop", "shift")
+OPTIMIZER_MODES = ("joint", "official")
 
 
 class StateEncoder(nn.Module):
@@ -151,6 +159,8 @@ class SacAgent:
         aux_weight: weight of the aux loss added to the critic loss.
         aux_temperature, queue_size: for ``infonce``.
         bf16: run the conv stacks under bf16 autocast.
+        optimizers: ``joint`` (one step over the summed critic + aux loss) or ``official``
+            (the official code's three encoder steps per update); see the module docstring.
     """
 
     def __init__(self, obs_shape: tuple[int, ...], action_dim: int, device: torch.device,
@@ -162,11 +172,13 @@ class SacAgent:
                  critic_tau: float = 0.01, encoder_tau: float = 0.05, actor_update_freq: int = 2,
                  target_update_freq: int = 2, discount: float = 0.99, init_temperature: float = 0.1,
                  aux_weight: float = 1.0, aux_temperature: float = 0.1, queue_size: int = 4096,
-                 bf16: bool = False) -> None:
+                 bf16: bool = False, optimizers: Literal["joint", "official"] = "joint") -> None:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
         if aux not in AUX_LOSSES:
             raise ValueError(f"unknown aux loss {aux!r}; choose one of {', '.join(AUX_LOSSES)}")
+        if optimizers not in OPTIMIZER_MODES:
+            raise ValueError(f"unknown optimizers {optimizers!r}; choose one of {', '.join(OPTIMIZER_MODES)}")
         if aug not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {aug!r}; choose one of {', '.join(AUGMENTATIONS)}")
         self.pixels = agent != "state-sac"
@@ -181,6 +193,7 @@ class SacAgent:
         self.actor_update_freq, self.target_update_freq = actor_update_freq, target_update_freq
         self.aux_weight, self.aux_temperature = aux_weight, aux_temperature
         self.bf16 = bf16
+        self.optimizers_mode = optimizers
         self.channels_last = self.pixels and self.device.type == "cuda"
 
         def make_encoder() -> nn.Module:
@@ -210,12 +223,18 @@ class SacAgent:
         critic_params = list(self.critic.parameters())
         critic_ids = {id(p) for p in critic_params}
         aux_params = list(self.aux_head.parameters()) if self.aux_head is not None else []
-        self.critic_optimizer = torch.optim.Adam(critic_params + aux_params, lr=lr)
+        official = optimizers == "official"
+        self.critic_optimizer = torch.optim.Adam(critic_params + ([] if official else aux_params), lr=lr)
         # the actor's tied conv weights belong to the critic's optimiser only
         self.actor_optimizer = torch.optim.Adam([p for p in self.actor.parameters() if id(p) not in critic_ids], lr=lr)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=alpha_lr, betas=alpha_betas)
         self.optimizers = {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
                            "alpha": self.alpha_optimizer}
+        if official and self.aux != "none":
+            # the official encoder_optimizer and cpc_optimizer: both step the critic's encoder
+            encoder_params = list(self.critic.encoder.parameters())
+            self.optimizers["encoder"] = torch.optim.Adam(encoder_params, lr=lr)
+            self.optimizers["aux"] = torch.optim.Adam(encoder_params + aux_params, lr=lr)
         self.updates = 0
 
     # -- helpers ---------------------------------------------------------------------------
@@ -267,23 +286,35 @@ class SacAgent:
             return loss
         return losses.byol_loss(self.aux_head(query), key)
 
+    @torch.no_grad()
+    def _td_target(self, batch: Batch, next_view: torch.Tensor,
+                   positive: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``y = r + gamma * not_done * (min_i Q'_i(s', a') - alpha log pi(a'|s'))`` and, when
+        ``positive`` is given, the target encoder's keys of it (batched in the same pass)."""
+        next_features = self.actor.encoder.forward_head(self._conv(self.critic.encoder, next_view))
+        _, next_action, next_log_pi, _ = self.actor(next_features)
+        target_input = next_view if positive is None else torch.cat([next_view, positive])
+        target_encoder = self.critic_target.encoder
+        target_features = target_encoder.forward_head(self._conv(target_encoder, target_input))
+        next_target_features, key = (target_features, None) if positive is None \
+            else target_features.split(len(next_view))
+        target_q = torch.min(*self.critic_target.q_values(next_target_features, next_action))
+        target_v = target_q - self.alpha.detach() * next_log_pi
+        return batch.reward + batch.not_done * self.discount * target_v, key
+
+    def _update_target(self) -> None:
+        ema_update_(self.critic_target.q_heads, self.critic.q_heads, 1.0 - self.critic_tau)
+        ema_update_(self.critic_target.encoder, self.critic.encoder, 1.0 - self.encoder_tau)
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One SAC (+ auxiliary) update from a replay batch; returns detached metric tensors."""
+        if self.optimizers_mode == "official":
+            return self._update_official(batch)
         use_aux = self.aux != "none"
         anchor, next_view = self._augment(batch.obs), self._augment(batch.next_obs)
         positive = self._augment(batch.obs) if use_aux else None
         metrics: dict[str, torch.Tensor] = {}
-
-        with torch.no_grad():
-            next_features = self.actor.encoder.forward_head(self._conv(self.critic.encoder, next_view))
-            _, next_action, next_log_pi, _ = self.actor(next_features)
-            target_input = torch.cat([next_view, positive]) if use_aux else next_view
-            target_encoder = self.critic_target.encoder
-            target_features = target_encoder.forward_head(self._conv(target_encoder, target_input))
-            next_target_features, key = target_features.split(len(next_view)) if use_aux else (target_features, None)
-            target_q = torch.min(*self.critic_target.q_values(next_target_features, next_action))
-            target_v = target_q - self.alpha.detach() * next_log_pi
-            target = batch.reward + batch.not_done * self.discount * target_v
+        target, key = self._td_target(batch, next_view, positive)
 
         conv = self._conv(self.critic.encoder, anchor)
         features = self.critic.encoder.forward_head(conv)
@@ -302,8 +333,44 @@ class SacAgent:
         if self.updates % self.actor_update_freq == 0:
             metrics.update(self._update_actor_and_alpha(conv.detach()))
         if self.updates % self.target_update_freq == 0:
-            ema_update_(self.critic_target.q_heads, self.critic.q_heads, 1.0 - self.critic_tau)
-            ema_update_(self.critic_target.encoder, self.critic.encoder, 1.0 - self.encoder_tau)
+            self._update_target()
+        self.updates += 1
+        return metrics
+
+    def _update_official(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The official CURL update sequence (``CurlSacAgent.update``), step for step."""
+        use_aux = self.aux != "none"
+        anchor, next_view = self._augment(batch.obs), self._augment(batch.next_obs)
+        positive = self._augment(batch.obs) if use_aux else None
+        target, _ = self._td_target(batch, next_view)
+
+        features = self.critic.encoder.forward_head(self._conv(self.critic.encoder, anchor))
+        q1, q2 = self.critic.q_values(features, batch.action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        metrics = {"critic_loss": critic_loss.detach(), "q": q1.detach().mean()}
+
+        if self.updates % self.actor_update_freq == 0:
+            with torch.no_grad():  # the official actor update re-encodes obs with the updated convs
+                conv = self._conv(self.critic.encoder, anchor)
+            metrics.update(self._update_actor_and_alpha(conv))
+        if self.updates % self.target_update_freq == 0:
+            self._update_target()
+        if use_aux:  # the official update_cpc, after the target EMA
+            with torch.no_grad():
+                target_encoder = self.critic_target.encoder
+                key = target_encoder.forward_head(self._conv(target_encoder, positive))
+            query = self.critic.encoder.forward_head(self._conv(self.critic.encoder, anchor))
+            aux_loss = self._aux_loss(query, key)
+            encoder_optimizer, aux_optimizer = self.optimizers["encoder"], self.optimizers["aux"]
+            encoder_optimizer.zero_grad(set_to_none=True)
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux_loss.backward()
+            encoder_optimizer.step()
+            aux_optimizer.step()
+            metrics["aux_loss"] = aux_loss.detach()
         self.updates += 1
         return metrics
 

@@ -6,8 +6,9 @@
     python -m rl_curl.train --run-dir runs/rl_curl/x --resume  # continue a killed run
 
 Steps are environment steps (agent steps x action repeat), as in the paper. The loop, top to
-bottom: act (random for the first ``seed_env_steps``), update the agent once per agent step
-from a replay batch, store the transition, and at the end of each episode log its return and,
+bottom: act (uniformly random for the first ``init_steps`` agent steps, as the official
+``init_steps``; no updates before), then update the agent once per agent step from a replay
+batch, store the transition, and at the end of each episode log its return and,
 when due, evaluate (10 episodes, centre crop, deterministic actions) and write an atomic
 checkpoint (agent, optimisers, replay, RNG states, counters). Checkpoints are taken at episode
 boundaries, so a resumed run starts the next episode exactly where the killed one would have.
@@ -27,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rl_curl import envs  # first: chooses MUJOCO_GL before anything imports dm_control
+from core_ssl.openmp import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch loads: no OpenMP spin-waiting on a shared CPU
+
+from rl_curl import envs  # noqa: E402  (chooses MUJOCO_GL before anything imports dm_control)
 
 import numpy as np
 import torch
@@ -35,7 +40,7 @@ import torch
 from core_ssl.checkpoint import (capture_rng_state, export_weights, load_checkpoint, restore_rng_state,
                                  save_checkpoint)
 from core_ssl.config import config_to_dict, load_config, parse_config, replace_config, save_config
-from core_ssl.device import resolve_device
+from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
 from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
@@ -58,7 +63,14 @@ class TrainConfig:
     seed: int = field(default=1, metadata={"help": "random seed (torch, numpy, environments)"})
     total_env_steps: int = field(default=500_000, metadata={"help": "environment steps to train for "
                                                                     "(training stops at the first episode end at or after it)"})
-    seed_env_steps: int = field(default=1000, metadata={"help": "initial environment steps with random actions"})
+    init_steps: int = field(default=1000, metadata={
+        "help": "AGENT steps (= stored transitions) of uniformly random actions before the first update, as the "
+                "official code's init_steps; in environment steps this is init_steps x action repeat "
+                "(8,000 on cartpole-swingup)"})
+    optimizers: str = field(default="joint", metadata={
+        "help": "joint: one Adam step of the encoder per update on the summed critic + aux loss; official: the "
+                "official CURL sequence (critic step, then the aux loss stepped by the encoder's and the aux "
+                "head's own Adams: three encoder steps per update)", "choices": ["joint", "official"]})
     batch_size: int = field(default=512, metadata={"help": "replay batch size"})
     lr: float | None = field(default=None, metadata={"help": "learning rate; None = the paper's (2e-4 cheetah-run, else 1e-3)"})
     alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
@@ -81,8 +93,9 @@ class TrainConfig:
     aux_temperature: float = field(default=0.1, metadata={"help": "temperature of --aux infonce"})
     queue_size: int = field(default=4096, metadata={"help": "key queue size of --aux infonce"})
     replay_capacity: int = field(default=100_000, metadata={"help": "transitions kept in the replay buffer"})
-    bf16: str = field(default="auto", metadata={"help": "bf16 autocast of the conv encoder: auto (on with CUDA) | on | off",
-                                               "choices": ["auto", "on", "off"]})
+    bf16: str = field(default="auto", metadata={"help": "bf16 autocast of the conv encoder: auto (on where the device runs "
+                                                       "bf16 natively: CUDA, CPUs with AVX512-BF16 or AMX) | on | off",
+                                               "choices": list(BF16_CHOICES)})
     eval_every: int = field(default=10_000, metadata={"help": "evaluate every N environment steps (and at step 0)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
     checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps"})
@@ -99,12 +112,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's settings (Table 3 of Srinivas et al. 2020); the default with CUDA.
     "paper": {},
     # Practical on a few CPU cores: the paper's networks and settings, batch 128 (the official
-    # script's), 100k environment steps, bf16 convs, more frequent evaluation and checkpoints.
-    "cpu": {"batch_size": 128, "total_env_steps": 100_000, "bf16": "on", "eval_every": 10_000,
+    # script's), 100k environment steps, bf16 convs where the CPU runs bf16 natively, more frequent
+    # evaluation and checkpoints.
+    "cpu": {"batch_size": 128, "total_env_steps": 100_000, "eval_every": 10_000,
             "checkpoint_every": 10_000},
     # Minutes, for smoke tests: tiny networks and batches.
     "tiny": {"batch_size": 16, "hidden_dim": 64, "num_filters": 8, "num_layers": 2, "feature_dim": 16,
-             "total_env_steps": 2_000, "seed_env_steps": 400, "eval_every": 1_000, "eval_episodes": 1,
+             "total_env_steps": 2_000, "init_steps": 50, "eval_every": 1_000, "eval_episodes": 1,
              "checkpoint_every": 1_000, "log_every": 400, "replay_capacity": 5_000, "bf16": "off"},
 }
 
@@ -124,7 +138,7 @@ def build_env(cfg: TrainConfig, seed: int) -> envs.DMControlEnv:
 
 
 def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) -> SacAgent:
-    bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    bf16 = resolve_bf16(cfg.bf16, device)
     return SacAgent(
         env.observation_space.shape, env.action_space.shape[0], device, agent=cfg.agent, aux=cfg.aux,
         aug=cfg.aug, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim, feature_dim=cfg.feature_dim,
@@ -132,7 +146,7 @@ def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) 
         alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999), critic_tau=cfg.critic_tau,
         encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
         target_update_freq=cfg.target_update_freq, discount=cfg.discount,
-        init_temperature=cfg.init_temperature, aux_weight=cfg.aux_weight,
+        init_temperature=cfg.init_temperature, aux_weight=cfg.aux_weight, optimizers=cfg.optimizers,
         aux_temperature=cfg.aux_temperature, queue_size=cfg.queue_size, bf16=bf16)
 
 
@@ -248,7 +262,7 @@ def train(cfg: TrainConfig) -> Path:
                 break
 
         # -- one agent step ------------------------------------------------------------------
-        if counters.env_step < cfg.seed_env_steps:
+        if counters.env_step // env.action_repeat < cfg.init_steps:
             action = env.action_space.sample()
         else:
             action = agent.act(obs)

@@ -103,3 +103,60 @@ def test_bad_settings_are_named():
         SacAgent((9, 100, 100), 2, torch.device("cpu"), aux="simclr")
     with pytest.raises(ValueError, match="pixel"):
         SacAgent((5,), 2, torch.device("cpu"), agent="curl")
+
+
+def _encoder_changes(agent, batch):
+    """How many times one update changes the critic's encoder: a snapshot after every optimiser
+    step that touches it, compared with the one before."""
+    encoder = dict(agent.critic.encoder.named_parameters())
+    encoder_ids = {id(p) for p in encoder.values()}
+    snapshots = [{n: p.detach().clone() for n, p in encoder.items()}]
+
+    def hook(optimizer, args, kwargs):
+        if any(id(p) in encoder_ids for g in optimizer.param_groups for p in g["params"] if p.grad is not None):
+            snapshots.append({n: p.detach().clone() for n, p in encoder.items()})
+
+    handles = [opt.register_step_post_hook(hook) for opt in agent.optimizers.values()]
+    agent.update(batch)
+    for handle in handles:
+        handle.remove()
+    return sum(any(not torch.equal(a[n], b[n]) for n in a) for a, b in zip(snapshots, snapshots[1:]))
+
+
+@pytest.mark.parametrize("mode, expected", [("joint", 1), ("official", 3)])
+def test_official_optimizers_step_the_encoder_three_times(mode, expected):
+    torch.manual_seed(0)
+    agent = SacAgent((9, 100, 100), 2, torch.device("cpu"), optimizers=mode, **SMALL)
+    assert _encoder_changes(agent, _pixel_batch()) == expected
+
+
+def test_official_sequence_steps_each_parameter_as_the_official_code():
+    """critic Adam: critic (encoder included); encoder Adam: encoder; aux Adam: encoder and W."""
+    torch.manual_seed(0)
+    agent = SacAgent((9, 100, 100), 2, torch.device("cpu"), optimizers="official", **SMALL)
+    counts = _count_optimizer_steps(agent)
+    agent.update(_pixel_batch())
+    encoder = {id(p) for p in agent.critic.encoder.parameters()}
+    q_heads = {id(p) for p in agent.critic.q_heads.parameters()}
+    assert all(counts[i] == 3 for i in encoder)
+    assert all(counts[i] == 1 for i in q_heads)
+    assert counts[id(agent.aux_head.weight)] == 1
+    assert id(agent.aux_head.weight) not in {id(p) for p in agent.critic_optimizer.param_groups[0]["params"]}
+    # the state dict carries the two extra optimisers and restores them
+    state = agent.state_dict()
+    assert set(state["optimizers"]) == {"critic", "actor", "alpha", "encoder", "aux"}
+    clone = SacAgent((9, 100, 100), 2, torch.device("cpu"), optimizers="official", **SMALL)
+    clone.load_state_dict(state)
+    assert clone.optimizers["aux"].state_dict()["state"].keys() == agent.optimizers["aux"].state_dict()["state"].keys()
+
+
+def test_official_mode_without_aux_loss_is_critic_then_actor():
+    torch.manual_seed(0)
+    agent = SacAgent((9, 100, 100), 2, torch.device("cpu"), agent="pixel-sac", optimizers="official", **SMALL)
+    assert set(agent.optimizers) == {"critic", "actor", "alpha"}
+    assert _encoder_changes(agent, _pixel_batch()) == 1
+
+
+def test_unknown_optimizer_mode_is_named():
+    with pytest.raises(ValueError, match="optimizers"):
+        SacAgent((9, 100, 100), 2, torch.device("cpu"), optimizers="fused", **SMALL)

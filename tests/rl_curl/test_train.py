@@ -18,7 +18,7 @@ from rl_curl.train import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--env", "cartpole-swingup", "--preset", "tiny", "--device", "cpu", "--threads", "1",
-        "--no-progress-bar", "--seed-env-steps", "200", "--eval-episodes", "1"]
+        "--no-progress-bar", "--init-steps", "25", "--eval-episodes", "1"]
 
 
 def _train(args, **kwargs):
@@ -30,6 +30,36 @@ def _train(args, **kwargs):
 def _rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+class _FirstUpdate(Exception):
+    pass
+
+
+@pytest.mark.parametrize("agent", ["state-sac", "curl"])
+def test_seed_phase_stores_init_steps_random_transitions_before_the_first_update(tmp_path, monkeypatch, agent):
+    """The official init_steps: that many agent steps (transitions), not environment steps."""
+    from rl_curl import train as train_module
+
+    replays, seen = [], {}
+    real_make_replay = train_module.make_replay
+
+    def make_replay(*args, **kwargs):
+        replays.append(real_make_replay(*args, **kwargs))
+        return replays[-1]
+
+    def first_update(self, batch):
+        seen["transitions"] = len(replays[0])
+        raise _FirstUpdate
+
+    monkeypatch.setattr(train_module, "make_replay", make_replay)
+    monkeypatch.setattr(train_module.SacAgent, "update", first_update)
+    cfg = parse_args(["--env", "cartpole-swingup", "--preset", "tiny", "--agent", agent, "--device", "cpu",
+                      "--no-progress-bar", "--init-steps", "37", "--eval-every", "100000",
+                      "--run-dir", str(tmp_path / "run")])
+    with pytest.raises(_FirstUpdate):
+        train_module.train(cfg)
+    assert seen["transitions"] == 37  # 37 agent steps = 296 environment steps at action repeat 8
 
 
 @pytest.mark.slow
