@@ -23,7 +23,7 @@ from core_ssl import checkpoint, losses, monitor
 from core_ssl.augment import simclr_augment
 from core_ssl.config import parse_config, save_config
 from core_ssl.data import BatchIterator, load_cifar10
-from core_ssl.device import autocast, resolve_device
+from core_ssl.device import autocast, resolve_bf16, resolve_device
 from core_ssl.encoders import build_encoder
 from core_ssl.heads import simclr_projection
 from core_ssl.logger import RunLogger, progress
@@ -40,7 +40,8 @@ class DemoConfig:
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
     temperature: float = field(default=0.5, metadata={"help": "NT-Xent temperature"})
     width: int = field(default=32, metadata={"help": "ConvNet base width (features = 8 x width)"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for the encoder (losses stay fp32)"})
+    bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the encoder (losses stay fp32): auto = on where "
+                                                       "the device runs bf16 natively | on | off", "choices": ["auto", "on", "off"]})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     data_root: Path | None = field(default=None, metadata={"help": "folder holding cifar10-jpeg.zip (default: $SSL_DATA_DIR or ../shared/data)"})
     out: Path = field(default=Path("runs/demo"), metadata={"help": "run folder"})
@@ -86,7 +87,8 @@ def main(argv=None) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.out)
     logger = RunLogger(cfg.out)
-    top1, test_features = knn_eval(encoder, train, test, device, cfg.bf16)
+    bf16 = resolve_bf16(cfg.bf16, device)
+    top1, test_features = knn_eval(encoder, train, test, device, bf16)
     history = [(0, top1)]
     print(f"random init: kNN top-1 {top1:.3f}")
     logger.log("eval", 0, epoch=0, knn_top1=top1, **monitor.representation_summary(test_features))
@@ -98,7 +100,7 @@ def main(argv=None) -> dict:
         for images, _, _ in bar:
             view1, view2 = augment(images, generator), augment(images, generator)
             views = torch.cat([view1, view2]).contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.bf16):
+            with autocast(device, bf16):
                 z = head(encoder(views))
             z1, z2 = z.float().chunk(2)
             loss = losses.nt_xent(z1, z2, cfg.temperature)
@@ -109,7 +111,7 @@ def main(argv=None) -> dict:
             if step % 10 == 0:
                 logger.log("train", step, loss=loss.item(), **monitor.representation_summary(z1.detach(), z2.detach()))
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-        top1, test_features = knn_eval(encoder, train, test, device, cfg.bf16)
+        top1, test_features = knn_eval(encoder, train, test, device, bf16)
         history.append((epoch, top1))
         summary = monitor.representation_summary(test_features)
         logger.log("eval", step, epoch=epoch, knn_top1=top1, **summary)

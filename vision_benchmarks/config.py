@@ -63,7 +63,7 @@ class PretrainConfig:
     discriminator_lr: float | None = field(default=None, metadata={"help": "Context Encoder: the discriminator's Adam learning rate, betas (0.5, 0.999) (2e-4, the official code)"})
 
     # speed and monitoring
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for the networks (losses stay fp32); about 2x faster on CUDA and on CPUs with AVX-512 BF16"})
+    bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks (losses stay fp32): auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX; about 2x faster there, 10-80x slower where emulated) | on | off", "choices": ["auto", "on", "off"]})
     channels_last: bool = field(default=True, metadata={"help": "channels-last memory format for convolutions"})
     knn_every: int = field(default=1, metadata={"help": "online kNN + collapse monitors every this many epochs (0 = only at the end)"})
     knn_train_images: int | None = field(default=10000, metadata={"help": "labelled bank for the online kNN (None = the whole training set)"})
@@ -76,11 +76,11 @@ class PretrainConfig:
 
 PRESETS: dict[str, dict] = {
     # Minutes per run on a 2-core CPU: the small ConvNet on 32x32 images.
-    "cpu": dict(encoder="convnet", width=32, batch_size=256, optimizer="adamw", epochs=20, bf16=True,
+    "cpu": dict(encoder="convnet", width=32, batch_size=256, optimizer="adamw", epochs=20,
                 channels_last=True, proj_hidden=512, queue_size=4096, bank_negatives=4096,
                 shuffle_bn_splits=4, key_momentum=0.99, knn_train_images=10000, knn_test_images=2000),
     # The SimCLR CIFAR-10 recipe scale: ResNet-18 with the CIFAR stem, batch 512, hundreds of epochs.
     "paper": dict(encoder="resnet18", width=1, cifar_stem=True, batch_size=512, optimizer="sgd", epochs=1000,
-                  bf16=True, channels_last=True, knn_train_images=None, knn_test_images=None),
+                  channels_last=True, knn_train_images=None, knn_test_images=None),
 }
 """Named overrides for ``--preset``; method settings not named here keep their paper values."""

@@ -42,7 +42,7 @@ import torch
 from core_ssl import checkpoint
 from core_ssl.config import load_config, parse_config
 from core_ssl.data import ImageSet, load_dataset
-from core_ssl.device import resolve_device
+from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger
 
 from vision_benchmarks.config import PretrainConfig
@@ -144,7 +144,7 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     protocol = ecfg.protocol or "linear"
     device = resolve_device(ecfg.device)
     method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
-    bf16 = cfg.bf16 if ecfg.bf16 is None else ecfg.bf16
+    bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
     train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
     suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
@@ -186,7 +186,7 @@ def evaluate_transfer(ecfg: EvaluateConfig) -> dict[str, dict[str, Any]]:
     protocol = ecfg.protocol or "linear+knn"
     device = resolve_device(ecfg.device)
     method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
-    bf16 = cfg.bf16 if ecfg.bf16 is None else ecfg.bf16
+    bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
     channels = encoder_input_channels(method.backbone())
     suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
     root = ecfg.data_root if ecfg.data_root is not None else cfg.data_root

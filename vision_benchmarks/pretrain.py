@@ -26,7 +26,7 @@ from torch import nn
 from core_ssl import checkpoint, distributed, monitor
 from core_ssl.config import config_to_dict, parse_config, replace_config, save_config
 from core_ssl.data import BatchIterator, ImageSet, load_dataset
-from core_ssl.device import autocast, resolve_device
+from core_ssl.device import autocast, resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
 from core_ssl.schedules import warmup_cosine_factor
 
@@ -133,6 +133,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     distributed.init_from_environment()
     rank, world = distributed.rank(), distributed.world_size()
     device = distributed.local_device(resolve_device(cfg.device))
+    bf16 = resolve_bf16(cfg.bf16, device)
     if cfg.batch_size % world:
         raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
     ckpt_path = cfg.out / "last.pt"
@@ -203,7 +204,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
     def evaluate_and_log() -> dict[str, float]:
         if distributed.is_main_process():
-            metrics = online_evaluation(method, knn_train, knn_test, device, cfg.bf16)
+            metrics = online_evaluation(method, knn_train, knn_test, device, bf16)
             logger.log("eval", step, epoch=epoch, train_minutes=train_seconds / 60, **metrics)
         else:
             metrics = {}
@@ -230,7 +231,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             progress_now = run_progress()
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * warmup_cosine_factor(int(progress_now * _LR_RESOLUTION), _LR_RESOLUTION, warmup)
-            with autocast(device, cfg.bf16):
+            with autocast(device, bf16):
                 out = model(images, labels, indices)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()

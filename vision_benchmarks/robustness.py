@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from core_ssl.data import load_dataset
-from core_ssl.device import resolve_device
+from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.logger import progress
 from core_ssl.plotting import pyplot, save_figure
 
@@ -183,7 +183,7 @@ def evaluate_robustness(ecfg: EvaluateConfig) -> dict[str, Any]:
 
     device = resolve_device(ecfg.device)
     method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
-    bf16 = cfg.bf16 if ecfg.bf16 is None else ecfg.bf16
+    bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
     names = corruption_names(ecfg.corruptions)
     train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)

@@ -1,0 +1,36 @@
+"""core_ssl.device: bf16 is chosen only where the device runs it natively."""
+
+import pytest
+import torch
+
+from core_ssl import device as device_module
+from core_ssl.device import native_bf16, resolve_bf16
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_follows_native_support(monkeypatch, native):
+    monkeypatch.setattr(device_module, "native_bf16", lambda device: native)
+    assert resolve_bf16("auto", torch.device("cpu")) is native
+    assert resolve_bf16("off", torch.device("cpu")) is False
+
+
+def test_forcing_emulated_bf16_warns(monkeypatch):
+    monkeypatch.setattr(device_module, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="emulates"):
+        assert resolve_bf16("on", torch.device("cpu")) is True
+
+
+def test_booleans_from_old_configs_are_accepted(monkeypatch):
+    monkeypatch.setattr(device_module, "native_bf16", lambda device: True)
+    assert resolve_bf16(True, torch.device("cpu")) is True
+    assert resolve_bf16(False, torch.device("cpu")) is False
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ValueError, match="auto, on, off"):
+        resolve_bf16("maybe", torch.device("cpu"))
+
+
+def test_cpu_answer_is_the_cpu_feature_flags():
+    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert native_bf16(torch.device("cpu")) == expected
