@@ -1,0 +1,212 @@
+"""Compare agents across seeds: final-return table with 95% bootstrap intervals, and curves.
+
+    python -m rl_curl.report runs/rl_compare/cartpole-swingup            # a folder of run folders
+    python -m rl_curl.report runs/a runs/b runs/c --out docs/results/rl    # or the runs themselves
+
+Every run folder written by ``rl_curl.train`` (``config.json`` + ``eval.jsonl``) is grouped by
+task and *arm*: the agent, with ``(official optimizers)`` when ``--optimizers official`` was
+used and the auxiliary loss / augmentation when they differ from CURL's. A run's score is the
+mean return of its last evaluation (10 episodes); runs that stopped before the arm's longest
+run are listed as unfinished and left out of the table, so every compared seed has the same
+number of environment steps.
+
+Per arm and task: the number of seeds, the mean and the interquartile mean (IQM, the mean of
+the middle 50% of seeds) of the final returns, each with a 95% stratified percentile bootstrap
+interval over seeds, as ``rliable`` computes them (``core_ssl.stats``), and the paper's mean +-
+std at 100k environment steps beside them (Srinivas et al. 2020, Table 1). The curves plot, per
+arm, the mean evaluation return over seeds against environment steps with its 95% bootstrap
+band. Outputs, in ``--out`` (default: the first folder given): ``rl_report.md``,
+``rl_report.json`` and ``rl_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core_ssl.checkpoint import atomic_write
+from core_ssl.logger import read_jsonl
+from core_ssl.plotting import pyplot, save_figure
+from core_ssl.stats import Interval, bootstrap_interval, iqm, stratified_bootstrap_interval
+
+__all__ = ["PAPER_100K", "Run", "find_runs", "arm_of", "summarise", "main"]
+
+# Srinivas et al. 2020, Table 1, 100k environment steps: mean, std over seeds.
+PAPER_100K: dict[str, dict[str, tuple[float, float]]] = {
+    "finger-spin": {"curl": (767, 56), "pixel-sac": (179, 66), "state-sac": (811, 46)},
+    "cartpole-swingup": {"curl": (582, 146), "pixel-sac": (419, 40), "state-sac": (835, 22)},
+    "reacher-easy": {"curl": (538, 233), "pixel-sac": (145, 30), "state-sac": (746, 25)},
+    "cheetah-run": {"curl": (299, 48), "pixel-sac": (197, 15), "state-sac": (616, 18)},
+    "walker-walk": {"curl": (403, 24), "pixel-sac": (42, 12), "state-sac": (891, 82)},
+    "ball_in_cup-catch": {"curl": (769, 43), "pixel-sac": (312, 63), "state-sac": (746, 91)},
+}
+
+
+@dataclass
+class Run:
+    """One training run: its folder, config and evaluation rows (``step``, ``return_mean``)."""
+
+    path: Path
+    config: dict
+    evals: list[dict] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return self.config["env"]
+
+    @property
+    def arm(self) -> str:
+        return arm_of(self.config)
+
+    @property
+    def final_step(self) -> int:
+        return int(self.evals[-1]["step"]) if self.evals else 0
+
+    @property
+    def final_return(self) -> float:
+        return float(self.evals[-1]["return_mean"])
+
+
+def arm_of(config: dict) -> str:
+    """``curl``, ``curl (official optimizers)``, ``pixel-sac``, ``state-sac``, with the aux loss
+    and augmentation named when a CURL-agent run changed them."""
+    name = config["agent"]
+    if name == "curl":
+        extras = [f"aux {config['aux']}"] if config.get("aux", "curl") != "curl" else []
+        if config.get("aug", "crop") != "crop":
+            extras.append(f"aug {config['aug']}")
+        if config.get("optimizers", "joint") == "official":
+            extras.append("official optimizers")
+        if extras:
+            name += f" ({', '.join(extras)})"
+    return name
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Run folders among ``paths`` and their sub-folders (any folder holding ``config.json``
+    and ``eval.jsonl``), in sorted order."""
+    found: list[Run] = []
+    for root in map(Path, paths):
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist: give run folders or a folder that holds them")
+        candidates = [root] if (root / "config.json").is_file() else sorted(p.parent for p in root.glob("*/config.json"))
+        for folder in candidates:
+            evals = read_jsonl(folder / "eval.jsonl")
+            if evals:
+                found.append(Run(folder, json.loads((folder / "config.json").read_text()), evals))
+    if not found:
+        raise FileNotFoundError(f"no rl_curl run folder with evaluations under {', '.join(map(str, paths))}")
+    return found
+
+
+def _interval_dict(interval: Interval) -> dict[str, float]:
+    return {"point": interval.point, "low": interval.low, "high": interval.high}
+
+
+def summarise(runs: Sequence[Run], reps: int = 10_000, seed: int = 0) -> list[dict]:
+    """One record per (task, arm): seeds, final returns, mean and IQM with 95% intervals, the
+    evaluation step, unfinished runs, and the paper's 100k numbers when known."""
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.task, run.arm)].append(run)
+    records = []
+    for (task, arm), members in sorted(groups.items()):
+        final_step = max(run.final_step for run in members)
+        done = [run for run in members if run.final_step == final_step]
+        scores = np.array([run.final_return for run in done])
+        record = {"task": task, "arm": arm, "env_steps": final_step, "seeds": len(done),
+                  "seed_ids": [run.config.get("seed") for run in done], "returns": scores.tolist(),
+                  "unfinished": [str(run.path) for run in members if run.final_step != final_step],
+                  "mean": _interval_dict(stratified_bootstrap_interval(scores, np.mean, reps=reps, seed=seed)),
+                  "iqm": _interval_dict(stratified_bootstrap_interval(scores, iqm, reps=reps, seed=seed)),
+                  "runs": [str(run.path) for run in done]}
+        paper = PAPER_100K.get(task, {}).get(arm)
+        if paper is not None:
+            record["paper_100k"] = {"mean": paper[0], "std": paper[1]}
+        records.append(record)
+    return records
+
+
+def _curve(members: Sequence[Run], reps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps every seed evaluated at, the mean return over seeds and its 95% bootstrap band."""
+    common = sorted(set.intersection(*({int(r["step"]) for r in run.evals} for run in members)))
+    by_step = [{int(r["step"]): float(r["return_mean"]) for r in run.evals} for run in members]
+    table = np.array([[returns[s] for returns in by_step] for s in common])  # (steps, seeds)
+    bands = [bootstrap_interval(row, np.mean, reps=reps, seed=seed) for row in table]
+    return (np.array(common), table.mean(axis=1), np.array([b.low for b in bands]),
+            np.array([b.high for b in bands]))
+
+
+def plot_curves(runs: Sequence[Run], path: Path, reps: int = 2_000, seed: int = 0) -> Path:
+    """One panel per task: each arm's mean evaluation return over seeds with its 95% band."""
+    tasks = sorted({run.task for run in runs})
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        arms: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            if run.task == task:
+                arms[run.arm].append(run)
+        for arm, members in sorted(arms.items()):
+            steps, mean, low, high = _curve(members, reps, seed)
+            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{arm} ({len(members)} seeds)")
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{task}: mean return over seeds, 95% bootstrap band")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _fmt(interval: dict) -> str:
+    return f"{interval['point']:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """The records as a Markdown table (one row per task and arm)."""
+    lines = ["| task | arm | env steps | seeds | mean [95% CI] | IQM [95% CI] | per seed | paper, 100k |",
+             "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
+    for r in records:
+        paper = f"{r['paper_100k']['mean']:.0f} +- {r['paper_100k']['std']:.0f}" if "paper_100k" in r else "-"
+        per_seed = ", ".join(f"{x:.0f}" for x in r["returns"])
+        lines.append(f"| {r['task']} | {r['arm']} | {r['env_steps']:,} | {r['seeds']} | {_fmt(r['mean'])} | "
+                     f"{_fmt(r['iqm'])} | {per_seed} | {paper} |")
+    unfinished = [path for r in records for path in r["unfinished"]]
+    if unfinished:
+        lines += ["", "Unfinished runs (left out): " + ", ".join(unfinished)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="run folders, or folders holding run folders")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the first path)")
+    parser.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples (default 10,000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    args = parser.parse_args(argv)
+    try:
+        runs = find_runs(args.paths)
+    except FileNotFoundError as err:
+        parser.exit(1, f"error: {err}\n")
+    out = args.out or Path(args.paths[0])
+    out.mkdir(parents=True, exist_ok=True)
+    records = summarise(runs, args.reps, args.seed)
+    table = markdown_table(records)
+    atomic_write(out / "rl_report.md", lambda f: f.write(table.encode()))
+    atomic_write(out / "rl_report.json", lambda f: f.write(json.dumps(records, indent=2).encode()))
+    plot_curves(runs, out / "rl_curves.png", seed=args.seed)
+    print(table, end="")
+    print(f"wrote {out / 'rl_report.md'}, {out / 'rl_report.json'} and {out / 'rl_curves.png'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
