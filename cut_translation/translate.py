@@ -2,6 +2,7 @@
 
     python -m cut_translation.translate --checkpoint runs/cut/best.pt --input cat.jpg --output out/
     python -m cut_translation.translate --checkpoint runs/cut/generator_best.safetensors --input cats/ --output out/
+    python -m cut_translation.translate --checkpoint cut-catdog-64.safetensors --input cats/ --output out/  # exported, fp16
 
 Each input is read as grey or colour to match the model, optionally resized to ``--size``, and
 otherwise kept at its own size: sides that are not multiples of 4 are reflect-padded up to one
@@ -44,25 +45,45 @@ class LoadedGenerator:
         return translate_batches(self.generator, images, batch_size, self.settings.bf16)
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[LoadedGenerator, dict]:
-    """The generator saved in a run's ``checkpoint.pt``, ``best.pt`` or ``generator*.safetensors``.
+def _read_safetensors(path: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
+    """Settings, run description and fp32 weights of a generator exported as safetensors
+    (:mod:`cut_translation.export`, or the ``generator*.safetensors`` files training writes)."""
+    from safetensors import SafetensorError, safe_open
 
-    Returns it with the run's data description (``{"data", "size", "holdout", "seed"}``, empty
-    when unknown).
+    weights = load_weights(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except SafetensorError as err:
+        raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
+    if "settings" in metadata:
+        settings = json.loads(metadata["settings"])
+    elif "architecture" in metadata:  # only what rebuilding the generator needs; the rest is default
+        architecture = json.loads(metadata["architecture"])
+        settings = CUTSettings(in_channels=architecture["in_channels"], ngf=architecture["ngf"],
+                               n_blocks=architecture["n_blocks"],
+                               nce_layers=tuple(architecture["nce_layers"])).to_dict()
+    else:
+        raise ValueError(f"{path} has no 'settings' or 'architecture' metadata: it was not written by "
+                         "cut_translation.train or cut_translation.export, so the generator cannot be rebuilt")
+    weights = {name: t.float() if t.is_floating_point() else t for name, t in weights.items()}
+    return settings, json.loads(metadata.get("run", "{}")), weights
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[LoadedGenerator, dict]:
+    """The generator saved in a run's ``checkpoint.pt`` or ``best.pt``, or in a safetensors file
+    (``generator*.safetensors`` written by training, or :func:`cut_translation.export.export_generator`'s
+    output, fp16 or fp32), rebuilt from the settings stored with it.
+
+    Returns it (fp32) with the run's data description (``{"data", "size", "holdout", "seed"}``,
+    empty when unknown).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--checkpoint {path} does not exist: give a run's best.pt, checkpoint.pt or "
-                                "generator*.safetensors")
+                                "a generator .safetensors file")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        weights = load_weights(path)
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if "settings" not in metadata:
-            raise ValueError(f"{path} has no 'settings' metadata: it was not exported by cut_translation.train")
-        settings, run, generator_state = json.loads(metadata["settings"]), json.loads(metadata.get("run", "{}")), weights
+        settings, run, generator_state = _read_safetensors(path)
     else:
         state = load_checkpoint(path)
         if "model" in state:  # a full training checkpoint
@@ -141,7 +162,7 @@ def translate_files(model: LoadedGenerator, files: Sequence[Path], root: Path, o
 class TranslateConfig:
     """Translate an image or a folder of images from domain A to domain B with a trained generator."""
 
-    checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt or generator*.safetensors"})
+    checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt, or a generator .safetensors (training's or cut_translation.export's)"})
     input: Path | None = field(default=None, metadata={"help": "an image file or a folder of images"})
     output: Path = field(default=Path("translated"), metadata={"help": "folder for the translated PNGs"})
     size: int | None = field(default=None, metadata={"help": "resize inputs to size x size first; None = keep their size"})

@@ -69,8 +69,9 @@ def test_fid_separates_cats_from_dogs():
 
 @pytest.mark.slow
 def test_evaluator_baseline_and_domain_b_drift_on_real_photos():
-    """An identity generator scores exactly the identity baseline and drifts 0 on domain B; a
-    generator that adds noise drifts away from domain B."""
+    """With the real InceptionV3: an identity generator scores exactly the identity baseline (its
+    paired gain is 0) and drifts 0 on domain B; a generator that adds noise drifts away from
+    domain B, outside the identity's interval."""
     from cut_translation.data import UnpairedData
     from cut_translation.evaluate import TranslationEvaluator
 
@@ -88,10 +89,15 @@ def test_evaluator_baseline_and_domain_b_drift_on_real_photos():
         def translate(self, images, batch_size=16):
             return (images + 0.5 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
 
-    evaluator = TranslationEvaluator(data, kid_subset_size=count)
+    evaluator = TranslationEvaluator(data, classifier_images=0, bootstrap_reps=200)
     baseline = evaluator.baseline()
-    assert evaluator.evaluate(Identity())["fid"] == pytest.approx(baseline["fid"], rel=1e-4)
+    identity = evaluator.evaluate(Identity())
+    assert identity["fid"] == pytest.approx(baseline["fid"], rel=1e-9)  # uint8 round trip is exact
+    for key in ("fid_gain", "fid_gain_low", "fid_gain_high"):  # the same images: no gain in any resample
+        assert identity[key] == pytest.approx(0.0, abs=1e-9), key
+    assert baseline["fid_low"] < baseline["fid"] < baseline["fid_high"]
     identity_drift = evaluator.domain_b_drift(Identity())
     assert identity_drift["images"] == count and identity_drift["fid"] == pytest.approx(0.0, abs=1e-2)
     noisy_drift = evaluator.domain_b_drift(Noisy())
     assert noisy_drift["fid"] > 10.0 and noisy_drift["kid"] > identity_drift["kid"] + 0.01
+    assert noisy_drift["fid_low"] > identity_drift["fid_high"]

@@ -54,7 +54,8 @@ def write_subset(folder, count):
 @pytest.mark.slow
 def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     data = write_subset(tmp_path / "catdog", 24)
-    common = ["--preset", "smoke", "--data", str(data), "--holdout", "8", "--eval-images", "8"]
+    common = ["--preset", "smoke", "--data", str(data), "--holdout", "8", "--eval-images", "4",
+              "--classifier-images", "5"]
 
     straight = tmp_path / "straight"
     summary = train.main([*common, "--run-dir", str(straight)])
@@ -65,9 +66,17 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     assert summary["identity_baseline"]["fid"] > 0 and summary["best"]["epoch"] in (1, 2)
     with Image.open(straight / "samples/epoch_002.png") as grid:
         assert grid.size == (2 + 6 * (32 + 2), 2 + 4 * (32 + 2))  # 6 images x (A, G(A), B, G(B))
+    rows = [json.loads(line) for line in (straight / "eval.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    for row in rows:  # every evaluation logs each measure with its interval
+        for key in ("fid", "kid", "domain_share", "content") + (("fid_gain", "kid_gain") if row["epoch"] else ()):
+            assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (row["epoch"], key)
+    assert {"domain_share_real_b", "content_unrelated", "classifier_accuracy"} <= set(rows[0])
+    assert (straight / "eval_features.pt").is_file()  # the real images' features, computed once
     text = report.main([str(straight)])
-    assert "| 0 (identity baseline) |" in text and "(best)" in text
-    with Image.open(straight / "fid.png") as plot:  # FID / KID by epoch, drawn by the report
+    assert "| 0 (identity baseline) |" in text and "(best FID)" in text and "domain-B share" in text
+    assert "unrelated B image (floor)" in text
+    with Image.open(straight / "metrics.png") as plot:  # every measure by epoch, drawn by the report
         assert plot.format == "PNG" and plot.size[0] > plot.size[1]
     with pytest.raises(ValueError, match="--resume"):
         train.main([*common, "--run-dir", str(straight)])
@@ -110,12 +119,29 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     assert len(single) == 1 and single[0].is_file()
 
     # Evaluate the best generator on the run's held-out split, and two folders.
-    result = evaluate.main(["--checkpoint", str(straight / "best.pt"), "--output", str(tmp_path / "eval.json")])
-    assert result["size"] == 32 and result["translated"]["images"] == 8
+    result = evaluate.main(["--checkpoint", str(straight / "best.pt"), "--output", str(tmp_path / "eval.json"),
+                            "--max-images", "4", "--classifier-images", "0", "--bootstrap-reps", "100"])
+    assert result["size"] == 32 and result["translated"]["images"] == 4
     assert result["identity_baseline"]["fid"] == pytest.approx(summary["identity_baseline"]["fid"], rel=1e-6)
-    assert result["domain_b_drift"]["images"] == 8 and result["domain_b_drift"]["fid"] > 0
-    folders = evaluate.main(["--fake", str(out), "--real", str(inputs)])
-    assert folders["fake_images"] == folders["real_images"] == 2 and folders["fid"] >= 0
+    assert result["domain_b_drift"]["images"] == 4 and result["domain_b_drift"]["fid"] > 0
+    assert result["translated"]["fid"] == pytest.approx(summary["best"]["fid"], rel=1e-4)  # best.pt's own FID
+    folders = evaluate.main(["--fake", str(out), "--real", str(inputs), "--bootstrap-reps", "50"])
+    assert folders["images"] == 2 and folders["fid_low"] <= folders["fid"] <= folders["fid_high"]
+
+
+def test_gan_only_training_on_two_classes_of_a_class_folder_zip(tmp_path):
+    """lambda_NCE = 0 trains (GAN loss only, no NCE logged) on two classes of a
+    {train,test}/<class>/ zip, the CIFAR-10 layout, through the command."""
+    from tests.cut_translation.test_data import write_class_zip
+
+    archive = write_class_zip(tmp_path / "classes.zip", ["cat", "horse", "truck"], {"train": 6, "test": 3})
+    run = tmp_path / "gan-only"
+    summary = train.main(["--preset", "smoke", "--data", f"{archive}:horse,truck", "--lambda-nce", "0",
+                          "--eval-every", "0", "--steps-per-epoch", "3", "--run-dir", str(run)])
+    assert summary["steps"] == 6 and summary["mode"] == "cut"
+    logged = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
+    assert len(logged) == 6 and all("loss_nce" not in row and row["loss_g"] == row["loss_g_gan"] for row in logged)
+    assert json.loads((run / "config.json").read_text())["lambda_nce"] == 0
 
 
 def test_translate_files_with_a_grey_model(tmp_path):
