@@ -159,6 +159,10 @@ def test_pirl_estimates_the_nce_noise_mass_once(cifar_batch):
     assert 256 * 1.5 < first < 256 * 3.5
     method(images, labels, torch.arange(len(images)))
     assert float(method.nce_noise_mass) == first
+    older = {k: v for k, v in method.state_dict().items() if k != "nce_noise_mass"}  # a run saved before NCE
+    fresh = build_method(tiny_config("pirl"), 10, len(images))
+    fresh.load_state_dict(older)
+    assert float(fresh.nce_noise_mass) == 0 and torch.equal(fresh.bank.bank, method.bank.bank)
     infonce = build_method(tiny_config("pirl", pirl_loss="infonce"), 10, len(images))
     infonce.generator = torch.Generator().manual_seed(0)
     assert torch.isfinite(infonce(images, labels, torch.arange(len(images)))["loss"])

@@ -54,6 +54,11 @@ class PIRL(Method):
         self.register_buffer("nce_noise_mass", torch.zeros(()))
         self._noise_mass_known = False
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # runs saved before the NCE loss have no noise mass: 0 = estimate it on the next step
+        state_dict.setdefault(prefix + "nce_noise_mass", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def contrast(self, query: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         """One term of the loss: NCE (default) or InfoNCE of ``query`` against the bank rows."""
         if self.cfg.pirl_loss == "infonce":
