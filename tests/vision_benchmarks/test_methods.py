@@ -22,7 +22,7 @@ def tiny_config(method: str, **overrides) -> PretrainConfig:
     """The cpu preset shrunk to a width-8 ConvNet and small queues, so a step takes milliseconds."""
     base = PretrainConfig(**PRESETS["cpu"])
     settings = dict(method=method, width=8, proj_hidden=64, queue_size=128, bank_negatives=256,
-                    shuffle_bn_splits=2, permutations=10, bf16=False)
+                    shuffle_bn_splits=2, permutations=10, bf16="off")
     return dataclasses.replace(base, **{**settings, **overrides})
 
 

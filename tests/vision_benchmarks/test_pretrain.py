@@ -17,7 +17,7 @@ def tiny_run(out, **overrides) -> PretrainConfig:
     """SimCLR on 256 real CIFAR-10 images, 4 steps per epoch, 2 epochs, a checkpoint every step."""
     settings = dict(method="simclr", train_images=256, batch_size=64, epochs=2, width=8, proj_hidden=64,
                     knn_train_images=256, knn_test_images=128, log_every=1, checkpoint_minutes=0.0,
-                    bf16=False, device="cpu", out=out)
+                    bf16="off", device="cpu", out=out)
     return PretrainConfig(**{**settings, **overrides})
 
 
