@@ -22,6 +22,7 @@ return), ``episode.csv`` (training episode returns), ``train.csv`` (losses, alph
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -198,6 +199,12 @@ class Counters:
     train_seconds: float = 0.0
 
 
+def weights_metadata(cfg: TrainConfig, env_step: int) -> dict[str, str]:
+    """What ``rl_curl.evaluate --weights`` needs to rebuild the actor and its environment."""
+    return {"env": cfg.env, "agent": cfg.agent, "env_steps": str(env_step),
+            "config": json.dumps(config_to_dict(cfg), default=str)}
+
+
 def save_run(path: Path, cfg: TrainConfig, counters: Counters, agent: SacAgent, replay) -> None:
     save_checkpoint({"config": config_to_dict(cfg), "counters": vars(counters), "agent": agent.state_dict(),
                      "replay": replay.state_dict(), "rng": capture_rng_state()}, path)
@@ -289,7 +296,7 @@ def train(cfg: TrainConfig) -> Path:
             episode_return, at_episode_start = 0.0, True
     bar.close()
     export_weights({k: v.detach().clone() for k, v in agent.actor.state_dict().items()}, run_dir / "actor.safetensors",
-                   metadata={"env": cfg.env, "agent": cfg.agent, "env_steps": str(counters.env_step)})
+                   metadata=weights_metadata(cfg, counters.env_step))
     logger.close()
     return run_dir
 

@@ -1,0 +1,56 @@
+"""rl_curl.evaluate: weights files carry their config, load into an agent and run episodes."""
+
+import json
+
+import pytest
+import torch
+
+from core_ssl.checkpoint import CheckpointError, export_weights, save_checkpoint
+from core_ssl.config import config_to_dict
+from rl_curl import train
+from rl_curl.evaluate import export_actor, load_agent, main
+
+
+@pytest.fixture(scope="module")
+def tiny_agent():
+    cfg = train.parse_args(["--env", "cartpole-swingup", "--preset", "tiny", "--device", "cpu", "--seed", "3"])
+    env = train.build_env(cfg, 0)
+    torch.manual_seed(0)
+    return cfg, train.build_agent(cfg, env, torch.device("cpu"))
+
+
+def test_weights_round_trip_and_episode_with_video(tiny_agent, tmp_path, capsys):
+    cfg, agent = tiny_agent
+    path = export_weights(agent.actor.state_dict(), tmp_path / "actor.safetensors",
+                          metadata=train.weights_metadata(cfg, 2000))
+    loaded_cfg, _, loaded = load_agent(path)
+    assert (loaded_cfg.env, loaded_cfg.hidden_dim, loaded_cfg.num_filters) == ("cartpole-swingup", 64, 8)
+    for name, value in agent.actor.state_dict().items():
+        assert torch.equal(loaded.actor.state_dict()[name], value), name
+
+    main(["--weights", str(path), "--episodes", "1", "--video", str(tmp_path / "episode")])
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 1 and result["env"] == "cartpole-swingup"
+    assert 0.0 <= result["return_mean"] <= 1000.0
+    assert list(tmp_path.glob("episode.*"))
+
+
+def test_export_from_a_checkpoint_is_fp16_and_loads(tiny_agent, tmp_path):
+    cfg, agent = tiny_agent
+    run = tmp_path / "run"
+    save_checkpoint({"config": config_to_dict(cfg), "counters": {"env_step": 2000}, "agent": agent.state_dict()},
+                    run / "checkpoint.pt")
+    path = export_actor(run, tmp_path / "small.safetensors")
+    _, _, loaded = load_agent(path)
+    for name, value in agent.actor.state_dict().items():
+        assert torch.allclose(loaded.actor.state_dict()[name], value, rtol=1e-3, atol=1e-3), name
+
+
+def test_a_file_without_config_is_refused_with_the_fix(tiny_agent, tmp_path):
+    _, agent = tiny_agent
+    path = export_weights(agent.actor.state_dict(), tmp_path / "bare.safetensors")
+    with pytest.raises(CheckpointError, match="--export"):
+        load_agent(path)
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\nnot weights")
+    with pytest.raises(SystemExit):
+        main(["--weights", str(tmp_path / "photo.png")])
