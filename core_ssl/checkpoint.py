@@ -63,9 +63,12 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            # e.g. ENOSPC when the file is closed: name the file the user was writing
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     _remove_stale_temporaries(path, started)
     return path
@@ -92,6 +95,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: check the path (or start without --resume)")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_file_kind(head)}): give a checkpoint "
+                              "written by this toolkit (a run's checkpoint.pt or best.pt)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -105,6 +113,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"cannot read checkpoint {path}: the file is corrupt or truncated ({err}). "
             "Delete it and resume from an earlier one, or start afresh."
         ) from err
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_PICKLE_MAGIC = b"\x80"  # the legacy format: a pickle, protocol 2 or later
+_KNOWN_KINDS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                b"RIFF": "a RIFF file (WebP, WAV...)", b"\x1f\x8b": "a gzip archive", b"{": "a JSON text file"}
+
+
+def _file_kind(head: bytes) -> str:
+    """What the first bytes of a file say it is, for error messages."""
+    if not head:
+        return "an empty file"
+    for magic, kind in _KNOWN_KINDS.items():
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "a safetensors file: load it with core_ssl.checkpoint.load_weights"
+    return f"it starts with the bytes {head[:8]!r}"
 
 
 def export_weights(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:

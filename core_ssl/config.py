@@ -1,7 +1,8 @@
 """Dataclass configs filled in from the command line and saved beside every run.
 
 A config is a plain ``@dataclass``; each field's ``metadata={"help": ...}`` becomes its
-``--help`` text and ``metadata={"choices": [...]}`` restricts its values. Presets are named
+``--help`` text, ``metadata={"choices": [...]}`` restricts its values and
+``metadata={"aliases": ["--out"]}`` adds other names for its flag. Presets are named
 dicts of overrides applied before the command-line flags, so ``--preset cpu --batch-size 64``
 means "the cpu preset, but batch 64"::
 
@@ -73,11 +74,12 @@ def build_parser(cls: type, description: str | None = None, presets: dict[str, d
         choices = f.metadata.get("choices")
         if typing.get_origin(hints[f.name]) is typing.Literal:
             choices = list(typing.get_args(hints[f.name]))
+        flags = [_flag(f.name), *f.metadata.get("aliases", ())]  # e.g. --out for --run-dir
         if kind is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
         else:
-            parser.add_argument(_flag(f.name), dest=f.name, type=_parse_optional(kind) if optional else kind,
+            parser.add_argument(*flags, dest=f.name, type=_parse_optional(kind) if optional else kind,
                                 choices=choices, default=argparse.SUPPRESS,
                                 help=f"{help_text} (default: {default})")
     return parser
