@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core_ssl.device import machine_facts  # noqa: E402
 from cut_translation.model import CUTModel, CUTSettings, _set_requires_grad  # noqa: E402
 from cut_translation.networks import BlurDownsample, BlurUpsample, ReflectionPad, lsgan_loss  # noqa: E402
 from cut_translation.patchnce import layer_mean_patch_nce, sample_locations  # noqa: E402
@@ -156,8 +156,7 @@ def measure(mode: str, variant: str, precision: str, size: int, batch: int, warm
     row = {"benchmark": "cut_train_step", "mode": mode, "variant": variant, "precision": precision,
            "size": size, "batch": batch, "ngf": ngf, "n_blocks": n_blocks, "steps": steps,
            "median_s": round(median, 4), "min_s": round(min(times), 4), "max_s": round(max(times), 4),
-           "peak_rss_gib": round(peak_rss_gib, 3), "torch_threads": torch.get_num_threads(),
-           "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
+           "peak_rss_gib": round(peak_rss_gib, 3), **machine_facts()}
     if size == 128 and batch == 1 and ngf == 64 and n_blocks == 9:
         row["official_s"] = OFFICIAL_SECONDS[mode]
         row["speedup_vs_official"] = round(OFFICIAL_SECONDS[mode] / median, 2)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import time
@@ -46,6 +45,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from core_ssl import losses  # noqa: E402
+from core_ssl.device import machine_facts  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
 from rl_curl.agent import SacAgent  # noqa: E402
 from rl_curl.replay import Batch  # noqa: E402
@@ -222,7 +222,7 @@ def main() -> None:
     if args.quick:
         args.batch_sizes, args.repeats, args.env_steps = [16], 2, 50
     torch.set_num_threads(args.threads)
-    emit({"bench": "rl_machine", "cpu": platform.processor() or platform.machine(), "torch": torch.__version__})
+    emit({"bench": "rl_machine", **machine_facts()})
     for batch_size in args.batch_sizes:
         for bf16 in (False, True):
             bench_update(batch_size, bf16, args.repeats)

@@ -73,3 +73,24 @@ def resolve_bf16(setting: str | bool, device: torch.device) -> bool:
                       "on this CPU): torch emulates it, typically 10-80x slower than fp32. Use --bf16 auto or off.",
                       stacklevel=2)
     return setting == "on"
+
+
+def machine_facts() -> dict[str, object]:
+    """What a speed number depends on, for every benchmark's JSON lines: the CPU model, the SIMD
+    level torch dispatches to (``AVX2``, ``AVX512``, ...), whether bf16 is native, core and
+    thread counts, the torch version and the OpenMP wait policy. Numbers measured on machines
+    whose facts differ must not be divided by each other."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16_cpu": native_bf16(torch.device("cpu")), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}

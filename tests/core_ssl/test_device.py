@@ -34,3 +34,12 @@ def test_unknown_setting_is_named():
 def test_cpu_answer_is_the_cpu_feature_flags():
     expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert native_bf16(torch.device("cpu")) == expected
+
+
+def test_machine_facts_name_what_speed_depends_on():
+    from core_ssl.device import machine_facts
+
+    facts = machine_facts()
+    assert facts["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert facts["native_bf16_cpu"] == native_bf16(torch.device("cpu"))
+    assert facts["torch"] == torch.__version__ and facts["cpu_count"] >= 1
