@@ -1,16 +1,20 @@
-"""The CIFAR-10 results table: every method with the same encoder and the same CPU time budget.
+"""The CIFAR-10 results table: every method with the same encoder, budget and seeds.
 
-For each method (plus a randomly initialised encoder): pre-train with the ``cpu`` preset for
-``--minutes`` of training time (evaluations excluded), then evaluate the linear probe and the
-weighted kNN (k = 200) on the full CIFAR-10 test set, with the whole training set as the
-labelled set. Writes into ``--out``: one run folder per method, ``results.json``, ``results.md``
-(a markdown table) and ``results.png`` (bar chart). Resumable: finished methods are skipped,
-an interrupted pre-training continues from its checkpoint, so it can run across sessions.
+For each method (plus a randomly initialised encoder) and each ``--seeds`` value: pre-train
+with the ``cpu`` preset for ``--epochs`` epochs (or ``--minutes`` of training time, evaluations
+excluded; a time budget depends on the machine's load, so seeded comparisons should use
+epochs), then evaluate the linear probe and the weighted kNN (k = 200) on the full CIFAR-10
+test set, with the whole training set as the labelled set. Per method the table gives the mean
+over seeds and its 95% Student-t interval (``core_ssl.stats.t_interval``), and the per-seed
+values. Writes into ``--out``: one run folder per method and seed (``<method>-s<seed>``),
+``results.json``, ``results.md`` (a markdown table) and ``results.png`` (bars with the 95%
+intervals). Resumable: finished (method, seed) cells are skipped, an interrupted pre-training
+continues from its checkpoint, so it can run across sessions.
 
-    python benchmarks/vision_table.py --minutes 20            # about 5 hours on 2 CPU cores
+    python benchmarks/vision_table.py --epochs 3 --seeds 0 1 2 --out runs/vision_table_e3
     python benchmarks/vision_table.py --minutes 0.2 --out runs/table-smoke   # a quick check
 
-Prints one JSON line per method, then the table.
+Prints one JSON line per (method, seed), then the table.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core_ssl.stats import t_interval  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
 from vision_benchmarks.plots import plot_results_bars  # noqa: E402
 
@@ -42,28 +49,28 @@ ROWS = [
 ]
 
 
-def pretrain_args(method: str, run: Path, minutes: float, device: str, extra: list[str]) -> list[str]:
-    """The pre-training command line of one row (resumed when a checkpoint is already there)."""
+def pretrain_args(method: str, run: Path, budget: list[str], seed: int, device: str, extra: list[str]) -> list[str]:
+    """The pre-training command line of one cell (resumed when a checkpoint is already there)."""
     if method == "random":
         args = ["--method", "simclr", "--epochs", "0"]
     else:
-        args = ["--method", method, "--minutes", str(minutes)]
-    args += ["--preset", "cpu", "--out", str(run), "--device", device, *extra]
+        args = ["--method", method, *budget]
+    args += ["--preset", "cpu", "--seed", str(seed), "--out", str(run), "--device", device, *extra]
     if (run / "last.pt").is_file():
         args.append("--resume")
     return args
 
 
-def run_row(label: str, method: str, uses_labels: bool, out: Path, minutes: float, device: str,
+def run_row(label: str, method: str, uses_labels: bool, out: Path, budget: list[str], seed: int, device: str,
             extra: list[str]) -> dict:
-    run = out / method
+    run = out / f"{method}-s{seed}"
     result_path = run / "table_row.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
-    summary = pretrain.main(pretrain_args(method, run, minutes, device, extra))
+    summary = pretrain.main(pretrain_args(method, run, budget, seed, device, extra))
     frozen = evaluate.main(["--run", str(run), "--protocol", "linear+knn", "--device", device])
     linear, knn = frozen["linear"], frozen["knn"]
-    row = {"label": label, "method": method, "uses_labels": uses_labels,
+    row = {"label": label, "method": method, "seed": seed, "uses_labels": uses_labels, "run": str(run),
            "linear_top1": linear["top1"], "knn_top1": knn["top1"],
            "train_minutes": summary["train_minutes"], "steps": summary["steps"], "epochs": summary["epochs"],
            "images_per_second": summary["images_per_second"], "final_loss": summary["final_loss"],
@@ -72,23 +79,57 @@ def run_row(label: str, method: str, uses_labels: bool, out: Path, minutes: floa
     return row
 
 
-def markdown_table(rows: list[dict], minutes: float) -> str:
-    lines = [f"CIFAR-10 test top-1, ConvNet (width 32, 256-d features), {minutes:g} CPU minutes of "
-             "pre-training each (`cpu` preset); linear probe = L-BFGS logistic regression on frozen "
-             "features of all 50,000 training images; kNN: k = 200, t = 0.1.", "",
-             "| method | labels | linear top-1 | kNN top-1 | epochs | steps | images/s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+def aggregate(cells: list[dict]) -> list[dict]:
+    """One row per method: per-seed values, their mean and 95% t interval (none for one seed)."""
+    rows: dict[str, dict] = {}
+    for cell in cells:
+        row = rows.setdefault(cell["method"], {k: cell[k] for k in ("label", "method", "uses_labels")} | {"cells": []})
+        row["cells"].append(cell)
+    for row in rows.values():
+        for key in ("linear_top1", "knn_top1"):
+            values = np.array([c[key] for c in row["cells"]], dtype=float)
+            row[key] = float(values.mean())
+            row[f"{key}_seeds"] = values.tolist()
+            interval = t_interval(values) if len(values) > 1 else None
+            row[f"{key}_low"] = None if interval is None else interval.low
+            row[f"{key}_high"] = None if interval is None else interval.high
+        row["seeds"] = [c["seed"] for c in row["cells"]]
+        for key in ("epochs", "steps", "train_minutes"):
+            row[key] = float(np.mean([c[key] for c in row["cells"]]))
+        speeds = [c["images_per_second"] for c in row["cells"] if c["images_per_second"] is not None]
+        row["images_per_second"] = float(np.mean(speeds)) if speeds else None
+    return list(rows.values())
+
+
+def _cell(row: dict, key: str) -> str:
+    if row[f"{key}_low"] is None:
+        return f"{row[key]:.4f}"
+    return f"{row[key]:.4f} [{row[f'{key}_low']:.4f}, {row[f'{key}_high']:.4f}]"
+
+
+def markdown_table(rows: list[dict], budget: str) -> str:
+    lines = [f"CIFAR-10 test top-1, ConvNet (width 32, 256-d features), {budget} of pre-training each "
+             "(`cpu` preset); linear probe = L-BFGS logistic regression on frozen features of all 50,000 "
+             "training images; kNN: k = 200, t = 0.1. Mean over seeds [95% t interval].", "",
+             "| method | labels | seeds | linear top-1 | kNN top-1 | linear per seed | epochs | steps | images/s |",
+             "| --- | --- | ---: | --- | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         speed = "" if r["images_per_second"] is None else f"{r['images_per_second']:.0f}"
-        lines.append(f"| {r['label']} | {'yes' if r['uses_labels'] else 'no'} | {r['linear_top1']:.4f} | "
-                     f"{r['knn_top1']:.4f} | {r['epochs']:.1f} | {r['steps']} | {speed} |")
+        per_seed = ", ".join(f"{v:.3f}" for v in r["linear_top1_seeds"])
+        lines.append(f"| {r['label']} | {'yes' if r['uses_labels'] else 'no'} | {len(r['seeds'])} | "
+                     f"{_cell(r, 'linear_top1')} | {_cell(r, 'knn_top1')} | {per_seed} | {r['epochs']:.1f} | "
+                     f"{r['steps']:.0f} | {speed} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=20.0, help="pre-training time budget per method")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, default=None, help="pre-training epochs per method and seed")
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="pre-training time budget per method and seed (default 20 when --epochs is not given)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per method")
     parser.add_argument("--out", type=Path, default=Path("runs/vision_table"), help="folder for all runs and the table")
     parser.add_argument("--methods", nargs="*", default=None,
                         help=f"subset of rows to run (default all): {' '.join(m for _, m, _ in ROWS)}")
@@ -100,16 +141,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = set(args.methods or []) - {m for _, m, _ in ROWS}
     if unknown:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {[m for _, m, _ in ROWS]}")
+    if args.epochs is not None:
+        budget, budget_text = ["--epochs", str(args.epochs)], f"{args.epochs} epochs"
+    else:
+        minutes = 20.0 if args.minutes is None else args.minutes
+        budget, budget_text = ["--minutes", str(minutes)], f"{minutes:g} CPU minutes"
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for label, method, uses_labels in selected:
-        row = run_row(label, method, uses_labels, args.out, args.minutes, args.device, args.pretrain_flags)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    (args.out / "results.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=2) + "\n")
-    table = markdown_table(rows, args.minutes)
+    cells = []
+    for seed in args.seeds:  # seed-major: every method gets its first seed before any gets a second
+        for label, method, uses_labels in selected:
+            cell = run_row(label, method, uses_labels, args.out, budget, seed, args.device, args.pretrain_flags)
+            print(json.dumps(cell), flush=True)
+            cells.append(cell)
+    rows = aggregate(cells)
+    (args.out / "results.json").write_text(json.dumps({"budget": budget_text, "seeds": args.seeds, "rows": rows},
+                                                      indent=2) + "\n")
+    table = markdown_table(rows, budget_text)
     (args.out / "results.md").write_text(table)
-    plot_results_bars(rows, args.out / "results.png", title=f"CIFAR-10, ConvNet, {args.minutes:g} CPU min each")
+    plot_results_bars(rows, args.out / "results.png", title=f"CIFAR-10, ConvNet, {budget_text} each, "
+                      f"{len(args.seeds)} seed(s), 95% t intervals")
     print(table)
     return rows
 
