@@ -16,7 +16,15 @@ boundaries, so a resumed run starts the next episode exactly where the killed on
 The run folder holds ``config.json``, ``eval.csv`` / ``eval.jsonl`` (env_step, mean and std
 return), ``episode.csv`` (training episode returns), ``train.csv`` (losses, alpha, frames/s),
 ``tensorboard/``, ``learning_curve.png``, ``checkpoint.pt``, ``actor.safetensors`` and, with
-``--video``, an animation of one evaluation episode per evaluation.
+``--video``, an animation of one evaluation episode per evaluation, and at the end
+``summary.json``.
+
+The run follows :mod:`core_ssl.run`: ``--resume`` continues the run in the folder given (also
+a copied or moved one); flags given with it must match the saved config, except
+``--total-env-steps`` (which may grow, extending even a finished run) and the runtime flags
+``--device``, ``--threads`` and ``--progress-bar``. The folder is locked while a process trains
+into it. SIGINT / SIGTERM save a checkpoint at the end of the current episode, then exit 130 /
+143; a non-finite loss stops the run with the last good checkpoint kept.
 """
 
 from __future__ import annotations
@@ -38,17 +46,21 @@ from rl_curl import envs  # noqa: E402  (chooses MUJOCO_GL before anything impor
 import numpy as np
 import torch
 
-from core_ssl.checkpoint import (capture_rng_state, export_weights, load_checkpoint, restore_rng_state,
-                                 save_checkpoint)
-from core_ssl.config import config_to_dict, load_config, parse_config, replace_config, save_config
+from core_ssl.checkpoint import capture_rng_state, export_weights, restore_rng_state
+from core_ssl.cli import UsageError, run_command
+from core_ssl.config import config_to_dict, load_config, parse_config, replace_config
 from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
+from core_ssl.run import RunFolder, given_fields, resume_config
 from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
 from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
 
-CHECKPOINT_FILE = "checkpoint.pt"
+COMMAND = "python -m rl_curl.train"
+RUNTIME_FIELDS = ("device", "threads", "progress_bar")  # may change on --resume
+LENGTH_FIELDS = ("total_env_steps",)  # may grow on --resume
+NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 
 @dataclass
@@ -205,9 +217,12 @@ def weights_metadata(cfg: TrainConfig, env_step: int) -> dict[str, str]:
             "config": json.dumps(config_to_dict(cfg), default=str)}
 
 
-def save_run(path: Path, cfg: TrainConfig, counters: Counters, agent: SacAgent, replay) -> None:
-    save_checkpoint({"config": config_to_dict(cfg), "counters": vars(counters), "agent": agent.state_dict(),
-                     "replay": replay.state_dict(), "rng": capture_rng_state()}, path)
+def save_run(run: RunFolder, cfg: TrainConfig, counters: Counters, agent: SacAgent, replay,
+             metrics: dict[str, torch.Tensor]) -> None:
+    """Atomic checkpoint, after checking the last update's losses: NaN weights are never saved."""
+    run.save({"config": config_to_dict(cfg), "counters": vars(counters), "agent": agent.state_dict(),
+              "replay": replay.state_dict(), "rng": capture_rng_state()},
+             f"environment step {counters.env_step}", losses=metrics)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,23 +230,29 @@ def save_run(path: Path, cfg: TrainConfig, counters: Counters, agent: SacAgent, 
 # ---------------------------------------------------------------------------------------------
 
 def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) one training run; returns its folder."""
+    """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder."""
+    validate(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs/rl_curl") / f"{cfg.env}-{cfg.agent}-s{cfg.seed}"
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    checkpoint = load_checkpoint(checkpoint_path) if cfg.resume else None
-    if checkpoint is None and checkpoint_path.exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                              "another --run-dir.")
     cfg = replace_config(cfg, run_dir=run_dir)
-    save_config(cfg, run_dir)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-
+    # the environments first: a renderer that cannot work fails before the run folder exists
     env = build_env(cfg, cfg.seed)
     eval_env = build_env(cfg, cfg.seed + 10_000)
+    with RunFolder(run_dir, cfg.resume, COMMAND, hint=NAN_HINT) as run:
+        _train(cfg, run, env, eval_env, device)
+    return run_dir
+
+
+def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: envs.DMControlEnv,
+           device: torch.device) -> None:
+    """The loop, top to bottom; see the module docstring."""
+    run_dir = run.path
+    checkpoint = run.load() if cfg.resume else None
+    run.save_config(cfg)
     agent = build_agent(cfg, env, device)
     replay = make_replay(env.observation_space, env.action_space.shape[0], cfg.replay_capacity,
                          cfg.frame_stack, device)
@@ -244,6 +265,7 @@ def train(cfg: TrainConfig) -> Path:
         counters = Counters(**checkpoint["counters"])
         logger.truncate_after(counters.env_step)  # the curve continues from the checkpoint
         del checkpoint
+    evaluated = {row["step"] for row in logger.read("eval")}  # a resumed finished run is not evaluated again
 
     bar = progress(total=cfg.total_env_steps, initial=counters.env_step, desc=f"{cfg.env} {cfg.agent}",
                    unit="step", disable=not cfg.progress_bar)
@@ -259,14 +281,20 @@ def train(cfg: TrainConfig) -> Path:
             done_training = counters.env_step >= cfg.total_env_steps
             counters.train_seconds += time.perf_counter() - start_time
             start_time = time.perf_counter()
-            if counters.env_step >= counters.next_eval or done_training:
+            if (counters.env_step >= counters.next_eval or done_training) and counters.env_step not in evaluated:
                 run_evaluation(cfg, agent, eval_env, logger, run_dir, counters.env_step, counters.train_seconds)
+                evaluated.add(counters.env_step)
                 counters.next_eval = (counters.env_step // cfg.eval_every + 1) * cfg.eval_every
             if counters.env_step >= counters.next_checkpoint or done_training:
                 counters.next_checkpoint = (counters.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                save_run(checkpoint_path, cfg, counters, agent, replay)
+                save_run(run, cfg, counters, agent, replay, metrics)
+            elif run.stop_signal is not None:  # SIGINT / SIGTERM: this boundary is the next safe point
+                save_run(run, cfg, counters, agent, replay, metrics)
             if done_training:
                 break
+            if run.stop_signal is not None:
+                logger.close()
+                raise run.interrupted()
 
         # -- one agent step ------------------------------------------------------------------
         if counters.env_step // env.action_repeat < cfg.init_steps:
@@ -284,7 +312,9 @@ def train(cfg: TrainConfig) -> Path:
         if metrics and counters.env_step - last_log_step >= cfg.log_every:
             now = time.perf_counter()
             fps = (counters.env_step - last_log_step) / max(now - last_log_time, 1e-9)
-            logger.log("train", counters.env_step, fps=fps, **{k: v.item() for k, v in metrics.items()})
+            values = {k: v.item() for k, v in metrics.items()}
+            run.check_finite(f"environment step {counters.env_step}", **values)
+            logger.log("train", counters.env_step, fps=fps, **values)
             last_log_step, last_log_time = counters.env_step, now
         if terminated or truncated:
             counters.episode += 1
@@ -297,8 +327,11 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     export_weights({k: v.detach().clone() for k, v in agent.actor.state_dict().items()}, run_dir / "actor.safetensors",
                    metadata=weights_metadata(cfg, counters.env_step))
+    final = [row for row in logger.read("eval") if row["step"] == counters.env_step]
+    run.write_summary({"env": cfg.env, "agent": cfg.agent, "seed": cfg.seed, "env_steps": counters.env_step,
+                       "episodes": counters.episode, "train_seconds": round(counters.train_seconds, 1),
+                       "final_eval": final[-1] if final else None})
     logger.close()
-    return run_dir
 
 
 def run_evaluation(cfg: TrainConfig, agent: SacAgent, eval_env: envs.DMControlEnv, logger: RunLogger,
@@ -325,16 +358,38 @@ def tqdm_write(message: str) -> None:
 # command line
 # ---------------------------------------------------------------------------------------------
 
-def _explicit_flags(argv: Sequence[str]) -> set[str]:
-    """Field names given on the command line (``--total-env-steps 5`` -> ``total_env_steps``)."""
-    return {a[2:].split("=")[0].replace("-", "_").removeprefix("no_") for a in argv if a.startswith("--")}
+POSITIVE_FIELDS = ("batch_size", "eval_every", "eval_episodes", "checkpoint_every", "log_every", "hidden_dim",
+                   "feature_dim", "num_layers", "num_filters", "image_size", "crop_size", "frame_stack",
+                   "replay_capacity", "actor_update_freq", "target_update_freq", "queue_size")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
+    for name in POSITIVE_FIELDS:
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}",
+                             "give a positive value")
+    for name in ("total_env_steps", "init_steps"):
+        if getattr(cfg, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}", "give 0 or more")
+    if cfg.crop_size > cfg.image_size:
+        raise UsageError(f"--crop-size {cfg.crop_size} is larger than --image-size {cfg.image_size}",
+                         "give a crop no larger than the rendered frame")
+    if cfg.action_repeat is not None and cfg.action_repeat < 1:
+        raise UsageError(f"--action-repeat must be at least 1, got {cfg.action_repeat}", "give a positive value")
+    if cfg.lr is not None and not cfg.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {cfg.lr}", "give a positive learning rate")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {cfg.threads}", "give a positive count, or leave it out")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Defaults, then the preset (``paper`` with CUDA, ``cpu`` without, unless --preset is given),
-    then the flags. With --resume the run's saved config is used; only --device,
-    --total-env-steps, --progress-bar and --threads may be given anew."""
+    then the flags. With --resume the run's saved config is used, in the folder given; flags
+    given with it must match it except the runtime ones and a longer --total-env-steps
+    (:func:`core_ssl.run.resume_config`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    given_argv = list(argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset")
     pre.add_argument("--device", default="auto")
@@ -345,22 +400,19 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
     if cfg.resume:
         if cfg.run_dir is None:
-            raise SystemExit("--resume needs --run-dir, the folder of the run to continue")
+            raise UsageError("--resume needs --run-dir", "give the folder of the run to continue")
         saved = load_config(TrainConfig, cfg.run_dir)
-        given = _explicit_flags(argv)
-        cfg = replace_config(saved, resume=True, **{k: getattr(cfg, k) for k in
-                                                    ("device", "total_env_steps", "progress_bar", "threads") if k in given})
+        cfg = resume_config(saved, cfg, given_fields(TrainConfig, given_argv, PRESETS), "run_dir",
+                            runtime=RUNTIME_FIELDS, extendable=LENGTH_FIELDS)
+    validate(cfg)
     return cfg
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    try:
-        cfg = parse_args(argv)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
-    run_dir = train(cfg)
+def main(argv: Sequence[str] | None = None) -> Path:
+    run_dir = train(parse_args(argv))
     print(f"run folder: {run_dir}")
+    return run_dir
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from core_ssl.checkpoint import CheckpointError, load_checkpoint
+from core_ssl.logger import read_jsonl
 from rl_curl import video
 from rl_curl.train import parse_args
 
@@ -116,13 +118,80 @@ def test_killed_run_resumes_step_count_and_replay(tmp_path):
     assert [int(r["episode"]) for r in _rows(run / "episode.csv")] == [1, 2, 3]
 
 
-def test_resume_keeps_the_saved_config(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"env": "cartpole-swingup", "batch_size": 7,
-                                                 "total_env_steps": 100}))
-    cfg = parse_args(["--run-dir", str(run), "--resume", "--total-env-steps", "200", "--batch-size", "9"])
-    assert cfg.batch_size == 7 and cfg.total_env_steps == 200 and cfg.resume
+STATE_SAC = ["--env", "cartpole-swingup", "--preset", "tiny", "--agent", "state-sac", "--device", "cpu",
+             "--threads", "1", "--no-progress-bar", "--init-steps", "25", "--eval-episodes", "1", "--eval-every", "1000"]
+
+
+def _files(run):
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.suffix in (".jsonl", ".csv", ".json")}
+
+
+def test_copied_run_resumes_in_place_refuses_changed_flags_and_extends(tmp_path):
+    from rl_curl.train import main
+    from core_ssl.run import ConfigMismatch
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    main([*STATE_SAC, "--total-env-steps", "1000", "--run-dir", str(original)])
+    shutil.copytree(original, copy)
+    before = _files(original)
+
+    main([*STATE_SAC, "--total-env-steps", "1000", "--run-dir", str(copy), "--resume"])  # the same flags again
+    assert _files(copy)["eval.jsonl"] == before["eval.jsonl"]  # a finished run: nothing appended
+    assert _files(copy)["episode.csv"] == before["episode.csv"]
+
+    with pytest.raises(ConfigMismatch, match="--batch-size: saved 16, given 8; --discount: saved 0.99, given 0.9"):
+        main([*STATE_SAC, "--run-dir", str(copy), "--resume", "--batch-size", "8", "--discount", "0.9"])
+
+    main(["--run-dir", str(copy), "--resume", "--total-env-steps", "2000", "--threads", "1", "--no-progress-bar"])
+    assert [int(r["step"]) for r in _rows(copy / "eval.csv")] == [0, 1000, 2000]
+    assert load_checkpoint(copy / "checkpoint.pt")["counters"]["env_step"] == 2000
+    saved = json.loads((copy / "config.json").read_text())
+    assert saved["run_dir"] == str(copy) and saved["total_env_steps"] == 2000
+    assert _files(original) == before  # the original folder was not touched
+
+
+def test_sigint_saves_at_the_episode_end_and_the_resumed_run_is_bit_identical(tmp_path, monkeypatch, capsys):
+    from core_ssl.cli import run_command
+    from rl_curl import train as train_module
+
+    flags = [*STATE_SAC, "--total-env-steps", "2000", "--checkpoint-every", "100000"]
+    train_module.main([*flags, "--run-dir", str(tmp_path / "reference")])
+
+    real_log, sent = train_module.RunLogger.log, []
+
+    def log_then_interrupt(self, stream, step, **metrics):
+        real_log(self, stream, step, **metrics)
+        if stream == "train" and not sent:  # in the first episode, no checkpoint due before step 100000
+            sent.append(step)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(train_module.RunLogger, "log", log_then_interrupt)
+    run = tmp_path / "interrupted"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train_module.main, [*flags, "--run-dir", str(run)])
+    assert stopped.value.code == 130 and sent
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: stopped by SIGINT; checkpoint saved at environment step 1000 — continue with: "
+        f"python -m rl_curl.train --run-dir {run} --resume")
+    assert load_checkpoint(run / "checkpoint.pt")["counters"]["env_step"] == 1000
+    monkeypatch.setattr(train_module.RunLogger, "log", real_log)
+
+    train_module.main(["--run-dir", str(run), "--resume", "--no-progress-bar"])
+    resumed, reference = (load_checkpoint(r / "checkpoint.pt") for r in (run, tmp_path / "reference"))
+    assert resumed["counters"]["env_step"] == reference["counters"]["env_step"] == 2000
+    for part in ("critic", "actor"):
+        for name, tensor in reference["agent"][part].items():
+            assert torch.equal(resumed["agent"][part][name], tensor), (part, name)
+    assert read_jsonl(run / "eval.jsonl")[-1]["return_mean"] == read_jsonl(tmp_path / "reference" / "eval.jsonl")[-1]["return_mean"]
+    assert [r["step"] for r in read_jsonl(run / "eval.jsonl")] == [0, 1000, 2000]
+
+
+def test_invalid_settings_fail_before_anything_starts(tmp_path):
+    from core_ssl.cli import UsageError
+
+    with pytest.raises(UsageError, match="--batch-size must be at least 1, got 0"):
+        parse_args([*STATE_SAC, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_task_fails_before_training():
