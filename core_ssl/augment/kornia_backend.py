@@ -21,14 +21,16 @@ solarize               ``RandomSolarize(thresholds=0, additions=0, p=solarize_p)
 normalise              ``Normalize(mean, std)``
 =====================  =========================================================================
 
-Two differences in the crop, both small against the crop's own randomness: kornia rounds the
-box sides to whole pixels (torchvision's rule; native boxes are continuous), and its warp maps
-the centres of the box's corner pixels onto the centres of the output's corner pixels, so a
-box of w pixels spans w - 1 pixel steps where the native crop spans w (box edge to box edge,
-``align_corners=False``). A kornia box (x0, y0)-(x1, y1) equals the native box
-top = y0 + (1 - (y1 - y0) / (h_out - 1)) / 2, height = h_out (y1 - y0) / (h_out - 1) (likewise
-for x), which the tests use to compare the two warps pixel by pixel. 1-channel images get
-brightness and contrast only and no grayscale, as native.
+One convention is aligned: kornia's crop warp maps the centres of the box's corner pixels onto
+the centres of the output's corner pixels, so a box of w pixels would span w - 1 pixel steps
+where the native crop spans w (box edge to box edge, as torchvision's resize). The backend's
+:class:`RandomResizedCropEdges` moves kornia's drawn corners to
+x0' = x0 - 1/2 + w / (2 w_out), x1' = x0 - 1/2 + w (w_out - 1/2) / w_out (likewise for y), so
+the same warp maps box edges onto output edges (reading outside the image repeats the border
+pixel, as native, where kornia's module pads with zeros). What remains different: kornia rounds the box
+sides to whole pixels (torchvision's rule; native boxes are continuous), which moves the mean
+crop area by under 1% (tests/core_ssl/test_augment_kornia.py). 1-channel images get brightness
+and contrast only and no grayscale, as native.
 
 RL crops (``random_crop``, ``random_shift``): kornia's augmentation modules refuse uint8
 input, and frame stacks stay uint8, so the kornia backend draws the boxes with
@@ -47,10 +49,35 @@ from __future__ import annotations
 
 import kornia.augmentation as K
 import torch
-from kornia.geometry.transform import crop_by_indices
+from kornia.geometry.transform import crop_by_indices, crop_by_transform_mat
 from torch import nn
 
 from core_ssl.augment.backends import generator_seeded_rng
+
+
+class RandomResizedCropEdges(K.RandomResizedCrop):
+    """kornia's ``RandomResizedCrop`` whose warp maps the drawn box's pixel edges onto the
+    output's edges (the native and torchvision convention) instead of its corner pixel centres
+    onto the output's corner pixel centres, and repeats the border pixel where the warp reads
+    up to half a pixel outside the image (kornia pads with zeros there); same draws (kornia's
+    sampler, same RNG use), same single warp for the batch."""
+
+    def generate_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        params = super().generate_parameters(batch_shape)
+        src = params["src"]
+        out_h, out_w = self.flags["size"]
+        x0, y0 = src[:, 0, 0], src[:, 0, 1]
+        w, h = src[:, 1, 0] - x0 + 1, src[:, 3, 1] - y0 + 1
+        left, right = x0 - 0.5 + w / (2 * out_w), x0 - 0.5 + w * (out_w - 0.5) / out_w
+        top, bottom = y0 - 0.5 + h / (2 * out_h), y0 - 0.5 + h * (out_h - 0.5) / out_h
+        params["src"] = torch.stack([torch.stack([left, top], 1), torch.stack([right, top], 1),
+                                     torch.stack([right, bottom], 1), torch.stack([left, bottom], 1)], 1)
+        return params
+
+    def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict,
+                        transform: torch.Tensor | None = None) -> torch.Tensor:
+        return crop_by_transform_mat(input, transform[:, :2, :], flags["size"], mode="bilinear",
+                                     padding_mode="border", align_corners=True)
 
 
 def build_policy(policy, channels: int, resize: bool) -> nn.Sequential:
@@ -59,8 +86,8 @@ def build_policy(policy, channels: int, resize: bool) -> nn.Sequential:
     ``resize``: without the crop, resize the images to ``policy.size`` (their size differs)."""
     steps: list[nn.Module] = []
     if policy.crop:
-        steps.append(K.RandomResizedCrop(policy.size, scale=policy.scale, ratio=policy.ratio,
-                                         cropping_mode="resample"))
+        steps.append(RandomResizedCropEdges(policy.size, scale=policy.scale, ratio=policy.ratio,
+                                            cropping_mode="resample"))
     elif resize:
         steps.append(K.Resize(policy.size, align_corners=False))
     if policy.flip_p > 0:

@@ -136,9 +136,8 @@ class SimCLRAugment(torch.nn.Module):
         if gray_step and not self.grayscale_first:
             x = self._grayscale(x, generator)
         if self.blur_p > 0:
-            u = _uniform((B, 2), generator, device)
-            sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * u[:, 0]
-            x = gaussian_blur(x, sigma, self.blur_kernel, apply=u[:, 1] < self.blur_p)
+            sigma, apply = self.blur_parameters(B, generator, device)
+            x = gaussian_blur(x, sigma, self.blur_kernel, apply=apply)
         if self.solarize_p > 0:
             chosen = (_uniform((B,), generator, device) < self.solarize_p).view(B, 1, 1, 1)
             inverted = torch.ge(x, 0.5, out=torch.empty_like(x)).mul_(chosen)  # 0/1 per pixel
@@ -176,10 +175,25 @@ class SimCLRAugment(torch.nn.Module):
         gray = rgb_to_gray(x).mul_(to_gray)
         return x.mul_(1.0 - to_gray).add_(gray)
 
-    def _jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        B = x.shape[0]
+    def blur_parameters(self, batch: int, generator: torch.Generator | None = None,
+                        device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The blur draws of one call: sigma ~ U(blur_sigma) (B,) and the gate (B,) bool, True
+        with probability ``blur_p``."""
+        u = _uniform((batch, 2), generator, torch.device(device))
+        sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * u[:, 0]
+        return sigma, u[:, 1] < self.blur_p
+
+    def jitter_parameters(self, batch: int, generator: torch.Generator | None = None,
+                          device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], list[str]]:
+        """The colour-jitter draws of one call: per-sample factors (B,) for each op of
+        :attr:`jitter_ops` and the batch's op order.
+
+        Applied with probability ``color_p``: b, c, s ~ U[max(0, 1 - k), 1 + k], hue ~ U[-k, k]
+        turns; a sample left out gets the neutral factors 1 (and hue 0). One order for the batch,
+        a uniform random permutation of the ops.
+        """
         ops = self.jitter_ops
-        u = _uniform((B, 1 + len(ops)), generator, x.device)
+        u = _uniform((batch, 1 + len(ops)), generator, torch.device(device))
         applied = u[:, 0] < self.color_p
         factors = {}
         for column, op in enumerate(ops, start=1):
@@ -190,6 +204,10 @@ class SimCLRAugment(torch.nn.Module):
                 low = max(0.0, 1.0 - k)
                 factors[op] = torch.where(applied, low + (1.0 + k - low) * u[:, column], 1.0)
         order = [ops[i] for i in _random_order(len(ops), generator)]
+        return factors, order
+
+    def _jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        factors, order = self.jitter_parameters(x.shape[0], generator, x.device)
         return color_jitter(x, order=order, inplace=True, **factors)
 
 
