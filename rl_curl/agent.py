@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core_ssl import losses
-from core_ssl.augment import center_crop, random_crop, random_shift
+from core_ssl.augment import center_crop, check_backend, random_crop, random_shift
 from core_ssl.device import autocast
 from core_ssl.encoders import CurlEncoder, orthogonal_weight_init
 from core_ssl.heads import BilinearSimilarity, MLPHead, byol_predictor
@@ -150,6 +150,8 @@ class SacAgent:
         aux: ``curl | infonce | byol | none`` (``pixel-sac`` forces ``none``).
         aug: ``crop`` (CURL: random 84x84 crop of the 100x100 render) or ``shift`` (DrQ:
             centre crop to 84, then random shift by up to ``shift_pad`` pixels).
+        aug_backend: ``auto | native | kornia``: where the crop or shift runs
+            (:mod:`core_ssl.augment.backends`; same distribution, auto = the device's default).
         crop_size: encoder input side (84).
         hidden_dim, feature_dim, num_layers, num_filters: network sizes (1024, 50, 4, 32).
         lr: actor, critic, encoder and aux-head learning rate; alpha_lr, alpha_betas: the
@@ -172,7 +174,8 @@ class SacAgent:
                  critic_tau: float = 0.01, encoder_tau: float = 0.05, actor_update_freq: int = 2,
                  target_update_freq: int = 2, discount: float = 0.99, init_temperature: float = 0.1,
                  aux_weight: float = 1.0, aux_temperature: float = 0.1, queue_size: int = 4096,
-                 bf16: bool = False, optimizers: Literal["joint", "official"] = "joint") -> None:
+                 bf16: bool = False, optimizers: Literal["joint", "official"] = "joint",
+                 aug_backend: str = "auto") -> None:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
         if aux not in AUX_LOSSES:
@@ -189,6 +192,7 @@ class SacAgent:
         self.agent_name = agent
         self.aux = aux if agent == "curl" else "none"
         self.aug, self.crop_size, self.shift_pad = aug, crop_size, shift_pad
+        self.aug_backend = check_backend(aug_backend)
         self.discount, self.critic_tau, self.encoder_tau = discount, critic_tau, encoder_tau
         self.actor_update_freq, self.target_update_freq = actor_update_freq, target_update_freq
         self.aux_weight, self.aux_temperature = aux_weight, aux_temperature
@@ -257,8 +261,8 @@ class SacAgent:
         if not self.pixels:
             return obs
         if self.aug == "crop":
-            return random_crop(obs, self.crop_size)
-        return random_shift(center_crop(obs, self.crop_size), self.shift_pad)
+            return random_crop(obs, self.crop_size, backend=self.aug_backend)
+        return random_shift(center_crop(obs, self.crop_size), self.shift_pad, backend=self.aug_backend)
 
     def _eval_view(self, obs: torch.Tensor) -> torch.Tensor:
         return center_crop(obs, self.crop_size) if self.pixels else obs

@@ -72,6 +72,8 @@ class TrainConfig:
     aux: str = field(default="curl", metadata={"help": "auxiliary loss of the curl agent", "choices": list(AUX_LOSSES)})
     aug: str = field(default="crop", metadata={"help": "augmentation: CURL random crop or DrQ random shift",
                                               "choices": list(AUGMENTATIONS)})
+    aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native gather or kornia (same distribution); auto = the device's default (docs/benchmarks.md)",
+                                                      "choices": ["auto", "native", "kornia"]})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     seed: int = field(default=1, metadata={"help": "random seed (torch, numpy, environments)"})
     total_env_steps: int = field(default=500_000, metadata={"help": "environment steps to train for "
@@ -154,8 +156,8 @@ def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) 
     bf16 = resolve_bf16(cfg.bf16, device)
     return SacAgent(
         env.observation_space.shape, env.action_space.shape[0], device, agent=cfg.agent, aux=cfg.aux,
-        aug=cfg.aug, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim, feature_dim=cfg.feature_dim,
-        num_layers=cfg.num_layers, num_filters=cfg.num_filters, lr=cfg.lr or paper_lr(cfg.env),
+        aug=cfg.aug, aug_backend=cfg.aug_backend, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim,
+        feature_dim=cfg.feature_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters, lr=cfg.lr or paper_lr(cfg.env),
         alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999), critic_tau=cfg.critic_tau,
         encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
         target_update_freq=cfg.target_update_freq, discount=cfg.discount,

@@ -48,6 +48,7 @@ class PretrainConfig:
     proj_dim: int | None = field(default=None, metadata={"help": "projection output size (128; BYOL 256)"})
     color_strength: float | None = field(default=None, metadata={"help": "SimCLR colour-jitter strength s (0.5 on CIFAR, 1.0 on ImageNet)"})
     blur: bool | None = field(default=None, metadata={"help": "Gaussian blur in the views; None = on for images larger than 32 px (SimCLR omits it on CIFAR)"})
+    aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native ops or kornia.augmentation modules (same distributions); auto = the device's default (docs/benchmarks.md)", "choices": ["auto", "native", "kornia"]})
     key_momentum: float | None = field(default=None, metadata={"help": "MoCo key-encoder momentum m (0.999)"})
     target_momentum: float | None = field(default=None, metadata={"help": "BYOL target EMA base tau, raised to 1 on a cosine (0.996)"})
     queue_size: int | None = field(default=None, metadata={"help": "MoCo queue length (65536); capped at a tenth of the training set (with a warning) so an image rarely meets its own earlier key as a negative"})

@@ -109,8 +109,10 @@ class SimCLRAugment(torch.nn.Module):
                  f"normalize={self.normalize}", f"backend={self.backend!r}"]
         return ", ".join(parts)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment the batch ``x`` (B, C, H, W); one independent draw per sample."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                backend: str | None = None) -> torch.Tensor:
+        """Augment the batch ``x`` (B, C, H, W); one independent draw per sample. ``backend``
+        overrides the policy's own for this call (a run's ``--aug-backend``)."""
         _check_batch(x)
         _check_image_dtype(x)
         B, C, H, W = x.shape
@@ -119,7 +121,7 @@ class SimCLRAugment(torch.nn.Module):
                              "set color_p=0 and grayscale_p=0 for other images")
         if self.normalize and self.mean.numel() not in (1, C):
             raise ValueError(f"mean/std have {self.mean.numel()} values for {C}-channel images")
-        if resolve_backend(self.backend, x.device) == "kornia":
+        if resolve_backend(self.backend if backend is None else backend, x.device) == "kornia":
             return self._forward_kornia(x, generator)
         device = x.device
         source = x

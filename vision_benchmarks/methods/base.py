@@ -126,10 +126,11 @@ class Method(nn.Module):
         return simclr_augment(self.cfg.image_size, color_strength=self.cfg.color_strength or 0.5,
                               blur=self.use_blur)
 
-    def augment(self, policy: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """``policy(images)`` in float32 (autocast off), drawn from the method's generator."""
+    def augment(self, policy: SimCLRAugment, images: torch.Tensor) -> torch.Tensor:
+        """``policy(images)`` in float32 (autocast off), drawn from the method's generator, on
+        the configured augmentation backend (``--aug-backend``)."""
         with torch.autocast(device_type=images.device.type, enabled=False):
-            return policy(images, self.generator)
+            return policy(images, self.generator, backend=self.cfg.aug_backend)
 
     def normalize_input(self, images: torch.Tensor) -> torch.Tensor:
         """The method's one input normalisation (``input_normalization``), for uint8 or [0, 1]
