@@ -16,7 +16,7 @@ OUT="${OUT:-runs/gpu_simclr_paper}"
 PYTHON="${PYTHON:-python3}"
 
 resume=()
-if [[ -f "$OUT/last.pt" ]]; then resume=(--resume); fi
+if [[ -f "$OUT/checkpoint.pt" || -f "$OUT/last.pt" ]]; then resume=(--resume); fi
 "$PYTHON" -m vision_benchmarks.pretrain --method simclr --preset paper --dataset cifar10 \
     --device cuda --minutes "$MINUTES" --knn-every "$KNN_EVERY" --log-every 20 --out "$OUT" "${resume[@]}"
 "$PYTHON" - "$OUT" <<'PY'

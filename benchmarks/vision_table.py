@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core_ssl.run import find_checkpoint  # noqa: E402
 from core_ssl.stats import t_interval  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
 from vision_benchmarks.plots import plot_results_bars  # noqa: E402
@@ -56,7 +57,7 @@ def pretrain_args(method: str, run: Path, budget: list[str], seed: int, device: 
     else:
         args = ["--method", method, *budget]
     args += ["--preset", "cpu", "--seed", str(seed), "--out", str(run), "--device", device, *extra]
-    if (run / "last.pt").is_file():
+    if find_checkpoint(run) is not None:
         args.append("--resume")
     return args
 

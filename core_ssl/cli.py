@@ -109,6 +109,14 @@ def _expected(err: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def _close_progress_bars() -> None:
+    """End the line of any progress bar still drawn, so the error starts a line of its own."""
+    std = sys.modules.get("tqdm.std")
+    if std is not None:
+        for bar in list(getattr(std.tqdm, "_instances", ())):
+            bar.close()
+
+
 def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> NoReturn:
     """Run ``main(argv)`` (``argv`` defaults to ``sys.argv[1:]``) and exit with the table's code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -129,6 +137,7 @@ def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = N
         if debug:
             traceback.print_exc()
         message, code = known
+        _close_progress_bars()
         print(f"error: {message}", file=sys.stderr)
         sys.exit(code)
     sys.exit(0)

@@ -162,6 +162,23 @@ def nonfinite(values: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
+def first_nonfinite_tensor(state: Any, prefix: str = "") -> str | None:
+    """The key path (``agent/critic/q1.weight``) of the first floating-point tensor in a nested
+    dict / list holding a NaN or an infinity; None if there is none. One pass over the tensors."""
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        is_float = getattr(state, "is_floating_point", None)
+        return prefix.rstrip("/") if is_float is not None and is_float() and not bool(state.isfinite().all()) else None
+    for key, value in items:
+        found = first_nonfinite_tensor(value, f"{prefix}{key}/")
+        if found is not None:
+            return found
+    return None
+
+
 class RunFolder:
     """The folder of one training run, opened as a context manager; see the module docstring.
 
@@ -260,6 +277,9 @@ class RunFolder:
         ``losses`` (the last ones computed) are checked first: NaN weights are never saved."""
         if losses:
             self.check_finite(position, **losses)
+        bad = first_nonfinite_tensor(state)  # an update can blow up the weights after a finite loss
+        if bad is not None:
+            raise self._non_finite(f"{bad} in the checkpoint became non-finite", position)
         if self.main_process:
             save_checkpoint(state, self.checkpoint_path)
         self.saved_at = position
@@ -301,7 +321,14 @@ class RunFolder:
         if bad is None:
             return
         name, value = bad
-        kept = (f"the last good checkpoint ({self.checkpoint_path.name}, {self.saved_at}) is kept"
-                if self.saved_at or find_checkpoint(self.path) else "no checkpoint was written")
-        raise NonFiniteLoss(f"{name} became {value} at {position}; the run stopped and {kept}",
-                            f"{self.hint}, then start again (or --resume from the checkpoint)")
+        raise self._non_finite(f"{name} became {value}", position)
+
+    def _non_finite(self, what: str, position: str) -> NonFiniteLoss:
+        if self.saved_at:
+            kept = f"the last good checkpoint ({self.checkpoint_path.name}, {self.saved_at}) is kept"
+        elif find_checkpoint(self.path):
+            kept = f"the checkpoint it was resumed from ({find_checkpoint(self.path).name}) is kept"
+        else:
+            kept = "no checkpoint was written"
+        return NonFiniteLoss(f"{what} at {position}; the run stopped and {kept}",
+                             f"{self.hint}, then start again (or --resume from the checkpoint)")

@@ -25,8 +25,12 @@ class PretrainConfig:
     data_root: Path | None = field(default=None, metadata={"help": "folder holding the datasets (default: $SSL_DATA_DIR or ../shared/data)"})
     train_images: int | None = field(default=None, metadata={"help": "use only this many training images (a fixed random subset); None = all"})
     image_size: int = field(default=32, metadata={"help": "side of the (square) augmented views"})
-    out: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder (config, logs, checkpoints, plots)"})
-    resume: bool = field(default=False, metadata={"help": "continue from out/last.pt"})
+    out: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder (config, logs, checkpoints, plots)",
+                                                              "aliases": ["--run-dir"]})
+    resume: bool = field(default=False, metadata={"help": "continue the run in the run folder from its checkpoint.pt; "
+                                                         "flags given with it must match the saved config, except "
+                                                         "--device, --data-root, --checkpoint-minutes and a longer "
+                                                         "--epochs / --minutes"})
 
     # encoder
     encoder: str = field(default="convnet", metadata={"help": "encoder", "choices": ["convnet", "resnet18", "resnet50"]})

@@ -40,10 +40,12 @@ from typing import Any, Sequence
 import torch
 
 from core_ssl import checkpoint
+from core_ssl.cli import run_command
 from core_ssl.config import load_config, parse_config
 from core_ssl.data import ImageSet, load_dataset
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger
+from core_ssl.run import CHECKPOINT_FILE, find_checkpoint
 
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import Method, build_method
@@ -79,11 +81,11 @@ class EvaluateConfig:
 
 
 def load_pretrained(run: Path, device: torch.device, data_root: Path | None = None) -> tuple[Method, PretrainConfig]:
-    """The method of a run folder with the weights of its ``last.pt``."""
+    """The method of a run folder with the weights of its checkpoint (``checkpoint.pt``, or ``last.pt`` of older runs)."""
     cfg = load_config(PretrainConfig, run)
     if data_root is not None:
         cfg.data_root = data_root
-    state = checkpoint.load_checkpoint(run / "last.pt", map_location="cpu")
+    state = checkpoint.load_checkpoint(find_checkpoint(run) or run / CHECKPOINT_FILE, map_location="cpu")
     bank_rows = state["method"].get("bank.bank")  # PIRL's memory bank has one row per training image
     num_train = bank_rows.shape[0] if bank_rows is not None else 1
     num_classes = len(load_dataset(cfg.dataset, "test", root=cfg.data_root).classes)
@@ -248,4 +250,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -1,33 +1,49 @@
 """Pre-train an encoder with one method; the whole training loop, readable top to bottom.
 
-    python -m vision_benchmarks.pretrain --method simclr --dataset cifar10 --out runs/simclr
-    python -m vision_benchmarks.pretrain --method byol --minutes 20 --out runs/byol     # time budget
+    python -m vision_benchmarks.pretrain --method simclr --dataset cifar10 --run-dir runs/simclr
+    python -m vision_benchmarks.pretrain --method byol --minutes 20 --run-dir runs/byol     # time budget
+    python -m vision_benchmarks.pretrain --run-dir runs/byol --resume --minutes 30       # 10 more minutes
     python -m vision_benchmarks.pretrain --method simclr --preset paper --device cuda
     torchrun --nproc_per_node 2 -m vision_benchmarks.pretrain --method simclr          # DDP
 
-Writes into ``--out``: ``config.json`` (the resolved config), ``train.csv/jsonl`` (loss, lr,
-images/s, collapse monitors of the projections), ``eval.csv/jsonl`` (online kNN top-1 and the
-encoder's embedding std / effective rank on test images), ``tensorboard/``, ``last.pt`` (atomic
-checkpoint: resume with ``--resume``), ``encoder.safetensors`` and ``backbone.safetensors``,
+Writes into ``--run-dir`` (alias ``--out``): ``config.json`` (the resolved config),
+``train.csv/jsonl`` (loss, lr, images/s, collapse monitors of the projections),
+``eval.csv/jsonl`` (online kNN top-1 and the encoder's embedding std / effective rank on test
+images), ``tensorboard/``, ``checkpoint.pt`` (atomic checkpoint: resume with ``--resume``;
+``last.pt`` of older runs is still read), ``encoder.safetensors`` and ``backbone.safetensors``,
 ``monitors.png`` and ``summary.json``.
+
+The run follows :mod:`core_ssl.run`: ``--resume`` continues in the folder given; flags given
+with it must match the saved config, except ``--device``, ``--data-root``,
+``--checkpoint-minutes`` and a longer ``--epochs`` / ``--minutes`` (which extend even a finished
+run). The folder is locked while a process trains into it. SIGINT / SIGTERM save a checkpoint
+after the current step, then exit 130 / 143; a non-finite loss stops the run with the last
+good checkpoint kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import json
+import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-import torch
+from core_ssl.openmp import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch loads: no OpenMP spin-waiting on a shared CPU
+
+import torch  # noqa: E402
 from torch import nn
 
 from core_ssl import checkpoint, distributed, monitor
-from core_ssl.config import config_to_dict, parse_config, replace_config, save_config
+from core_ssl.cli import UsageError, run_command
+from core_ssl.config import config_to_dict, load_config, parse_config
 from core_ssl.data import BatchIterator, ImageSet, load_dataset
 from core_ssl.device import autocast, resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
+from core_ssl.run import RunFolder, find_checkpoint, given_fields, resume_config
 from core_ssl.schedules import warmup_cosine_factor
 
 from vision_benchmarks.config import PRESETS, PretrainConfig
@@ -37,6 +53,10 @@ from vision_benchmarks.protocols import extract_features
 from vision_benchmarks.sync_batchnorm import convert_batchnorm
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
+COMMAND = "python -m vision_benchmarks.pretrain"
+RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes")  # may change on --resume
+LENGTH_FIELDS = ("epochs", "minutes")  # may grow on --resume
+NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,11 +119,10 @@ def online_evaluation(method: Method, knn_train: ImageSet, knn_test: ImageSet, d
             "effective_rank": summary["effective_rank"]}
 
 
-def save_state(path: Path, method: Method, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-               cfg: PretrainConfig, position: dict[str, Any]) -> None:
-    """Atomic checkpoint of everything a resumed run needs (only the main process writes)."""
-    if not distributed.is_main_process():
-        return
+def save_state(run: RunFolder, method: Method, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+               cfg: PretrainConfig, position: dict[str, Any], losses: dict[str, Any]) -> None:
+    """Atomic checkpoint of everything a resumed run needs (only the main process writes), after
+    checking the last step's loss: NaN weights are never saved."""
     state = {
         "method": method.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -113,7 +132,7 @@ def save_state(path: Path, method: Method, optimizer: torch.optim.Optimizer, gen
         "config": config_to_dict(cfg),
         **position,
     }
-    checkpoint.save_checkpoint(state, path)
+    run.save(state, f"step {position['step']}", losses=losses)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,30 +140,60 @@ def save_state(path: Path, method: Method, optimizer: torch.optim.Optimizer, gen
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_config(PretrainConfig, argv, presets=PRESETS)
-    return pretrain(cfg)
+    return pretrain(cfg, given=given_fields(PretrainConfig, argv, PRESETS))
 
 
-def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    """Run (or resume) one pre-training run; returns the summary also written to summary.json."""
+_AT_LEAST_ONE = ("batch_size", "image_size", "width", "log_every")
+_AT_LEAST_ZERO = ("epochs", "minutes", "knn_every", "checkpoint_minutes")
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
+    for names, low in ((_AT_LEAST_ONE, 1), (_AT_LEAST_ZERO, 0)):
+        for name in names:
+            value = getattr(cfg, name)
+            if value is not None and value < low:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}", f"give {low} or more")
+    if cfg.train_images is not None and cfg.train_images < 1:
+        raise UsageError(f"--train-images must be >= 1, got {cfg.train_images}", "give a positive count, or leave it out")
+    if not 0 <= cfg.warmup_fraction < 1:
+        raise UsageError(f"--warmup-fraction must lie in [0, 1), got {cfg.warmup_fraction}", "give e.g. 0.02")
+    if cfg.lr is not None and not cfg.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {cfg.lr}", "give a positive learning rate")
+
+
+def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) one pre-training run; returns the summary also written to summary.json.
+
+    ``given``: the fields named on the command line, which must match a resumed run's saved
+    config (:func:`core_ssl.run.resume_config`); None = those ``cfg`` sets away from the defaults.
+    """
+    if cfg.resume:
+        if find_checkpoint(cfg.out) is not None:
+            if given is None:
+                defaults = PretrainConfig()
+                given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
+            cfg = resume_config(load_config(PretrainConfig, cfg.out), cfg, given, "out",
+                                runtime=RUNTIME_FIELDS, extendable=LENGTH_FIELDS)
     cfg = resolve_method_defaults(cfg)
-    if cfg.minutes is not None and cfg.minutes < 0:
-        raise ValueError(f"--minutes must be >= 0, got {cfg.minutes}")
+    validate(cfg)
     distributed.init_from_environment()
     rank, world = distributed.rank(), distributed.world_size()
     device = distributed.local_device(resolve_device(cfg.device))
     bf16 = resolve_bf16(cfg.bf16, device)
     if cfg.batch_size % world:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
-    ckpt_path = cfg.out / "last.pt"
-    if cfg.resume:
-        saved = checkpoint.load_checkpoint(ckpt_path, map_location=device)
-        # the saved settings win, except where the files are and which device runs them
-        cfg = replace_config(cfg, **{**saved["config"], "out": cfg.out, "data_root": cfg.data_root,
-                                     "device": cfg.device, "resume": True})
-    elif ckpt_path.exists():
-        raise FileExistsError(f"{cfg.out} already holds a run (last.pt); pass --resume to continue it "
-                              "or choose another --out")
+        raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes",
+                         "give a multiple of the process count")
+    with RunFolder(cfg.out, cfg.resume, COMMAND, main_process=distributed.is_main_process(), hint=NAN_HINT) as run:
+        return _pretrain(cfg, run, rank, world, device, bf16)
+
+
+def _pretrain(cfg: PretrainConfig, run: RunFolder, rank: int, world: int, device: torch.device,
+              bf16: bool) -> dict[str, Any]:
+    """The loop, top to bottom, in the open run folder."""
+    saved = run.load(map_location=device) if cfg.resume else None
     torch.manual_seed(cfg.seed)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
 
@@ -181,10 +230,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         step, epoch, batch_in_epoch, train_seconds = saved["step"], saved["epoch"], saved["batch_in_epoch"], saved["train_seconds"]
         print(f"resuming {cfg.out} at step {step} (epoch {epoch}, batch {batch_in_epoch}, "
               f"{train_seconds / 60:.1f} training minutes done)")
-    else:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        if distributed.is_main_process():
-            save_config(cfg, cfg.out)
+        del saved
+    run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
     logger = RunLogger(cfg.out)
     logger.truncate_after(step)
 
@@ -202,25 +249,45 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     def finished() -> bool:
         return run_progress() >= 1.0
 
+    evaluated = {row["step"]: row for row in logger.read("eval")}  # a resumed run does not log a step twice
+
     def evaluate_and_log() -> dict[str, float]:
         if distributed.is_main_process():
             metrics = online_evaluation(method, knn_train, knn_test, device, bf16)
             logger.log("eval", step, epoch=epoch, train_minutes=train_seconds / 60, **metrics)
+            evaluated[step] = metrics
         else:
             metrics = {}
         if distributed.is_initialized():
             torch.distributed.barrier()
         return metrics
 
-    def checkpoint_now() -> None:
-        save_state(ckpt_path, method, optimizer, generator, cfg,
-                   dict(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, train_seconds=train_seconds))
+    def already_evaluated() -> bool:
+        """Whether this step's evaluation is logged (the main process decides for all)."""
+        flag = float(step in evaluated)
+        if world > 1:
+            flag = float(distributed.all_reduce_mean(torch.tensor(flag * world * (rank == 0), device=device)))
+        return flag > 0
 
-    if step == 0:
+    def checkpoint_now() -> None:
+        save_state(run, method, optimizer, generator, cfg,
+                   dict(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, train_seconds=train_seconds),
+                   losses={"loss": step_loss} if step_loss is not None else {})
+
+    def stop_requested() -> bool:
+        """SIGINT / SIGTERM received; under torchrun the processes agree at log steps."""
+        if world == 1:
+            return run.stop_signal is not None
+        if step % cfg.log_every:
+            return False
+        flag = torch.tensor(float(run.stop_signal is not None), device=device)
+        return float(distributed.all_reduce_mean(flag)) > 0
+
+    if step == 0 and not already_evaluated():
         metrics = evaluate_and_log()
         if metrics:
             print(f"{cfg.method}: step 0 (random init) kNN top-1 {metrics['knn_top1']:.3f}")
-    images_seen_since_log, log_clock, last_loss = 0, time.perf_counter(), None
+    images_seen_since_log, log_clock, last_loss, step_loss = 0, time.perf_counter(), None, None
     last_checkpoint = time.perf_counter()
     bar = progress(total=100, desc=f"{cfg.method}", unit="%", bar_format="{l_bar}{bar}| {n:.1f}/{total}% [{elapsed}<{remaining}]")
     bar.update(100 * run_progress())
@@ -236,7 +303,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             optimizer.step()
-            last_loss = out["loss"].detach()
+            last_loss = step_loss = out["loss"].detach()
             method.after_optimizer_step(progress_now)
             step += 1
             batch_in_epoch += 1
@@ -248,6 +315,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             if step % cfg.log_every == 0:
                 seconds = time.perf_counter() - log_clock
                 scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items() if k != "embeddings"}
+                run.check_finite(f"step {step}", **{k: v for k, v in scalars.items() if "loss" in k})
                 if "embeddings" in out:
                     z1, z2 = (z.detach() for z in out["embeddings"])
                     scalars.update(monitor.representation_summary(z1, z2))
@@ -259,11 +327,16 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             if time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes:
                 checkpoint_now()
                 last_checkpoint = time.perf_counter()
+            if stop_requested():
+                checkpoint_now()
+                bar.close()
+                logger.close()
+                raise run.interrupted()
             if finished():
                 break
         else:  # the epoch ran to its end
             epoch, batch_in_epoch = epoch + 1, 0
-            if cfg.knn_every and epoch % cfg.knn_every == 0 and not finished():
+            if cfg.knn_every and epoch % cfg.knn_every == 0 and not finished() and not already_evaluated():
                 metrics = evaluate_and_log()
                 if metrics:
                     bar.write(f"epoch {epoch}: kNN top-1 {metrics['knn_top1']:.3f}, effective rank "
@@ -273,7 +346,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             log_clock, images_seen_since_log = time.perf_counter(), 0
     bar.close()
 
-    final = evaluate_and_log()
+    final = evaluated.get(step, {}) if already_evaluated() else evaluate_and_log()
     checkpoint_now()
     summary: dict[str, Any] = {}
     if distributed.is_main_process():
@@ -287,7 +360,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                    "final_loss": None if last_loss is None else float(last_loss),
                    "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
                    "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
-        (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        run.write_summary(summary)
         plot_monitors(cfg.out, title=f"{cfg.method} ({cfg.encoder}, {cfg.dataset})")
         print(f"{cfg.method}: {step} steps in {train_seconds / 60:.1f} training minutes, "
               f"kNN top-1 {final['knn_top1']:.3f}; see {cfg.out}")
@@ -296,4 +369,4 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import signal
 
 import pytest
 import torch
 
 from core_ssl.checkpoint import load_checkpoint
+from core_ssl.cli import CommandError, run_command
+from core_ssl.run import ConfigMismatch
 from vision_benchmarks import evaluate, pretrain
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods.simclr import SimCLR
@@ -43,10 +49,10 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     run = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         pretrain.pretrain(tiny_run(run))
-    assert load_checkpoint(run / "last.pt")["step"] == 5
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 5
     monkeypatch.setattr(SimCLR, "after_optimizer_step", original)
 
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(CommandError, match="already holds a run .* pass --resume"):
         pretrain.pretrain(tiny_run(run))
     resumed = pretrain.pretrain(tiny_run(run, resume=True))
     assert resumed["steps"] == 8
@@ -54,8 +60,8 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     learning_rates = [json.loads(line)["lr"] for line in (run / "train.jsonl").read_text().splitlines()]
     assert max(learning_rates) > 0.9 * 2e-3 and learning_rates[-1] < 0.1 * 2e-3  # warm-up, peak, cosine
     assert steps_logged(run, "eval") == steps_logged(tmp_path / "reference", "eval") == [0, 4, 8]
-    final = load_checkpoint(run / "last.pt")["method"]
-    expected = load_checkpoint(tmp_path / "reference" / "last.pt")["method"]
+    final = load_checkpoint(run / "checkpoint.pt")["method"]
+    expected = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")["method"]
     for name, tensor in expected.items():
         assert torch.allclose(final[name].float(), tensor.float(), atol=1e-5), name
     for name in ("config.json", "encoder.safetensors", "monitors.png", "summary.json"):
@@ -68,7 +74,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
 
 def test_zero_epochs_saves_the_random_initialisation(tmp_path):
     summary = pretrain.pretrain(tiny_run(tmp_path / "random", epochs=0))
-    assert summary["steps"] == 0 and (tmp_path / "random" / "last.pt").is_file()
+    assert summary["steps"] == 0 and (tmp_path / "random" / "checkpoint.pt").is_file()
 
 
 def test_config_json_holds_the_settings_the_run_used(tmp_path):
@@ -80,5 +86,85 @@ def test_config_json_holds_the_settings_the_run_used(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert (saved["queue_size"], saved["proj_hidden"], saved["blur"]) == (25, 64, False)
     assert (saved["temperature"], saved["key_momentum"], saved["lr"]) == (0.2, 0.999, 2e-3)
-    assert load_checkpoint(run / "last.pt")["method"]["queue.keys"].shape == (25, 128)
+    assert load_checkpoint(run / "checkpoint.pt")["method"]["queue.keys"].shape == (25, 128)
     assert summary["steps"] == 4
+
+
+TINY_ARGS = ["--method", "simclr", "--train-images", "256", "--batch-size", "64", "--epochs", "1", "--width", "8",
+             "--proj-hidden", "64", "--knn-train-images", "256", "--knn-test-images", "128", "--log-every", "1",
+             "--checkpoint-minutes", "0", "--bf16", "off", "--device", "cpu"]
+
+
+def _logs(run):
+    return {name: (run / name).read_bytes() for name in ("train.jsonl", "eval.jsonl")}
+
+
+def test_a_copied_run_resumes_in_place_refuses_changed_flags_and_extends(tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    pretrain.main([*TINY_ARGS, "--run-dir", str(original)])
+    shutil.copytree(original, copy)
+    before = _logs(original)
+
+    pretrain.main([*TINY_ARGS, "--out", str(copy), "--resume"])  # the same flags: a finished run adds nothing
+    assert _logs(copy) == before
+
+    with pytest.raises(ConfigMismatch, match="--batch-size: saved 64, given 32; --temperature: saved 0.5, given 0.2"):
+        pretrain.main([*TINY_ARGS, "--run-dir", str(copy), "--resume", "--batch-size", "32", "--temperature", "0.2"])
+
+    summary = pretrain.main(["--run-dir", str(copy), "--resume", "--epochs", "2"])  # one more epoch
+    assert summary["steps"] == 8 and steps_logged(copy, "eval") == [0, 4, 8]
+    saved = json.loads((copy / "config.json").read_text())
+    assert saved["out"] == str(copy) and saved["epochs"] == 2
+    assert _logs(original) == before  # the original folder was not touched
+
+
+def test_sigint_checkpoints_after_the_step_and_the_resumed_run_is_bit_identical(tmp_path, monkeypatch, capsys):
+    pretrain.main([*TINY_ARGS, "--epochs", "2", "--run-dir", str(tmp_path / "reference")])
+    original, calls = SimCLR.after_optimizer_step, []
+
+    def interrupt_at_third_step(self, progress):
+        original(self, progress)
+        calls.append(progress)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(SimCLR, "after_optimizer_step", interrupt_at_third_step)
+    run = tmp_path / "interrupted"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--epochs", "2", "--run-dir", str(run)])
+    assert stopped.value.code == 130 and len(calls) == 3
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: stopped by SIGINT; checkpoint saved at step 3 — continue with: "
+        f"python -m vision_benchmarks.pretrain --run-dir {run} --resume")
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    monkeypatch.setattr(SimCLR, "after_optimizer_step", original)
+
+    pretrain.main(["--run-dir", str(run), "--resume"])
+    final = load_checkpoint(run / "checkpoint.pt")
+    expected = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
+    assert final["step"] == expected["step"] == 8
+    for name, tensor in expected["method"].items():
+        assert torch.equal(final["method"][name], tensor), name
+    assert steps_logged(run, "train") == list(range(1, 9))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    """A learning rate of 1e9 makes the SimCLR loss NaN within a few steps."""
+    run = tmp_path / "nan"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--lr", "1e9", "--warmup-fraction", "0", "--run-dir", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stopped.value.code == 1
+    assert re.match(r"error: (loss became nan|method/\S+ in the checkpoint became non-finite) at step \d+; the run "
+                    r"stopped and the last good checkpoint \(checkpoint.pt, step \d+\) is kept — lower the learning "
+                    r"rate \(--lr\)", err), err
+    good = load_checkpoint(run / "checkpoint.pt")
+    assert all(torch.isfinite(t).all() for t in good["method"].values() if t.is_floating_point())
+    assert not (run / "encoder.safetensors").exists() and not (run / "summary.json").exists()
+
+
+def test_invalid_settings_fail_before_the_run_folder_is_made(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
+    assert stopped.value.code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1, got 0 — give 1 or more"
