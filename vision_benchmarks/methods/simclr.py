@@ -11,6 +11,7 @@ from core_ssl import losses
 from core_ssl.heads import simclr_projection
 
 from vision_benchmarks.methods.base import Method
+from vision_benchmarks.transforms import view_policies
 
 
 class SimCLR(Method):
@@ -23,20 +24,36 @@ class SimCLR(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.views = self.simclr_policy()
+        self.views, self.second_views = self.view_policies()
         self.projection = self.build_projection()
+
+    def view_policies(self) -> tuple[nn.Module, nn.Module]:
+        """The policies of the first and second view: SimCLR's for both, or with ``--views``
+        the ablation's transformations (:func:`vision_benchmarks.transforms.view_policies`)."""
+        if self.cfg.views is None:
+            policy = self.simclr_policy()
+            return policy, policy
+        return view_policies(self.cfg.views, self.cfg.image_size, self.cfg.views_branches,
+                             color_strength=self.cfg.color_strength or 0.5)
 
     def derived_settings(self) -> dict[str, Any]:
         """The head's hidden width defaults to the encoder's feature size (SimCLR's d -> d -> 128)."""
         return {**super().derived_settings(), "proj_hidden": self.cfg.proj_hidden or self.feature_dim}
 
     def build_projection(self) -> nn.Module:
-        """SimCLR's 2-layer MLP head (hidden = the encoder's width unless configured)."""
-        return simclr_projection(self.feature_dim, hidden=self.cfg.proj_hidden, out=self.cfg.proj_dim)
+        """SimCLR's 2-layer MLP head (hidden = the encoder's width unless configured); with
+        ``--proj-layers`` 0 no head (the identity) or n linear layers (1: a linear head)."""
+        layers = 2 if self.cfg.proj_layers is None else self.cfg.proj_layers
+        if layers < 0:
+            raise ValueError(f"--proj-layers must be >= 0 (0 = no head), got {layers}")
+        if layers == 0:
+            return nn.Identity()
+        return simclr_projection(self.feature_dim, hidden=self.cfg.proj_hidden, out=self.cfg.proj_dim,
+                                 num_layers=layers)
 
     def project_two_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projections (z1, z2) of two independent views, in one forward pass over both."""
-        views = torch.cat([self.augment(self.views, images), self.augment(self.views, images)])
+        views = torch.cat([self.augment(self.views, images), self.augment(self.second_views, images)])
         return self.projection(self.encode(views)).chunk(2)
 
     def contrastive_loss(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
