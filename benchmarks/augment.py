@@ -18,6 +18,13 @@ Prints one JSON line per measurement:
    ``next_obs = next_store[idx]``, ``pos = obs.copy()`` then the three crops (official code),
    against ``random_crop(store, 84, indices=idx)`` three times, which crops straight from the
    storage without materialising ``store[idx]``. Storage of ``--replay`` frame stacks.
+5. ``backend_policy`` / ``backend_rl``: the native ops against the ``kornia`` backend
+   (``backend="kornia"``: kornia.augmentation modules, same distributions) for every policy
+   (SimCLR CIFAR recipe, SimCLR with strength 1 and blur, MoCo v1, MoCo v2, BYOL's two views;
+   batches of CIFAR-10 images) and for the RL crop and shift on uint8 (B, 9, 100, 100) frame
+   stacks. Calls alternate between the backends; median ms per batch and the ratio
+   kornia / native. These numbers choose ``core_ssl.augment.backends.DEFAULT_BACKENDS``;
+   ``--device cuda`` runs this part on a GPU.
 
 The machines this runs on may be shared, so every comparison is interleaved: 1 and 2 run in
 rounds (one pass of each configuration per round) and 3 alternates the implementations call
@@ -51,7 +58,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_ssl.augment import random_crop, simclr_augment  # noqa: E402
+from core_ssl.augment import (byol_augment_pair, mocov1_augment, mocov2_augment, random_crop,  # noqa: E402
+                              random_shift, simclr_augment)
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -241,6 +249,62 @@ def bench_rl_sample_crop(batch: int, capacity: int, repeats: int) -> None:
               "median_ms": round(1e3 * statistics.median(seconds), 3)})
 
 
+# -------------------------------------------------------------------------- 5. native vs kornia
+
+
+def _alternate(candidates: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, calls alternating, the first call of each untimed
+    (CUDA work is waited for inside the timed span)."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for repeat in range(repeats + 1):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if repeat > 0:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def bench_backends(images: torch.Tensor, batch: int, repeats: int, device: torch.device) -> None:
+    """Every policy and the RL crop/shift on both backends, one batch per call, on ``device``
+    (random draws from a CPU generator in both backends)."""
+    policies = {
+        "simclr_cifar": lambda b: [simclr_augment(32, mean=CIFAR_MEAN, std=CIFAR_STD, backend=b)],
+        "simclr_s1_blur": lambda b: [simclr_augment(32, color_strength=1.0, blur=True, backend=b)],
+        "mocov1": lambda b: [mocov1_augment(32, backend=b)],
+        "mocov2": lambda b: [mocov2_augment(32, backend=b)],
+        "byol_two_views": lambda b: list(byol_augment_pair(32, backend=b)),
+    }
+    generator = torch.Generator().manual_seed(0)
+    x = images[:batch].to(device)
+    for name, build in policies.items():
+        built = {backend: build(backend) for backend in ("native", "kornia")}
+        candidates = {backend: (lambda views=views: [view(x, generator) for view in views])
+                      for backend, views in built.items()}
+        times = _alternate(candidates, repeats, device)
+        medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+        emit({"bench": "backend_policy", "device": device.type, "policy": name, "batch": batch, "size": 32, "repeats": repeats,
+              "native_ms": round(medians["native"], 2), "kornia_ms": round(medians["kornia"], 2),
+              "kornia_over_native": round(medians["kornia"] / medians["native"], 2)})
+    frames = torch.randint(0, 256, (batch, 9, 100, 100), dtype=torch.uint8, generator=generator).to(device)
+    storage = torch.randint(0, 256, (4 * batch, 9, 100, 100), dtype=torch.uint8, generator=generator).to(device)
+    index = torch.randint(len(storage), (batch,), generator=generator).to(device)
+    centred = frames[:, :, 8:92, 8:92]
+    rl = {
+        "crop_100_to_84": lambda b: random_crop(frames, 84, generator, backend=b),
+        "crop_from_storage": lambda b: random_crop(storage, 84, generator, indices=index, backend=b),
+        "shift_84_pad4": lambda b: random_shift(centred, 4, generator, backend=b),
+    }
+    for name, fn in rl.items():
+        times = _alternate({b: (lambda b=b: fn(b)) for b in ("native", "kornia")}, 4 * repeats, device)
+        medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+        emit({"bench": "backend_rl", "device": device.type, "op": name, "batch": batch, "dtype": "uint8", "repeats": 4 * repeats,
+              "native_ms": round(medians["native"], 2), "kornia_ms": round(medians["kornia"], 2),
+              "kornia_over_native": round(medians["kornia"] / medians["native"], 2)})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,10 +317,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replay", type=int, default=1024,
                         help="frame stacks (9 x 100 x 100 uint8) per replay storage for rl_sample_crop")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (intra-op)")
+    parser.add_argument("--device", default="cpu", help="device of the batches for --only backends (cpu, cuda)")
     parser.add_argument("--data-root", default=None, help="folder holding cifar10-jpeg.zip (default: the data root)")
     parser.add_argument("--spin-wait", action="store_true",
                         help="keep OpenMP's default spin-waiting (do not set OMP_WAIT_POLICY=PASSIVE)")
-    parser.add_argument("--only", choices=["batched", "torchvision", "crop"], action="append",
+    parser.add_argument("--only", choices=["batched", "torchvision", "crop", "backends"], action="append",
                         help="run only these parts (repeatable); default: all")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.repeats < 1:
@@ -264,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.images < args.batch or args.tv_images < 2 * args.batch:
         parser.error("--images must hold one batch and --tv-images two (the first is not timed)")
     torch.set_num_threads(args.threads)
-    parts = set(args.only or ["batched", "torchvision", "crop"])
+    parts = set(args.only or ["batched", "torchvision", "crop", "backends"])
     emit({"bench": "environment", "torch": torch.__version__, "cpus": os.cpu_count(),
           "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
@@ -272,6 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     if parts & {"batched", "torchvision"}:
         images = load_train_images(max(args.images, args.tv_images), args.data_root)
         bench_policies(images[:args.images], images[:args.tv_images], args.batch, args.repeats, parts)
+    if "backends" in parts:
+        bench_backends(load_train_images(args.batch, args.data_root), args.batch, args.repeats,
+                       torch.device(args.device))
     if "crop" in parts:
         for batch in (128, 512):
             bench_rl_crop(batch, 20 * args.repeats)
