@@ -88,6 +88,7 @@ class TranslationEvaluator:
             )
         self.test_a, self.test_b = data.test_a[:n], data.test_b[:n]
         self.reps, self.seed, self.batch_size = bootstrap_reps, seed, batch_size
+        self._identity_fids: dict = {}  # FID(identity, B) per bootstrap resample, shared by every evaluation
         if features is None:
             inception = InceptionFeatures(device)
             features = lambda images: inception.extract(images, batch_size)  # noqa: E731
@@ -120,7 +121,8 @@ class TranslationEvaluator:
 
     def _score(self, images: torch.Tensor, features: torch.Tensor, against_identity: bool) -> dict[str, float]:
         reference = self.features_a if against_identity else None
-        metrics = flatten(distance_intervals(features, self.features_b, reference, self.reps, seed=self.seed))
+        metrics = flatten(distance_intervals(features, self.features_b, reference, self.reps, seed=self.seed,
+                                             reference_cache=self._identity_fids))
         if self.classifier is not None:
             metrics.update(flatten({"domain_share": self.classifier.share_b(features, self.reps, seed=self.seed)}))
         metrics.update(flatten({"content": content_interval(self.test_a, images, self.reps, seed=self.seed)}))

@@ -9,11 +9,18 @@ the replicates. With the same ``seed`` and the same n, every model is scored on 
 resamples, and a *paired* interval of the difference to a reference (e.g. the identity
 baseline, whose row i comes from the same input image i) removes the variation the two share.
 
-- FID: :func:`cut_translation.fid.frechet_distance` of the resampled sets. FID is biased
-  upwards by about tr(S) / n, so its interval is the spread of FID *at this set size n*:
-  compare models only at the same n. To make replicates cheap, features are first written in an
-  orthonormal basis of the span of all rows (at most 3n dimensions instead of 2048), which keeps
-  every inner product and hence the FID.
+- FID: the Frechet distance of the resampled sets (:func:`cut_translation.fid.frechet_distance`'s
+  formula). FID is biased upwards by about tr(S) / n, so its interval is the spread of FID *at
+  this set size n*: compare models only at the same n. Replicates are computed from the Gram
+  matrices G = X Y^T of the sets, formed once: with i, j the resampled rows, H = I - 11^T / n,
+
+      |mu_x - mu_y|^2 = mean(Gxx[i, i]) + mean(Gyy[j, j]) - 2 mean(Gxy[i, j])
+      tr S_x          = (tr Gxx[i, i] - sum(Gxx[i, i]) / n) / (n - 1)
+      tr (S_x S_y)^(1/2) = sum of the singular values of M,   M = H Gxy[i, j] H / (n - 1)
+
+  (M is A B^T of the centred, scaled sets), so a replicate costs O(n^3) however many feature
+  dimensions there are (with fewer dimensions d than images, the d x d route of
+  ``frechet_distance`` on the resampled rows is used instead).
 - KID: the unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 on *all* n images (the point), and on
   each resample; in a resample, pairs of copies of the same image are left out of the
   within-set sums (they would add k(x, x) terms an unbiased estimator never has)::
@@ -28,6 +35,7 @@ baseline, whose row i comes from the same input image i) removes the variation t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -36,7 +44,7 @@ import torch
 from core_ssl.stats import Interval, stratified_bootstrap_interval
 from cut_translation.fid import frechet_distance
 
-__all__ = ["span_coordinates", "kid_from_counts", "two_sample_interval", "distance_intervals", "flatten"]
+__all__ = ["resampled_fid", "kid_from_counts", "two_sample_interval", "distance_intervals", "flatten"]
 
 
 def _array(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -46,20 +54,17 @@ def _array(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     return array.astype(np.float64, copy=False)
 
 
-def span_coordinates(*sets: np.ndarray) -> list[np.ndarray]:
-    """The sets' rows in an orthonormal basis of the span of all their rows (a thin SVD of the
-    stacked rows); inner products, means, covariance traces and FID are unchanged. Sets with
-    fewer dimensions than rows are returned as they are."""
-    stacked = np.concatenate(sets)
-    if stacked.shape[1] <= len(stacked):
-        return list(sets)
-    u, singular, _ = np.linalg.svd(stacked, full_matrices=False)
-    coords = u * singular
-    return np.split(coords, np.cumsum([len(s) for s in sets])[:-1])
-
-
-def _kernel(x: np.ndarray, y: np.ndarray, dim: int) -> np.ndarray:
-    return (x @ y.T / dim + 1.0) ** 3
+def resampled_fid(gxx: np.ndarray, gyy: np.ndarray, gxy: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
+    """FID of the rows ``i`` of X and ``j`` of Y (same length n, repeats allowed) from the Gram
+    matrices ``gxx = X X^T``, ``gyy = Y Y^T``, ``gxy = X Y^T`` (module docstring)."""
+    n = len(i)
+    g_x, g_y, m = gxx[np.ix_(i, i)], gyy[np.ix_(j, j)], gxy[np.ix_(i, j)]
+    mean_term = g_x.mean() + g_y.mean() - 2.0 * m.mean()
+    trace_x = (np.trace(g_x) - g_x.sum() / n) / (n - 1)
+    trace_y = (np.trace(g_y) - g_y.sum() / n) / (n - 1)
+    centred = (m - m.mean(0) - m.mean(1)[:, None] + m.mean()) / (n - 1)
+    nuclear = np.linalg.svd(centred, compute_uv=False).sum()  # not sqrt(eig(M M^T)): exact near rank deficiency
+    return max(float(mean_term + trace_x + trace_y - 2.0 * nuclear), 0.0)
 
 
 def kid_from_counts(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, w: np.ndarray, v: np.ndarray) -> float:
@@ -94,13 +99,17 @@ def two_sample_interval(statistic: Callable[[np.ndarray, np.ndarray], float], n:
 
 def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.ndarray,
                        reference: torch.Tensor | np.ndarray | None = None, reps: int = 1000,
-                       confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+                       confidence: float = 0.95, seed: int = 0,
+                       reference_cache: dict | None = None) -> dict[str, Interval]:
     """FID and KID of ``fake`` against ``real`` with bootstrap intervals (module docstring).
 
     With ``reference`` (features of other images made from the same inputs, row i from input i,
     e.g. the untranslated A images), also the paired gains ``fid_gain = FID(reference) -
     FID(fake)`` and ``kid_gain`` (positive: ``fake`` is closer to ``real``), each replicate
     using the same resample for both. All sets must hold the same number of rows n.
+    ``reference_cache``: a dict that keeps FID(reference) per resample across calls; pass the
+    same dict only to calls with the same ``reference``, ``real``, ``reps`` and ``seed`` (e.g.
+    every evaluation of one run), so that part is computed once.
 
     Returns ``{"fid": Interval, "kid": Interval}`` (plus ``"fid_gain"``, ``"kid_gain"``).
     """
@@ -110,31 +119,46 @@ def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.
         raise ValueError(f"the feature sets must have the same shape (FID's bias depends on the set size); got "
                          f"{[s.shape for s in sets]}: use the same number of images in each")
     n, dim = x.shape
-    coords = span_coordinates(*sets)
-    kernels = {"xx": _kernel(x, x, dim), "yy": _kernel(y, y, dim), "xy": _kernel(x, y, dim)}
+    gxx, gyy, gxy = x @ x.T, y @ y.T, x @ y.T
+    kxx, kyy, kxy = ((g / dim + 1.0) ** 3 for g in (gxx, gyy, gxy))
+
+    def frechet(a: np.ndarray, b: np.ndarray, gaa: np.ndarray, gab: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
+        # fewer dimensions than images: the d x d covariances are cheaper than the n x n Gram route
+        return frechet_distance(a[i], b[j]) if dim < n else resampled_fid(gaa, gyy, gab, i, j)
+    fid_values: dict[bytes, float] = {}
 
     def counts(index: np.ndarray) -> np.ndarray:
         return np.bincount(index, minlength=n).astype(np.float64)
 
     def fid(i: np.ndarray, j: np.ndarray) -> float:
-        return frechet_distance(coords[0][i], coords[1][j])
+        key = i.tobytes() + j.tobytes()
+        if key not in fid_values:  # the gain's replicates reuse the FID replicates
+            fid_values[key] = frechet(x, y, gxx, gxy, i, j)
+        return fid_values[key]
 
     def kid(i: np.ndarray, j: np.ndarray) -> float:
-        return kid_from_counts(kernels["xx"], kernels["yy"], kernels["xy"], counts(i), counts(j))
+        return kid_from_counts(kxx, kyy, kxy, counts(i), counts(j))
 
     results = {"fid": two_sample_interval(fid, n, reps, confidence, seed),
                "kid": two_sample_interval(kid, n, reps, confidence, seed)}
     if reference is not None:
         r = sets[2]
-        krr, kry = _kernel(r, r, dim), _kernel(r, y, dim)
+        grr, gry = r @ r.T, r @ y.T
+        krr, kry = (grr / dim + 1.0) ** 3, (gry / dim + 1.0) ** 3
+        cache = reference_cache if reference_cache is not None else {}
+
+        def fid_reference(i: np.ndarray, j: np.ndarray) -> float:
+            key = hashlib.sha1(i.tobytes() + j.tobytes()).digest()
+            if key not in cache:
+                cache[key] = frechet(r, y, grr, gry, i, j)
+            return cache[key]
 
         def fid_gain(i: np.ndarray, j: np.ndarray) -> float:
-            return frechet_distance(coords[2][i], coords[1][j]) - fid(i, j)
+            return fid_reference(i, j) - fid(i, j)
 
         def kid_gain(i: np.ndarray, j: np.ndarray) -> float:
             w, v = counts(i), counts(j)
-            return kid_from_counts(krr, kernels["yy"], kry, w, v) - kid_from_counts(
-                kernels["xx"], kernels["yy"], kernels["xy"], w, v)
+            return kid_from_counts(krr, kyy, kry, w, v) - kid_from_counts(kxx, kyy, kxy, w, v)
 
         results["fid_gain"] = two_sample_interval(fid_gain, n, reps, confidence, seed)
         results["kid_gain"] = two_sample_interval(kid_gain, n, reps, confidence, seed)

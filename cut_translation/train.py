@@ -88,7 +88,8 @@ PRESETS = {
     "cpu": {"size": 64, "n_blocks": 6, "epochs": 30, "epochs_decay": 30, "eval_every": 2},
     # Two CIFAR-10 classes at 32 px (test split held out): a task a CPU run can learn.
     "cifar": {"data": "cifar10-jpeg.zip:automobile,truck", "size": 32, "n_blocks": 6, "epochs": 10,
-              "epochs_decay": 10, "steps_per_epoch": 1000, "eval_every": 2, "eval_images": 500},
+              "epochs_decay": 10, "steps_per_epoch": 1000, "eval_every": 2, "eval_images": 500,
+              "eval_bootstrap": 500},
     # A quick end-to-end check: tiny networks, a few steps.
     "smoke": {"size": 32, "ngf": 8, "ndf": 8, "n_blocks": 2, "epochs": 1, "epochs_decay": 1,
               "steps_per_epoch": 5, "eval_every": 1, "eval_images": 8, "holdout": 16, "num_patches": 64,

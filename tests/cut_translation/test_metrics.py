@@ -9,7 +9,7 @@ from core_ssl.data import read_image_files
 from cut_translation.content import content_interval, edge_correlation, edge_magnitude
 from cut_translation.domain_classifier import DomainClassifier, fit_logistic_regression
 from cut_translation.fid import frechet_distance, kernel_inception_distance
-from cut_translation.intervals import distance_intervals, flatten, kid_from_counts, span_coordinates
+from cut_translation.intervals import distance_intervals, flatten, kid_from_counts, resampled_fid
 
 
 def gaussian_sets(seed, n=400):
@@ -65,13 +65,16 @@ def test_resampled_kid_leaves_out_pairs_of_copies():
     assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_span_coordinates_keep_fid_when_there_are_more_dimensions_than_images():
+@pytest.mark.parametrize("n,d", [(30, 100), (40, 6)])  # more dimensions than images, and fewer
+def test_resampled_fid_from_gram_matrices_equals_the_fid_of_the_resampled_sets(n, d):
     rng = np.random.default_rng(4)
-    x, y = rng.normal(size=(30, 100)), rng.normal(size=(30, 100)) + 0.2
-    cx, cy = span_coordinates(x, y)
-    assert cx.shape == (30, 60)
-    assert frechet_distance(cx, cy) == pytest.approx(frechet_distance(x, y), rel=1e-9)
-    assert np.allclose(cx @ cy.T, x @ y.T)
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(n, d)) * 1.3 + 0.2
+    i, j = rng.integers(0, n, n), rng.integers(0, n, n)
+    got = resampled_fid(x @ x.T, y @ y.T, x @ y.T, i, j)
+    assert got == pytest.approx(frechet_distance(x[i], y[j]), rel=1e-8)
+    identity = np.arange(n)
+    assert resampled_fid(x @ x.T, y @ y.T, x @ y.T, identity, identity) == pytest.approx(frechet_distance(x, y),
+                                                                                           rel=1e-8)
 
 
 def test_paired_gain_against_a_reference():
@@ -82,6 +85,11 @@ def test_paired_gain_against_a_reference():
     assert result["fid_gain"].low > 0 and result["kid_gain"].low > 0
     itself = distance_intervals(x, y, reference=x, reps=50)
     assert itself["fid_gain"].low == itself["fid_gain"].high == 0.0
+    cache = {}  # the reference's replicates, computed once and reused by a later call
+    first = distance_intervals(shifted, y, reference=x, reps=100, reference_cache=cache)
+    assert len(cache) > 50
+    again = distance_intervals(shifted, y, reference=x, reps=100, reference_cache=cache)
+    assert again["fid_gain"] == first["fid_gain"]
     assert set(flatten(result)) >= {"fid", "fid_low", "fid_high", "kid_gain_low"}
     with pytest.raises(ValueError, match="same number of images"):
         distance_intervals(x[:10], y[:12])
