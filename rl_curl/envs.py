@@ -20,10 +20,12 @@
 
 Every suite task is registered with gymnasium as ``rl_curl/<domain>-<task>-v0`` (for example
 ``rl_curl/cheetah-run-v0``, ``rl_curl/ball_in_cup-catch-v0``); :func:`make_env` builds one from
-the short name ``cheetah-run``. MuJoCo reads ``MUJOCO_GL`` when dm_control is first imported,
-so importing this module first picks a headless OpenGL backend when the variable is unset
-(:func:`select_gl_backend`: egl, then osmesa, each probed in a subprocess); if neither works,
-state observations still work and pixel environments raise an error that names the fix.
+the short name ``cheetah-run``. MuJoCo reads ``MUJOCO_GL`` when dm_control is first imported, so
+:func:`setup` (called by the commands first, and by every function here that needs dm_control)
+picks a headless OpenGL backend when the variable is unset (:func:`select_gl_backend`: egl, then
+osmesa, each probed in a subprocess) and registers the ids; if neither backend works, state
+observations still work and pixel environments raise :class:`RenderingError`, which names the
+fix. Importing this module does nothing of this.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from core_ssl.cli import CommandError
+
 __all__ = [
     "PAPER_ACTION_REPEAT",
     "DEFAULT_ACTION_REPEAT",
@@ -47,6 +51,8 @@ __all__ = [
     "make_env",
     "select_gl_backend",
     "register_envs",
+    "setup",
+    "RenderingError",
 ]
 
 PAPER_ACTION_REPEAT: dict[str, int] = {
@@ -65,6 +71,42 @@ DEFAULT_ACTION_REPEAT = 4
 _GL_CANDIDATES = ("egl", "osmesa")
 # quadruped's default camera looks at the floor; the official CURL code renders it from camera 2.
 _CAMERA_BY_DOMAIN = {"quadruped": 2}
+
+
+class RenderingError(CommandError, RuntimeError):
+    """MuJoCo cannot render (or dm_control cannot start) with this process's ``MUJOCO_GL``."""
+
+
+_GL_ERROR: RuntimeError | None = None  # why pixel environments cannot work; set by setup()
+_READY = False
+
+
+def setup() -> None:
+    """Prepare this process for dm_control, once: choose ``MUJOCO_GL`` (a failure is kept and
+    raised by pixel environments only), import Triton before the GL library loads, register the
+    gymnasium ids. Call it before anything imports dm_control."""
+    global _GL_ERROR, _READY
+    if _READY:
+        return
+    _READY = True
+    _GL_ERROR = _select_backend()
+    _import_triton_before_gl()
+    register_envs()
+
+
+def _suite():
+    """``dm_control.suite``, after :func:`setup`; an unusable ``MUJOCO_GL`` is a :class:`RenderingError`."""
+    setup()
+    try:
+        from dm_control import suite
+    except (RuntimeError, ImportError, OSError) as err:
+        raise RenderingError(f"dm_control cannot start with MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}: {err}",
+                             _GL_FIX) from err
+    return suite
+
+
+_GL_FIX = ("unset MUJOCO_GL (rl_curl then picks egl or osmesa, whichever works) or set MUJOCO_GL=egl or osmesa; "
+           "state-only runs (--agent state-sac) need no rendering")
 
 
 def _gl_backend_works(backend: str) -> bool:
@@ -103,18 +145,15 @@ def select_gl_backend() -> str:
             if backend != "egl":  # PyOpenGL must agree with MuJoCo on the platform
                 os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
-    raise RuntimeError(
-        "no headless OpenGL backend works for MuJoCo rendering (tried MUJOCO_GL=egl and "
-        "MUJOCO_GL=osmesa). Install EGL (e.g. apt-get install libegl1) or OSMesa "
-        "(apt-get install libosmesa6), or set MUJOCO_GL yourself; state-only runs "
-        "(--agent state-sac) need no rendering."
-    )
+    raise RenderingError(
+        "no headless OpenGL backend works for MuJoCo rendering (tried MUJOCO_GL=egl and MUJOCO_GL=osmesa)",
+        "install EGL (e.g. apt-get install libegl1) or OSMesa (apt-get install libosmesa6), or set MUJOCO_GL "
+        "yourself; state-only runs (--agent state-sac) need no rendering")
 
 
 def available_tasks() -> list[str]:
     """Every dm_control suite task as ``domain-task`` (e.g. ``cheetah-run``), sorted."""
-    from dm_control import suite
-
+    suite = _suite()
     return sorted(f"{domain}-{task}" for domain, task in suite.ALL_TASKS)
 
 
@@ -158,9 +197,9 @@ class DMControlEnv(gymnasium.Env):
         domain, task = parse_task(f"{domain}-{task}")
         if frame_stack < 1 or image_size < 1 or episode_env_steps < 1:
             raise ValueError("frame_stack, image_size and episode_env_steps must be >= 1")
+        suite = _suite()
         if from_pixels and _GL_ERROR is not None:
             raise _GL_ERROR
-        from dm_control import suite
 
         self.task_name = f"{domain}-{task}"
         self.action_repeat = int(action_repeat or PAPER_ACTION_REPEAT.get(self.task_name, DEFAULT_ACTION_REPEAT))
@@ -189,6 +228,14 @@ class DMControlEnv(gymnasium.Env):
     def render(self) -> np.ndarray:
         """The current frame, (image_size, image_size, 3) uint8 (height, width, RGB)."""
         return self._env.physics.render(self.image_size, self.image_size, camera_id=self.camera_id)
+
+    def check_rendering(self) -> None:
+        """Render one frame now, so that a renderer that cannot work fails before a run starts."""
+        try:
+            self.render()
+        except Exception as err:  # mujoco.FatalError, GL errors: not importable without loading GL
+            raise RenderingError(f"MuJoCo cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}: {err}",
+                                 _GL_FIX) from err
 
     def _frame_chw(self) -> np.ndarray:
         return np.ascontiguousarray(self.render().transpose(2, 0, 1))
@@ -259,7 +306,7 @@ def _entry_point(domain: str, task: str, **kwargs: Any) -> DMControlEnv:
 
 def register_envs() -> list[str]:
     """Register every suite task as ``rl_curl/<domain>-<task>-v0``; returns the ids."""
-    from dm_control import suite
+    suite = _suite()
 
     ids = []
     for domain, task in suite.ALL_TASKS:
@@ -272,7 +319,7 @@ def register_envs() -> list[str]:
     return ids
 
 
-def _select_backend_at_import() -> RuntimeError | None:
+def _select_backend() -> RuntimeError | None:
     try:
         select_gl_backend()
     except RuntimeError as err:
@@ -292,7 +339,3 @@ def _import_triton_before_gl() -> None:
     except ImportError:
         pass
 
-
-_GL_ERROR = _select_backend_at_import()
-_import_triton_before_gl()
-register_envs()

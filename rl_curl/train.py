@@ -41,10 +41,8 @@ from core_ssl.openmp import prefer_passive_waiting
 
 prefer_passive_waiting()  # before torch loads: no OpenMP spin-waiting on a shared CPU
 
-from rl_curl import envs  # noqa: E402  (chooses MUJOCO_GL before anything imports dm_control)
-
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from core_ssl.checkpoint import capture_rng_state, export_weights, restore_rng_state
 from core_ssl.cli import UsageError, run_command
@@ -53,6 +51,7 @@ from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.run import RunFolder, given_fields, resume_config
+from rl_curl import envs
 from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
 from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
@@ -244,6 +243,8 @@ def train(cfg: TrainConfig) -> Path:
     # the environments first: a renderer that cannot work fails before the run folder exists
     env = build_env(cfg, cfg.seed)
     eval_env = build_env(cfg, cfg.seed + 10_000)
+    if env.from_pixels:
+        env.check_rendering()
     with RunFolder(run_dir, cfg.resume, COMMAND, hint=NAN_HINT) as run:
         _train(cfg, run, env, eval_env, device)
     return run_dir
@@ -411,6 +412,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
+    envs.setup()  # MUJOCO_GL and the gymnasium ids, before anything imports dm_control
     run_dir = train(parse_args(argv))
     print(f"run folder: {run_dir}")
     return run_dir

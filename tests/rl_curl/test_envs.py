@@ -17,6 +17,7 @@ def cartpole():
 
 
 def test_backend_is_chosen_and_ids_are_registered():
+    envs.setup()  # what the commands call first; importing the module does none of it
     assert os.environ.get("MUJOCO_GL") in ("egl", "osmesa", "glfw")
     assert "rl_curl/cheetah-run-v0" in gymnasium.registry
     env = gymnasium.make("rl_curl/cheetah-run-v0", seed=3)

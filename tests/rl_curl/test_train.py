@@ -194,6 +194,28 @@ def test_invalid_settings_fail_before_anything_starts(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_importing_sets_nothing_up_and_an_unusable_renderer_leaves_no_run_folder(tmp_path):
+    """One fresh process: importing the command chooses no renderer and registers nothing; the
+    command with an unusable MUJOCO_GL then fails with one line naming the fix, and no folder."""
+    run = tmp_path / "run"
+    script = ("import os, sys, gymnasium\n"
+              "from rl_curl import train\n"
+              "assert 'dm_control' not in sys.modules and 'MUJOCO_GL' not in os.environ\n"
+              "assert not any(i.startswith('rl_curl/') for i in gymnasium.registry)\n"
+              "os.environ['MUJOCO_GL'] = 'nonsense'\n"
+              "from core_ssl.cli import run_command\n"
+              f"run_command(train.main, {[*TINY, '--run-dir', str(run)]!r})\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    failed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert failed.stderr.strip().startswith("error: dm_control cannot start with MUJOCO_GL='nonsense'")
+    assert failed.stderr.strip().endswith("— unset MUJOCO_GL (rl_curl then picks egl or osmesa, whichever works) or "
+                                          "set MUJOCO_GL=egl or osmesa; state-only runs (--agent state-sac) need no "
+                                          "rendering")
+    assert not run.exists()
+
+
 def test_unknown_task_fails_before_training():
     with pytest.raises(ValueError, match="Valid tasks"):
         parse_args(["--env", "cheetah-fly"])
