@@ -8,13 +8,18 @@ under corruptions (robustness).
     python -m vision_benchmarks.evaluate --run runs/simclr --dataset fashion-mnist --dataset catdog
     python -m vision_benchmarks.evaluate --run runs/simclr --dataset path/to/photos.zip --protocol finetune
     python -m vision_benchmarks.evaluate --run runs/simclr --protocol robustness --baseline runs/supervised
+    python -m vision_benchmarks.evaluate --weights docs/weights/vision/simclr.safetensors --protocol linear+knn
 
 Protocols (``vision_benchmarks.protocols``): ``linear`` = L-BFGS logistic regression on frozen
 features computed once, L2 chosen on a held-out 10%; ``knn`` = weighted kNN, k = 200, t = 0.1;
 ``finetune`` = the whole backbone + a linear layer with SGD, optionally followed by SimCLRv2's
 self-distillation on the unlabelled training images (``--distill-epochs``). ``--label-fraction`` trains the
 classifier on a class-balanced share of the labels (the 1% / 10% semi-supervised protocol); the
-kNN bank then holds only those images. ``linear+knn`` runs both on one feature pass.
+kNN bank then holds only those images, and the subset is kept as a label index file
+(``<run>/labels<fraction>_seed<seed>[_<dataset>].json``, or ``--label-index``) that later
+evaluations read back. ``linear+knn`` runs both on one feature pass. ``--weights FILE``
+evaluates an encoder weights file (:mod:`vision_benchmarks.weights`) instead of a run folder;
+its results go to ``--out``.
 Writes ``<run>/eval_<protocol>[_labels<fraction>].json``
 (and for fine-tuning the per-epoch log under ``<run>/eval_finetune*/``).
 
@@ -30,6 +35,7 @@ linear probe's accuracy on corrupted CIFAR-10 test images (CIFAR-10-C style).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -52,6 +58,7 @@ from vision_benchmarks.methods import Method, build_method
 from vision_benchmarks.protocols import (balanced_label_subset, distill, extract_features, finetune,
                                          knn_top1, linear_probe)
 from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
+from vision_benchmarks.weights import PretrainedBackbone, open_weights
 
 
 @dataclass
@@ -78,6 +85,9 @@ class EvaluateConfig:
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast for the backbone; None = as in pre-training"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     seed: int = field(default=0, metadata={"help": "seed of the label subset, the probe's validation split and fine-tuning"})
+    weights: Path | None = field(default=None, metadata={"help": "evaluate this encoder weights file (python -m vision_benchmarks.weights) instead of --run"})
+    out: Path | None = field(default=None, metadata={"help": "with --weights: folder for the results (default runs/eval-<file name>)"})
+    label_index: Path | None = field(default=None, metadata={"help": "with --label-fraction: label index file to read, or to write when absent (default <results folder>/labels<fraction>_seed<seed>[_<dataset>].json)"})
 
 
 def load_pretrained(run: Path, device: torch.device, data_root: Path | None = None) -> tuple[Method, PretrainConfig]:
@@ -94,12 +104,31 @@ def load_pretrained(run: Path, device: torch.device, data_root: Path | None = No
     return method.to(device), cfg
 
 
-def run_protocols(ecfg: EvaluateConfig, method: Method, train: ImageSet, test: ImageSet, device: torch.device,
-                  bf16: bool, protocol: str, finetune_dir: Path) -> dict[str, dict[str, Any]]:
+def load_evaluated(ecfg: EvaluateConfig, device: torch.device) -> tuple[Method | PretrainedBackbone, PretrainConfig]:
+    """What ``--weights`` names (an encoder weights file) or else the ``--run`` folder's method."""
+    if ecfg.weights is not None:
+        return open_weights(ecfg.weights, device, ecfg.data_root)
+    return load_pretrained(ecfg.run, device, ecfg.data_root)
+
+
+def label_index_file(ecfg: EvaluateConfig, tag: str | None = None) -> Path | None:
+    """The label index file of a ``--label-fraction`` below 1 (None at 1): ``--label-index``,
+    else ``<results folder>/labels<fraction>_seed<seed>[_<tag>].json``."""
+    if ecfg.label_fraction == 1:
+        return None
+    if ecfg.label_index is not None:
+        return ecfg.label_index
+    return ecfg.run / f"labels{ecfg.label_fraction:g}_seed{ecfg.seed}{'' if tag is None else '_' + tag}.json"
+
+
+def run_protocols(ecfg: EvaluateConfig, method: Method | PretrainedBackbone, train: ImageSet, test: ImageSet,
+                  device: torch.device, bf16: bool, protocol: str, finetune_dir: Path,
+                  label_index: Path | None = None) -> dict[str, dict[str, Any]]:
     """The protocol(s) on one train/test pair: ``{protocol: record}`` with the test top-1 and the
     protocol's settings. The backbone is :meth:`Method.backbone`, which applies the method's
-    own input normalisation to the uint8 images."""
-    labelled = balanced_label_subset(train, ecfg.label_fraction, ecfg.seed)
+    own input normalisation to the uint8 images. The labelled subset is read from (or saved to)
+    ``label_index`` when given."""
+    labelled = balanced_label_subset(train, ecfg.label_fraction, ecfg.seed, index_file=label_index)
     backbone = method.backbone()
     records: dict[str, dict[str, Any]] = {}
     if protocol == "finetune":
@@ -135,6 +164,11 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     a dict ``{"linear": record, "knn": record}``; with ``--dataset``, :func:`evaluate_transfer`'s
     dict per dataset; for ``robustness``, :func:`vision_benchmarks.robustness.evaluate_robustness`'s
     record)."""
+    if ecfg.weights is not None:
+        if ecfg.protocol == "robustness":
+            raise ValueError("--protocol robustness reads a run folder; give --run instead of --weights")
+        ecfg = dataclasses.replace(ecfg, run=ecfg.out or Path("runs") / f"eval-{ecfg.weights.stem}")
+        ecfg.run.mkdir(parents=True, exist_ok=True)
     if ecfg.protocol == "robustness":
         from vision_benchmarks.robustness import evaluate_robustness  # deferred: plotting and corruptions
 
@@ -145,16 +179,17 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
         return evaluate_transfer(ecfg)
     protocol = ecfg.protocol or "linear"
     device = resolve_device(ecfg.device)
-    method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
+    method, cfg = load_evaluated(ecfg, device)
     bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
     train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
     suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
     common: dict[str, Any] = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
-                              "label_fraction": ecfg.label_fraction}
+                              "label_fraction": ecfg.label_fraction,
+                              "weights": None if ecfg.weights is None else str(ecfg.weights)}
     started = time.perf_counter()
     records = run_protocols(ecfg, method, train, test, device, bf16, protocol,
-                            ecfg.run / f"eval_finetune{suffix}")
+                            ecfg.run / f"eval_finetune{suffix}", label_index_file(ecfg))
     seconds = round(time.perf_counter() - started, 1)
     for name, record in records.items():
         record.update(common, protocol=name, seconds=seconds)
@@ -187,7 +222,7 @@ def evaluate_transfer(ecfg: EvaluateConfig) -> dict[str, dict[str, Any]]:
     """
     protocol = ecfg.protocol or "linear+knn"
     device = resolve_device(ecfg.device)
-    method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
+    method, cfg = load_evaluated(ecfg, device)
     bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
     channels = encoder_input_channels(method.backbone())
     suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
@@ -200,7 +235,8 @@ def evaluate_transfer(ecfg: EvaluateConfig) -> dict[str, dict[str, Any]]:
                                                 test_fraction=ecfg.test_fraction, seed=ecfg.seed,
                                                 eval_split=ecfg.eval_split, strict=ecfg.strict)
         records = run_protocols(ecfg, method, data.train, data.test, device, bf16, protocol,
-                                ecfg.run / f"eval_transfer_{data.tag}{suffix}_finetune")
+                                ecfg.run / f"eval_transfer_{data.tag}{suffix}_finetune",
+                                label_index_file(ecfg, data.tag))
         record = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
                   "pretrained_on": cfg.dataset, "dataset": data.name, "layout": data.layout,
                   "classes": data.train.classes, "train_images": len(data.train), "test_images": len(data.test),
