@@ -277,9 +277,7 @@ class RunFolder:
         ``losses`` (the last ones computed) are checked first: NaN weights are never saved."""
         if losses:
             self.check_finite(position, **losses)
-        bad = first_nonfinite_tensor(state)  # an update can blow up the weights after a finite loss
-        if bad is not None:
-            raise self._non_finite(f"{bad} in the checkpoint became non-finite", position)
+        self.check_weights(position, state)  # an update can blow up the weights after a finite loss
         if self.main_process:
             save_checkpoint(state, self.checkpoint_path)
         self.saved_at = position
@@ -322,6 +320,13 @@ class RunFolder:
             return
         name, value = bad
         raise self._non_finite(f"{name} became {value}", position)
+
+    def check_weights(self, position: str, state: Any) -> None:
+        """Raise :class:`NonFiniteLoss` naming the first tensor of ``state`` (a nested dict of
+        tensors, e.g. a state dict) holding a NaN or an infinity."""
+        bad = first_nonfinite_tensor(state)
+        if bad is not None:
+            raise self._non_finite(f"{bad} became non-finite", position)
 
     def _non_finite(self, what: str, position: str) -> NonFiniteLoss:
         if self.saved_at:

@@ -17,31 +17,49 @@ The run folder (``--run-dir``) receives:
 - ``best.pt`` and ``generator_best.safetensors``: the generator of the epoch with the lowest FID;
   ``generator.safetensors``: the last generator;
 - ``summary.json``: baseline, best and last FID / KID, epochs and wall-clock time.
+
+The run follows :mod:`core_ssl.run`: ``--resume`` continues the run in the folder given; flags
+given with it must match the saved config (the mode's defaults filled in), except ``--device``,
+``--threads`` and a longer ``--epochs`` / ``--epochs-decay``. The folder is locked while a
+process trains into it. SIGINT / SIGTERM save a checkpoint after the current step (resumed
+mid-epoch exactly), then exit 130 / 143; a non-finite loss or generator stops the run with the
+last good checkpoint kept.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
-import torch
-from torchvision.utils import save_image
+from core_ssl.openmp import prefer_passive_waiting
 
-from core_ssl.checkpoint import (CheckpointError, atomic_write, capture_rng_state, load_checkpoint, restore_rng_state,
-                                 save_checkpoint)
-from core_ssl.config import config_to_dict, parse_config, save_config
+prefer_passive_waiting()  # before torch loads: no OpenMP spin-waiting on a shared CPU
+
+import torch  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+from core_ssl.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
+from core_ssl.cli import UsageError, run_command
+from core_ssl.config import config_to_dict, load_config, parse_config, replace_config
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
+from core_ssl.run import RunFolder, given_fields, resume_config
 from cut_translation.data import UnpairedBatches, UnpairedData, load_unpaired, to_model_range
 from cut_translation.evaluate import TranslationEvaluator
 from cut_translation.export import export_generator
 from cut_translation.model import CUTModel, CUTSettings
 
 __all__ = ["TrainConfig", "PRESETS", "train", "main"]
+
+COMMAND = "python -m cut_translation.train"
+RUNTIME_FIELDS = ("device", "threads")  # may change on --resume
+LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
+NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 
 @dataclass
@@ -120,24 +138,55 @@ def _sample_grid(model: CUTModel, data: UnpairedData, count: int, path: Path) ->
 def _describe(metrics: dict, baseline: dict) -> str:
     text = f"FID {metrics['fid']:.2f} [{metrics['fid_low']:.2f}, {metrics['fid_high']:.2f}]"
     if "fid_gain" in metrics:
-        text += f" (gain over identity {metrics['fid_gain']:.2f} [{metrics['fid_gain_low']:.2f}, {metrics['fid_gain_high']:.2f}])"
+        text += (f" (gain over identity {metrics['fid_gain']:.2f} "
+                 f"[{metrics['fid_gain_low']:.2f}, {metrics['fid_gain_high']:.2f}])")
     if "domain_share" in metrics:
         text += (f"  B-share {metrics['domain_share']:.2f} [{metrics['domain_share_low']:.2f}, "
                  f"{metrics['domain_share_high']:.2f}] (identity {baseline['domain_share']:.2f})")
     return text + f"  content {metrics['content']:.3f} (unrelated {baseline['content_unrelated']:.3f})"
 
 
+def resolve_mode_defaults(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the fields left at None for the mode (epochs, loss weights, NCE options)
+    filled in, as :meth:`CUTSettings.for_mode` fills them; this is what config.json records."""
+    mode = CUTSettings.for_mode(cfg.mode, lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt,
+                                flip_equivariance=cfg.flip_equivariance, n_epochs=cfg.epochs,
+                                n_epochs_decay=cfg.epochs_decay)
+    return replace_config(cfg, epochs=mode.n_epochs, epochs_decay=mode.n_epochs_decay, lambda_nce=mode.lambda_nce,
+                          nce_idt=mode.nce_idt, flip_equivariance=mode.flip_equivariance)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
+    for name, low in (("batch_size", 1), ("ngf", 1), ("ndf", 1), ("n_blocks", 1), ("num_patches", 1),
+                      ("log_every", 1), ("epochs", 0), ("epochs_decay", 0), ("eval_every", 0), ("holdout", 0),
+                      ("samples", 0), ("classifier_images", 0), ("steps_per_epoch", 1), ("eval_images", 1),
+                      ("threads", 1), ("eval_bootstrap", 1)):
+        value = getattr(cfg, name)
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}", f"give {low} or more")
+    if cfg.size < 32 or cfg.size % 4:
+        raise UsageError(f"--size must be divisible by 4 and >= 32, got {cfg.size}", "give e.g. 32, 64 or 128")
+    if not cfg.lr > 0 or not cfg.temperature > 0:
+        raise UsageError(f"--lr and --temperature must be > 0, got {cfg.lr} and {cfg.temperature}",
+                         "give positive values")
+
+
 def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) the training ``cfg`` describes; returns the summary written to summary.json."""
+    """Run (or resume) the training ``cfg`` describes in its locked run folder; returns the
+    summary written to summary.json."""
+    cfg = resolve_mode_defaults(cfg)
+    validate(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    run_dir = Path(cfg.run_dir)
-    checkpoint_path = run_dir / "checkpoint.pt"
-    if checkpoint_path.exists() and not cfg.resume:
-        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
-    if cfg.resume and not checkpoint_path.exists():
-        raise ValueError(f"--resume given but {checkpoint_path} does not exist: start without --resume")
+    with RunFolder(cfg.run_dir, cfg.resume, COMMAND, hint=NAN_HINT) as run:
+        return _train(cfg, run, device)
+
+
+def _train(cfg: TrainConfig, run: RunFolder, device: torch.device) -> dict:
+    """The loop, top to bottom, in the open run folder."""
+    run_dir = run.path
     torch.manual_seed(cfg.seed)
 
     data = load_unpaired(cfg.data, cfg.size, cfg.load_size, cfg.holdout, cfg.channels, cfg.seed)
@@ -154,41 +203,59 @@ def train(cfg: TrainConfig) -> dict:
             cache_key={**run_info, "load_size": data.load_size, "channels": data.channels})
     logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
 
-    epoch, step, best, baseline, elapsed = 0, 0, None, None, 0.0
+    epoch, step, best, baseline, elapsed, skip = 0, 0, None, None, 0.0, 0
     if cfg.resume:
-        state = load_checkpoint(checkpoint_path, map_location=device)
+        state = run.load(map_location=device)
         model.load_training_state(state["model"])
         batches.load_state_dict(state["data_rng"])
         restore_rng_state(state["rng"])
         epoch, step, best, baseline = state["epoch"], state["step"], state["best"], state["baseline"]
         elapsed = state["elapsed_seconds"]
+        skip = state.get("batch_in_epoch", 0)  # steps of the unfinished epoch done before a SIGINT / SIGTERM
         logger.truncate_after(step)
-    else:
-        save_config(cfg, run_dir)
-        if evaluator is not None:
-            baseline = evaluator.baseline()
-            logger.log("eval", 0, epoch=0, **baseline)
+        del state
+    elif evaluator is not None:
+        baseline = evaluator.baseline()
+        logger.log("eval", 0, epoch=0, **baseline)
+    run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
     print(f"{cfg.mode}: {data}, {steps_per_epoch} steps x {total_epochs} epochs on {device}"
           f"{' (bf16)' if model.settings.bf16 else ''}; run folder {run_dir}", file=sys.stderr)
 
+    def save_training_state(batch_in_epoch: int, data_rng: dict, losses: dict) -> None:
+        """The checkpoint: ``epoch`` complete epochs and ``batch_in_epoch`` steps of the next;
+        ``data_rng`` is the batch generator at the start of that next epoch."""
+        run.save({"model": model.training_state(), "run": run_info, "config": config_to_dict(cfg),
+                  "epoch": epoch - (batch_in_epoch > 0), "batch_in_epoch": batch_in_epoch, "step": step,
+                  "best": best, "baseline": baseline, "elapsed_seconds": time.perf_counter() - started,
+                  "rng": capture_rng_state(), "data_rng": data_rng}, f"step {step}", losses=losses)
+
     bar = progress(total=total_epochs * steps_per_epoch, initial=step, desc=cfg.mode, unit="step")
     started = time.perf_counter() - elapsed
+    losses: dict = {}
     while epoch < total_epochs:
         epoch += 1
-        for index, (real_a, real_b) in enumerate(batches.epoch(finetune=epoch > model.settings.n_epochs)):
-            if index == steps_per_epoch:
-                break
+        epoch_data_rng = batches.state_dict()
+        epoch_batches = itertools.islice(batches.epoch(finetune=epoch > model.settings.n_epochs), skip, steps_per_epoch)
+        for index, (real_a, real_b) in enumerate(epoch_batches, start=skip):
             step_started = time.perf_counter()
             losses = model.train_step(real_a, real_b)
             step += 1
             bar.update()
             if step % cfg.log_every == 0:
+                loss_values = {k: float(v) for k, v in losses.items() if k.startswith("loss")}
+                run.check_finite(f"step {step}", **loss_values)
                 logger.log("train", step, epoch=epoch, lr=model.learning_rate,
-                           seconds_per_step=time.perf_counter() - step_started,
-                           **{k: v for k, v in losses.items() if k.startswith("loss")})
+                           seconds_per_step=time.perf_counter() - step_started, **loss_values)
                 bar.set_postfix(nce=f"{losses['loss_nce']:.3f}" if "loss_nce" in losses else "off",
                                 g=f"{losses['loss_g_gan']:.3f}", d=f"{losses['loss_d']:.3f}")
+            if run.stop_signal is not None and index + 1 < steps_per_epoch:  # mid-epoch: save and stop
+                save_training_state(index + 1, epoch_data_rng, _loss_terms(losses))
+                bar.close()
+                logger.close()
+                raise run.interrupted()
+        skip = 0
         model.end_epoch()
+        run.check_weights(f"epoch {epoch} (step {step})", model.generator.state_dict())
         _sample_grid(model, data, cfg.samples, run_dir / "samples" / f"epoch_{epoch:03d}.png")
 
         if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == total_epochs):
@@ -200,32 +267,39 @@ def train(cfg: TrainConfig) -> dict:
                 save_checkpoint({"settings": model.settings.to_dict(), "generator": model.generator.state_dict(),
                                  "run": run_info, "epoch": epoch, "metrics": metrics}, run_dir / "best.pt")
                 export_generator(model.generator, model.settings, run_dir / "generator_best.safetensors", run=run_info)
+        save_training_state(0, batches.state_dict(), _loss_terms(losses))
         elapsed = time.perf_counter() - started
-        save_checkpoint({"model": model.training_state(), "run": run_info, "config": config_to_dict(cfg),
-                         "epoch": epoch, "step": step, "best": best, "baseline": baseline,
-                         "elapsed_seconds": elapsed, "rng": capture_rng_state(),
-                         "data_rng": batches.state_dict()}, checkpoint_path)
         logger.flush()
+        if run.stop_signal is not None and epoch < total_epochs:
+            bar.close()
+            logger.close()
+            raise run.interrupted()
     bar.close()
     export_generator(model.generator, model.settings, run_dir / "generator.safetensors", run=run_info)
 
     evaluations = [row for row in logger.read("eval") if row.get("epoch", 0) > 0]
     summary = {"mode": cfg.mode, "epochs": epoch, "steps": step, "wall_clock_seconds": round(elapsed, 1),
                "identity_baseline": baseline, "best": best, "last": evaluations[-1] if evaluations else None}
-    text = json.dumps(summary, indent=2)
-    atomic_write(run_dir / "summary.json", lambda f: f.write((text + "\n").encode()))
+    run.write_summary(summary)
     logger.close()
-    print(text)
+    print(json.dumps(summary, indent=2))
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _loss_terms(losses: dict) -> dict:
+    return {k: v for k, v in losses.items() if k.startswith("loss")}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Parse the flags; with --resume, the run's saved config (:func:`core_ssl.run.resume_config`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_config(TrainConfig, argv, presets=PRESETS)
+    if cfg.resume and (Path(cfg.run_dir) / "config.json").is_file():
+        saved = resolve_mode_defaults(load_config(TrainConfig, cfg.run_dir))
+        cfg = resume_config(saved, resolve_mode_defaults(cfg), given_fields(TrainConfig, argv, PRESETS), "run_dir",
+                            runtime=RUNTIME_FIELDS, extendable=LENGTH_FIELDS)
     return train(cfg)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

@@ -12,7 +12,6 @@ and cropped back after translation. Outputs are PNGs named like the inputs (sub-
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core_ssl.checkpoint import CheckpointError, load_checkpoint, load_weights
+from core_ssl.cli import UsageError, run_command
 from core_ssl.config import parse_config
 from core_ssl.data import IMAGE_SUFFIXES, resize_images
 from core_ssl.device import resolve_device
@@ -173,7 +173,11 @@ class TranslateConfig:
 def main(argv: list[str] | None = None) -> list[Path]:
     cfg = parse_config(TranslateConfig, argv)
     if cfg.checkpoint is None or cfg.input is None:
-        raise ValueError("--checkpoint and --input are required (see --help)")
+        raise UsageError("--checkpoint and --input are required", "see --help")
+    if cfg.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}", "give a positive number of images")
+    if cfg.size is not None and cfg.size < 4:
+        raise UsageError(f"--size must be at least 4, got {cfg.size}", "give a side in pixels, or leave it out")
     model, _ = load_generator(cfg.checkpoint, resolve_device(cfg.device))
     files, root = list_inputs(Path(cfg.input))
     written = translate_files(model, files, root, Path(cfg.output), cfg.size, cfg.batch_size)
@@ -182,7 +186,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

@@ -2,12 +2,17 @@
 evaluate."""
 
 import json
+import os
+import re
+import signal
 
 import pytest
 import torch
 from PIL import Image
 
-from core_ssl.checkpoint import load_weights
+from core_ssl.checkpoint import load_checkpoint, load_weights
+from core_ssl.cli import CommandError, run_command
+from core_ssl.run import ConfigMismatch
 from core_ssl.data import read_image_files
 from cut_translation import evaluate, report, train, translate
 from cut_translation.data import UnpairedBatches, load_unpaired, to_model_range
@@ -69,8 +74,10 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (straight / "eval.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     for row in rows:  # every evaluation logs each measure with its interval
-        for key in ("fid", "kid", "domain_share", "content") + (("fid_gain", "kid_gain") if row["epoch"] else ()):
+        for key in ("kid", "domain_share", "content") + (("kid_gain",) if row["epoch"] else ()):
             assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"], (row["epoch"], key)
+        for key in ("fid",) + (("fid_gain",) if row["epoch"] else ()):  # basic intervals: bias-corrected
+            assert row[f"{key}_low"] < row[f"{key}_high"], (row["epoch"], key)
     assert {"domain_share_real_b", "content_unrelated", "classifier_accuracy"} <= set(rows[0])
     assert (straight / "eval_features.pt").is_file()  # the real images' features, computed once
     text = report.main([str(straight)])
@@ -78,7 +85,7 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     assert "unrelated B image (floor)" in text
     with Image.open(straight / "metrics.png") as plot:  # every measure by epoch, drawn by the report
         assert plot.format == "PNG" and plot.size[0] > plot.size[1]
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(CommandError, match="already holds a run .* pass --resume"):
         train.main([*common, "--run-dir", str(straight)])
 
     # Interrupted after the first epoch, then resumed: the same generator as the straight run.
@@ -154,3 +161,91 @@ def test_translate_files_with_a_grey_model(tmp_path):
     assert written == [tmp_path / "out" / "sub" / "red.png"]
     with Image.open(written[0]) as image:
         assert image.mode == "L" and image.size == (21, 16)
+
+
+SMOKE = ["--preset", "smoke", "--eval-every", "0", "--holdout", "4", "--samples", "2", "--device", "cpu"]
+
+
+def test_sigint_mid_epoch_saves_and_the_resumed_run_is_bit_identical(tmp_path, monkeypatch, capsys):
+    data = write_subset(tmp_path / "catdog", 12)
+    flags = [*SMOKE, "--data", str(data)]
+    train.main([*flags, "--run-dir", str(tmp_path / "straight")])
+
+    original_step, calls = CUTModel.train_step, []
+
+    def interrupt_at_third_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CUTModel, "train_step", interrupt_at_third_step)
+    run = tmp_path / "interrupted"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, [*flags, "--run-dir", str(run)])
+    assert stopped.value.code == 143 and len(calls) == 3
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: stopped by SIGTERM; checkpoint saved at step 3 — continue with: python -m cut_translation.train "
+        f"--run-dir {run} --resume")
+    saved = load_checkpoint(run / "checkpoint.pt")
+    assert (saved["epoch"], saved["batch_in_epoch"], saved["step"]) == (0, 3, 3)
+    monkeypatch.setattr(CUTModel, "train_step", original_step)
+
+    with pytest.raises(ConfigMismatch, match="--lambda-gan: saved 1.0, given 2.0; --seed: saved 0, given 1"):
+        train.main([*flags, "--run-dir", str(run), "--resume", "--lambda-gan", "2", "--seed", "1"])
+    summary = train.main(["--run-dir", str(run), "--resume"])
+    assert summary["steps"] == 10
+    resumed, straight = (load_weights(r / "generator.safetensors") for r in (run, tmp_path / "straight"))
+    for name, value in straight.items():
+        assert torch.equal(resumed[name], value), name
+    steps = [json.loads(line)["step"] for line in (run / "train.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))
+
+
+def test_a_non_finite_generator_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """A blow-up in the second epoch (simulated: the generator's weights turn to NaN at step 7)
+    stops the run with exit 1 naming the loss and the step; the checkpoint of epoch 1 is kept.
+    A learning rate of 1e9 breaks the weights in the first steps: no checkpoint, no generator."""
+    data = write_subset(tmp_path / "catdog", 12)
+    original_step, calls = CUTModel.train_step, []
+
+    def blow_up_at_step_seven(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            with torch.no_grad():
+                next(self.generator.parameters()).fill_(float("nan"))
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CUTModel, "train_step", blow_up_at_step_seven)
+    run = tmp_path / "blow-up"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, [*SMOKE, "--data", str(data), "--run-dir", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stopped.value.code == 1
+    assert re.match(r"error: loss_\w+ became nan at step 7; the run stopped and the last good checkpoint "
+                    r"\(checkpoint.pt, step 5\) is kept — lower the learning rate \(--lr\)", err), err
+    kept = load_checkpoint(run / "checkpoint.pt")
+    assert kept["step"] == 5 and all(torch.isfinite(t).all() for t in kept["model"]["generator"].values())
+    monkeypatch.setattr(CUTModel, "train_step", original_step)
+
+    run = tmp_path / "nan"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, [*SMOKE, "--data", str(data), "--lr", "1e9", "--run-dir", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stopped.value.code == 1, err
+    assert re.match(r"error: (loss_\w+ became nan|\S+ became non-finite) at (step|epoch) \d+.*; the run stopped and "
+                    r"no checkpoint was written — lower the learning rate \(--lr\)", err), err
+    assert not (run / "generator.safetensors").exists() and not (run / "checkpoint.pt").exists()
+
+
+def test_translate_validates_its_flags_and_names_an_image_given_as_checkpoint(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    with pytest.raises(SystemExit) as stopped:
+        run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png"),
+                                     "--batch-size", "0"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be at least 1, got 0 — give a positive number of images"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png")])
+    assert stopped.value.code == 1
+    assert "is not a PyTorch checkpoint (a PNG image)" in capsys.readouterr().err

@@ -155,7 +155,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
         run_command(pretrain.main, [*TINY_ARGS, "--lr", "1e9", "--warmup-fraction", "0", "--run-dir", str(run)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert stopped.value.code == 1
-    assert re.match(r"error: (loss became nan|method/\S+ in the checkpoint became non-finite) at step \d+; the run "
+    assert re.match(r"error: (loss became nan|method/\S+ became non-finite) at step \d+; the run "
                     r"stopped and the last good checkpoint \(checkpoint.pt, step \d+\) is kept — lower the learning "
                     r"rate \(--lr\)", err), err
     good = load_checkpoint(run / "checkpoint.pt")
