@@ -37,7 +37,8 @@ GENERATOR_FORMAT = "cut_translation.generator/1"
 _DTYPES = {torch.float16: "float16", torch.float32: "float32"}
 
 
-def generator_metadata(settings: CUTSettings, run: dict | None = None, dtype: torch.dtype = torch.float32) -> dict[str, str]:
+def generator_metadata(settings: CUTSettings, run: dict | None = None,
+                       dtype: torch.dtype = torch.float32) -> dict[str, str]:
     """The safetensors metadata of an exported generator (see the module docstring)."""
     architecture = {"in_channels": settings.in_channels, "out_channels": settings.in_channels, "ngf": settings.ngf,
                     "n_blocks": settings.n_blocks, "nce_layers": list(settings.nce_layers)}

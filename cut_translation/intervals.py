@@ -4,14 +4,17 @@ Uncertainty comes from re-drawing the *images*, not from re-sampling subsets of 
 replicate resamples the n translated (or untranslated) held-out A images and, independently,
 the n held-out B images, with replacement (``core_ssl.stats.stratified_bootstrap_interval`` on
 an (n, 2) index matrix: column 0 indexes the A side, column 1 the B side, each resampled within
-its column), and the statistic is recomputed. The interval is the 95% percentile interval of
-the replicates. With the same ``seed`` and the same n, every model is scored on the same
+its column), and the statistic is recomputed. KID's interval is the 95% percentile interval
+of the replicates; FID's (and its gain's) is the basic interval, the percentile interval
+reflected about the estimate (:func:`basic_interval`), because FID's small-sample bias shifts
+its replicates upwards. With the same ``seed`` and the same n, every model is scored on the same
 resamples, and a *paired* interval of the difference to a reference (e.g. the identity
 baseline, whose row i comes from the same input image i) removes the variation the two share.
 
 - FID: the Frechet distance of the resampled sets (:func:`cut_translation.fid.frechet_distance`'s
-  formula). FID is biased upwards by about tr(S) / n, so its interval is the spread of FID *at
-  this set size n*: compare models only at the same n. Replicates are computed from the Gram
+  formula). The FID estimate is biased upwards at small n (its value depends on n), so point
+  estimates are compared only at the same n; the basic interval corrects the bias to first
+  order and is meant for the distributions' FID. Replicates are computed from the Gram
   matrices G = X Y^T of the sets, formed once: with i, j the resampled rows, H = I - 11^T / n,
 
       |mu_x - mu_y|^2 = mean(Gxx[i, i]) + mean(Gyy[j, j]) - 2 mean(Gxy[i, j])
@@ -44,7 +47,8 @@ import torch
 from core_ssl.stats import Interval, stratified_bootstrap_interval
 from cut_translation.fid import frechet_distance
 
-__all__ = ["resampled_fid", "kid_from_counts", "two_sample_interval", "distance_intervals", "flatten"]
+__all__ = ["resampled_fid", "kid_from_counts", "two_sample_interval", "basic_interval", "distance_intervals",
+           "flatten"]
 
 
 def _array(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -97,6 +101,19 @@ def two_sample_interval(statistic: Callable[[np.ndarray, np.ndarray], float], n:
     return stratified_bootstrap_interval(index, aggregate, reps=reps, confidence=confidence, seed=seed)
 
 
+def basic_interval(percentile: Interval) -> Interval:
+    """The basic (reverse-percentile) bootstrap interval ``[2 t - q_high, 2 t - q_low]`` from the
+    percentile interval ``[q_low, q_high]`` of the same replicates around the estimate t.
+
+    FID is biased upwards at small n, and a resample (about 63% distinct images) adds that bias
+    again, so FID's replicates sit above the estimate by about its bias; reflecting them about
+    the estimate removes that shift to first order, and the interval is one for the
+    distributions' FID rather than for the biased estimate (for n far below the 2048 feature
+    dimensions it can lie wholly below the point estimate)."""
+    return Interval(percentile.point, 2 * percentile.point - percentile.high, 2 * percentile.point - percentile.low,
+                    percentile.confidence)
+
+
 def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.ndarray,
                        reference: torch.Tensor | np.ndarray | None = None, reps: int = 1000,
                        confidence: float = 0.95, seed: int = 0,
@@ -139,7 +156,7 @@ def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.
     def kid(i: np.ndarray, j: np.ndarray) -> float:
         return kid_from_counts(kxx, kyy, kxy, counts(i), counts(j))
 
-    results = {"fid": two_sample_interval(fid, n, reps, confidence, seed),
+    results = {"fid": basic_interval(two_sample_interval(fid, n, reps, confidence, seed)),
                "kid": two_sample_interval(kid, n, reps, confidence, seed)}
     if reference is not None:
         r = sets[2]
@@ -160,7 +177,7 @@ def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.
             w, v = counts(i), counts(j)
             return kid_from_counts(krr, kyy, kry, w, v) - kid_from_counts(kxx, kyy, kxy, w, v)
 
-        results["fid_gain"] = two_sample_interval(fid_gain, n, reps, confidence, seed)
+        results["fid_gain"] = basic_interval(two_sample_interval(fid_gain, n, reps, confidence, seed))
         results["kid_gain"] = two_sample_interval(kid_gain, n, reps, confidence, seed)
     return results
 

@@ -95,7 +95,7 @@ def test_evaluator_baseline_and_domain_b_drift_on_real_photos():
     assert identity["fid"] == pytest.approx(baseline["fid"], rel=1e-9)  # uint8 round trip is exact
     for key in ("fid_gain", "fid_gain_low", "fid_gain_high"):  # the same images: no gain in any resample
         assert identity[key] == pytest.approx(0.0, abs=1e-9), key
-    assert baseline["fid_low"] < baseline["fid"] < baseline["fid_high"]
+    assert baseline["fid_low"] < baseline["fid_high"] and baseline["kid_low"] < baseline["kid"] < baseline["kid_high"]
     identity_drift = evaluator.domain_b_drift(Identity())
     assert identity_drift["images"] == count and identity_drift["fid"] == pytest.approx(0.0, abs=1e-2)
     noisy_drift = evaluator.domain_b_drift(Noisy())

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from core_ssl.data import read_image_files
+from core_ssl.stats import Interval
 from cut_translation.content import content_interval, edge_correlation, edge_magnitude
 from cut_translation.domain_classifier import DomainClassifier, fit_logistic_regression
 from cut_translation.fid import frechet_distance, kernel_inception_distance
-from cut_translation.intervals import distance_intervals, flatten, kid_from_counts, resampled_fid
+from cut_translation.intervals import (basic_interval, distance_intervals, flatten, kid_from_counts,
+                                      resampled_fid)
 
 
 def gaussian_sets(seed, n=400):
@@ -34,6 +36,12 @@ def test_fid_bootstrap_interval_covers_the_closed_form_value():
         widths.append(fid.high - fid.low)
     assert covered >= 16  # nominal 95%: 19 of 20 expected
     assert 0.1 < np.mean(widths) < 0.6  # an interval of the sampling error, not a degenerate one
+
+
+def test_basic_interval_reflects_the_percentile_interval_about_the_estimate():
+    # replicates around 12 for an estimate of 10 (a +2 bias): the reflected interval sits around 8
+    basic = basic_interval(Interval(10.0, 11.0, 15.0))
+    assert (basic.point, basic.low, basic.high) == (10.0, 5.0, 9.0)
 
 
 def test_kid_interval_separates_same_from_different_distributions():
