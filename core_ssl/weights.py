@@ -49,7 +49,7 @@ from core_ssl.checkpoint import CheckpointError, export_weights, load_weights
 from core_ssl.encoders import build_encoder
 
 __all__ = ["WEIGHTS_FORMAT", "INPUT_NORMALIZATIONS", "EncoderNetwork", "EncoderWeights", "check_images",
-           "encode_images", "knn_check_top1", "load_encoder_weights", "read_weights_metadata",
+           "describe", "encode_images", "knn_check_top1", "load_encoder_weights", "read_weights_metadata",
            "save_encoder_weights", "verify_knn_check"]
 
 WEIGHTS_FORMAT = "core_ssl.encoder_weights/1"

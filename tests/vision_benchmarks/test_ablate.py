@@ -1,0 +1,156 @@
+"""SimCLR's ablations: the single transformations, the cells, and a tiny grid end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from core_ssl import data as data_mod
+from core_ssl.cli import UsageError
+from vision_benchmarks import ablate
+from vision_benchmarks.config import PretrainConfig
+from vision_benchmarks.methods import build_method
+from vision_benchmarks.transforms import (Cutout, GaussianNoise, Rotate, Sobel, build_transform, parse_views,
+                                          view_policies)
+
+from .tiny_cifar import write_tiny_cifar
+
+
+def test_cutout_fills_one_clipped_square_of_half_the_side(cifar_batch):
+    images = cifar_batch[0][:32]
+    out = Cutout()(images, torch.Generator().manual_seed(0))
+    x = images.float() / 255
+    changed = (out != x).any(1)  # (B, H, W)
+    for b in range(len(images)):  # (no uint8 pixel is exactly 0.5, so "changed" is the filled region)
+        rows, cols = torch.nonzero(changed[b], as_tuple=True)
+        assert (out[b][:, changed[b]] == 0.5).all()
+        height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert changed[b].sum() == height * width  # one filled rectangle ...
+        assert (height == 16 or rows.min() == 0 or rows.max() == 31)  # ... 16 x 16 unless clipped at a border
+        assert (width == 16 or cols.min() == 0 or cols.max() == 31) and max(height, width) <= 16
+        assert torch.equal(out[b][:, ~changed[b]], x[b][:, ~changed[b]])
+
+
+def test_sobel_is_the_gradient_magnitude_of_the_luma_scaled_to_its_maximum(cifar_batch):
+    images = cifar_batch[0][:4]
+    out = Sobel()(images)
+    gray = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).double().numpy() / 255
+    for b in range(len(images)):
+        magnitude = np.hypot(ndimage.sobel(gray[b], axis=0, mode="nearest"), ndimage.sobel(gray[b], axis=1, mode="nearest"))
+        expected = magnitude / magnitude.max()
+        for channel in range(3):
+            np.testing.assert_allclose(out[b, channel].numpy(), expected, atol=1e-5)
+    assert torch.equal(Sobel()(torch.full((1, 3, 8, 8), 0.3)), torch.zeros(1, 3, 8, 8))  # flat: no edges
+
+
+def test_noise_rotation_and_their_seeding(cifar_batch):
+    images = cifar_batch[0]
+    x = images.float() / 255
+    noisy = GaussianNoise()(images, torch.Generator().manual_seed(1))
+    inside = (x > 0.3) & (x < 0.7)  # far from the clipping
+    residual = (noisy - x)[inside]
+    assert abs(residual.mean()) < 2e-3 and 0.03 < residual.std() < 0.1  # sigma ~ U(0, 0.1): E sigma^2 = 1/300
+    assert torch.equal(noisy, GaussianNoise()(images, torch.Generator().manual_seed(1)))
+    rotated = Rotate()(images, torch.Generator().manual_seed(2))
+    turns = []
+    for b in range(len(images)):
+        matches = [k for k in range(4) if torch.equal(rotated[b], torch.rot90(x[b], k, dims=(1, 2)))]
+        turns.append(matches[0])
+    assert set(turns) == {1, 2, 3}  # never the image itself; every quarter turn drawn in 64 images
+    with pytest.raises(ValueError, match="square"):
+        Rotate()(torch.zeros(1, 3, 8, 6))
+
+
+def test_view_policies_one_branch_keeps_the_image_and_both_draws_twice(cifar_batch):
+    images = cifar_batch[0][:16]
+    generator = torch.Generator().manual_seed(0)
+    first, second = view_policies("crop,color", 32, "one")
+    assert torch.equal(first(images, generator), images.float() / 255)
+    view = second(images, generator)
+    assert view.shape == (16, 3, 32, 32) and 0 <= view.min() and view.max() <= 1
+    first, second = view_policies("blur", 32, "both")
+    assert first is second
+    a, b = first(images, generator), second(images, generator)
+    assert not torch.equal(a, b)  # independent sigma draws
+    for name in ("crop", "color", "blur"):  # the SimCLRAugment-based ones are seeded too
+        policy = build_transform(name, 32)
+        assert torch.equal(policy(images, torch.Generator().manual_seed(3)), policy(images, torch.Generator().manual_seed(3)))
+    assert parse_views(" crop , sobel ") == ["crop", "sobel"]
+    for bad in ("", "crop,color,blur", "jpeg"):
+        with pytest.raises(ValueError, match="one or two of crop"):
+            parse_views(bad)
+
+
+def test_simclr_takes_the_ablation_views_and_heads():
+    cfg = PretrainConfig(method="simclr", width=4, proj_hidden=16, bf16="off", device="cpu")
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    for layers, dim, out_dim in ((0, 64, 32), (1, 64, 64), (2, 24, 24)):
+        method = build_method(PretrainConfig(**{**cfg.__dict__, "proj_layers": layers, "proj_dim": dim,
+                                                "views": "rotate", "views_branches": "one"}), 10, 8)
+        method.generator = torch.Generator().manual_seed(0)
+        z1, z2 = method(images, None, torch.arange(8))["embeddings"]
+        assert z1.shape == (8, out_dim)
+        linears = [m for m in method.projection.modules() if isinstance(m, torch.nn.Linear)]
+        assert len(linears) == layers
+    with pytest.raises(ValueError, match="--proj-layers must be >= 0"):
+        build_method(PretrainConfig(**{**cfg.__dict__, "proj_layers": -1}), 10, 8)
+
+
+def test_cells_of_each_ablation():
+    grid = ablate.augmentation_cells(["crop", "color", "sobel"], "one")
+    assert [c.key for c in grid] == ["crop", "crop+color", "crop+sobel", "color+crop", "color", "color+sobel",
+                                     "sobel+crop", "sobel+color", "sobel"]
+    assert grid[1].flags == ["--views", "crop,color", "--views-branches", "one"] and grid[4].flags[1] == "color"
+    heads = ablate.head_cells(["none", "linear", "mlp"], [32, 128])
+    assert [(c.key, c.flags) for c in heads] == [
+        ("none", ["--proj-layers", "0"]), ("linear-32", ["--proj-layers", "1", "--proj-dim", "32"]),
+        ("linear-128", ["--proj-layers", "1", "--proj-dim", "128"]), ("mlp-32", ["--proj-layers", "2", "--proj-dim", "32"]),
+        ("mlp-128", ["--proj-layers", "2", "--proj-dim", "128"])]
+    batches = ablate.batch_cells([64, 1024], [5], base_lr=2e-3, scaling="sqrt")
+    assert [c.params["lr"] for c in batches] == pytest.approx([2e-3 * math.sqrt(64 / 256), 2e-3 * math.sqrt(4)])
+    assert ablate.scaled_lr(0.3, 512, "linear") == pytest.approx(0.6) and ablate.scaled_lr(0.3, 512, "none") == 0.3
+    assert ablate.preset_lr([]) == 2e-3 and ablate.preset_lr(["--optimizer", "sgd"]) == pytest.approx(0.06)
+    with pytest.raises(UsageError, match="--batch-size --seed after '--' would override"):
+        ablate.check_extra_flags("batch", ["--batch-size", "32", "--seed=3", "--width", "8"])
+
+
+TINY_PRETRAIN = ["--batch-size", "50", "--width", "4", "--proj-hidden", "16", "--knn-train-images", "100",
+                 "--knn-test-images", "50", "--bf16", "off", "--log-every", "1", "--knn-every", "0"]
+
+
+def test_a_tiny_augmentation_grid_end_to_end_writes_its_heat_map_and_resumes(cifar_test, tmp_path, monkeypatch):
+    monkeypatch.setenv(data_mod.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    folder = write_tiny_cifar(cifar_test, tmp_path / "tiny")
+    out = tmp_path / "grid"
+    argv = ["augmentations", "--transforms", "crop", "color", "--epochs", "1", "--out", str(out), "--device", "cpu",
+            "--eval-test-images", "80", "--", "--dataset", str(folder), *TINY_PRETRAIN]
+    result = ablate.main(argv)
+
+    cells = {c["cell"]: c for c in result["cells"]}
+    assert set(cells) == {"crop", "crop+color", "color+crop", "color"}
+    for key, cell in cells.items():
+        saved = json.loads((out / "cells" / f"{key}-s0" / "cell.json").read_text())
+        assert saved == cell and cell["steps"] == 4 and cell["test_images"] == 80 and cell["labelled_images"] == 200
+        assert 0 <= cell["linear_top1"] <= 1 and 0 <= cell["knn_top1"] <= 1
+        config = json.loads((out / "cells" / f"{key}-s0" / "config.json").read_text())
+        assert config["views"] == key.replace("+", ",") and config["views_branches"] == "one"
+    # the table is the figure: rows = first transformation, columns = second, then the row average
+    table = (out / "results.md").read_text().splitlines()
+    row = next(line for line in table if line.startswith("| crop |"))
+    expected = [100 * cells["crop"]["linear_top1"], 100 * cells["crop+color"]["linear_top1"]]
+    assert row == f"| crop | {expected[0]:.1f} | {expected[1]:.1f} | {np.mean(expected):.1f} |"
+    with Image.open(out / "augmentations.png") as image:
+        assert image.size[0] > 200 and image.size[1] > 150
+    assert json.loads((out / "results.json").read_text())["rows"][1]["linear_top1"] == cells["crop+color"]["linear_top1"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(ablate.pretrain, "main", no_training)
+    assert ablate.main(argv)["cells"] == result["cells"]  # every cell read back
