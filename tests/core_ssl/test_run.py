@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,11 +117,21 @@ def test_a_folder_created_and_left_empty_is_removed(tmp_path):
 
 
 def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
-    with RunFolder(tmp_path / "run", resume=False, command="cmd"):
-        with pytest.raises(RunLocked, match=rf"process {os.getpid()} is training into it — wait for it"):
-            RunFolder(tmp_path / "run", resume=False, command="cmd").open()
-    with RunFolder(tmp_path / "run", resume=False, command="cmd"):  # released on close
-        pass
+    run = tmp_path / "run"
+    second = ("import sys\n"
+              "from core_ssl.cli import run_command\n"
+              "from core_ssl.run import RunFolder\n"
+              "run_command(lambda argv: RunFolder(argv[0], resume=False, command='cmd').open())\n")
+    root = Path(__file__).resolve().parents[2]
+    with RunFolder(run, resume=False, command="cmd"):
+        refused = subprocess.run([sys.executable, "-c", second, str(run)], cwd=root, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == (f"error: {run} is in use: process {os.getpid()} is training into it — wait "
+                                      "for it to finish (or stop it), or choose another --run-dir")
+    with RunFolder(run, resume=False, command="cmd"):  # released on close
+        with pytest.raises(RunLocked):  # and held against this process's own second attempt too
+            RunFolder(run, resume=False, command="cmd").open()
 
 
 def test_the_first_signal_asks_for_a_stop_the_second_stops_at_once(tmp_path):
