@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The CURL comparison on cartpole-swingup: CURL, pixel SAC, state SAC and CURL with the official
 # optimiser sequence, several seeds each, at one CPU budget. Runs one training at a time, in the
-# order given, each on one thread; a finished run is skipped and an interrupted one resumed, so
-# the same command continues the sweep after any interruption. Tables and plot:
+# order given, each on one thread; a finished run is skipped, an interrupted one resumed and one
+# that another process is training (its folder locked) left to it, so the same command
+# continues the sweep after any interruption and two copies can share the sweep, one per core.
+# Tables and plot:
 #     python -m rl_curl.report runs/rl_compare/cartpole-swingup
 #
 # usage: scripts/rl_compare.sh [ARM:SEED ...]   (default: the whole sweep, in the order below)
@@ -27,8 +29,11 @@ for item in "${SWEEP[@]}"; do
     esac
     dir="$ROOT/$arm-s$seed"
     if [ -f "$dir/actor.safetensors" ]; then echo "done: $dir"; continue; fi
+    # another sweep (e.g. on the other core) holds the run folder's lock: leave the run to it
+    if [ -f "$dir/.lock" ] && ! flock -n "$dir/.lock" true; then echo "busy: $dir"; continue; fi
     resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
     echo "$(date -u +%FT%TZ) start: $dir ${resume[*]}"
     python -m rl_curl.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed" --run-dir "$dir" "${resume[@]}" \
-        || { echo "$(date -u +%FT%TZ) failed: $dir" >&2; exit 1; }
+        || { status=$?; echo "$(date -u +%FT%TZ) failed ($status): $dir" >&2; failed=1; }
 done
+exit "${failed:-0}"
