@@ -167,7 +167,7 @@ def run_cell(ablation: str, cell: Cell, seed: int, args: argparse.Namespace, bud
     device = resolve_device(args.device)
     record = {"ablation": ablation, "cell": cell.key, "seed": seed, **cell.params,
               **evaluate_cell(run, device, args.eval_train_images, args.eval_test_images, seed),
-              "steps": summary["steps"], "epochs": summary["epochs"], "train_minutes": summary["train_minutes"],
+              "steps": summary["steps"], "epochs_trained": summary["epochs"], "train_minutes": summary["train_minutes"],
               "run": str(run)}
     write_json(done, record)
     return record
@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--dims", type=_positive, nargs="+", default=[32, 64, 128, 256, 512],
                              help="projection output sizes (linear and mlp)")
         else:
-            sub.add_argument("--batch-sizes", type=_positive, nargs="+", default=[64, 128, 256, 512, 1024])
+            sub.add_argument("--batch-sizes", type=_positive, nargs="+", default=[64, 128, 256, 512, 1024],
+                             help="batch sizes")
             sub.add_argument("--epoch-grid", type=_positive, nargs="+", default=[5, 10, 20, 40],
                              help="training lengths in epochs")
             sub.add_argument("--lr-scaling", choices=LR_SCALINGS, default="sqrt",
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             records.append(record)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     rows = summarize(records, [cell.key for cell in cells])
-    result = {"ablation": args.ablation, "settings": settings, "budget": " ".join(budget) or "per cell",
+    result = {"ablation": args.ablation, "settings": settings, "budget": " ".join(budget) or "epochs of each cell",
               "rows": rows, "cells": records}
     write_report(result, args.out)
     return result

@@ -26,7 +26,7 @@ ABLATIONS = {
     "head": "SimCLR Figure 8: projection head none / linear / MLP across output sizes",
     "batch": "SimCLR Figure 9: batch size x training epochs",
 }
-_PER_SEED = ("seed", "linear_top1", "knn_top1", "l2", "steps", "epochs", "train_minutes", "run")
+_PER_SEED = ("seed", "linear_top1", "knn_top1", "l2", "steps", "epochs_trained", "train_minutes", "run")
 
 
 def summarize(records: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def summarize(records: list[dict[str, Any]], order: Sequence[str]) -> list[dict[
             row.update({metric: float(values.mean()), f"{metric}_seeds": values.tolist(),
                         f"{metric}_low": None if interval is None else interval.low,
                         f"{metric}_high": None if interval is None else interval.high})
-        row["epochs_trained"] = float(np.mean([c["epochs"] for c in cells]))
+        row["epochs_trained"] = float(np.mean([c["epochs_trained"] for c in cells]))
         rows.append(row)
     return rows
 
@@ -115,7 +115,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     rows, ablation = result["rows"], result["ablation"]
     if ablation == "augmentations":
         names, matrix = augmentation_matrix(rows)
-        fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(names), 0.6 + 0.8 * len(names)))
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 0.8 * len(names)), max(4.0, 1.2 + 0.75 * len(names))))
         image = ax.imshow(100 * matrix, cmap="viridis")
         for i in range(len(names)):
             for j in range(len(names)):
@@ -136,7 +136,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         for row in rows:
             if row["head"] == "none":
                 ax.axhline(100 * row["linear_top1"], color="grey", linestyle="--", label="none")
+        dims = sorted({r["dim"] for r in rows if r["dim"] is not None})
         ax.set_xscale("log", base=2)
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.minorticks_off()
         ax.set_xlabel("projection output size")
         ax.set_ylabel("linear top-1 (%)")
         ax.legend()
@@ -155,7 +158,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("training epochs")
         ax.set_ylabel("linear top-1 (%)")
         ax.legend(fontsize=7)
-    ax.set_title(f"SimCLR ablation: {ablation} ({result['budget']}, seeds {result['settings']['seeds']})", fontsize=9)
+    ax.set_title(f"SimCLR, {ablation}\n{result['budget']}, seeds {result['settings']['seeds']}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
 

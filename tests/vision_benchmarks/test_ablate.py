@@ -14,6 +14,7 @@ from scipy import ndimage
 from core_ssl import data as data_mod
 from core_ssl.cli import UsageError
 from vision_benchmarks import ablate
+from vision_benchmarks.ablation_report import markdown, plot, summarize
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.transforms import (Cutout, GaussianNoise, Rotate, Sobel, build_transform, parse_views,
@@ -154,3 +155,32 @@ def test_a_tiny_augmentation_grid_end_to_end_writes_its_heat_map_and_resumes(cif
 
     monkeypatch.setattr(ablate.pretrain, "main", no_training)
     assert ablate.main(argv)["cells"] == result["cells"]  # every cell read back
+
+
+def _record(cell, seed, top1, **params):
+    return {"ablation": "x", "cell": cell, "seed": seed, "linear_top1": top1, "knn_top1": top1 - 0.1, "l2": 1e-4,
+            "steps": 10, "epochs_trained": params.get("epochs", 1.0), "train_minutes": 0.1, "run": "r", **params}
+
+
+def test_head_and_batch_reports_give_the_figures_tables(tmp_path):
+    head = [_record("none", s, 0.50 + 0.01 * s, head="none", dim=None) for s in (0, 1, 2)]
+    head += [_record(f"{h}-{d}", s, base + 0.01 * s, head=h, dim=d)
+             for h, base in (("linear", 0.55), ("mlp", 0.60)) for d in (32, 128) for s in (0, 1, 2)]
+    rows = summarize(head, ["none", "linear-32", "linear-128", "mlp-32", "mlp-128"])
+    assert rows[0]["linear_top1"] == pytest.approx(0.51) and rows[0]["linear_top1_seeds"] == pytest.approx([0.5, 0.51, 0.52])
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(3), s = 0.01
+    assert (rows[0]["linear_top1_low"], rows[0]["linear_top1_high"]) == pytest.approx((0.51 - half, 0.51 + half))
+    result = {"ablation": "head", "settings": {"seeds": [0, 1, 2]}, "budget": "--epochs 1", "rows": rows, "cells": head}
+    table = markdown(result)
+    assert "| head | d = 32 | d = 128 |" in table and "| mlp | 61.0 | 61.0 |" in table
+    assert "No head (the loss on the encoder's features): 51.0" in table
+    assert f"| none | 51.0 [{100 * (0.51 - half):.1f}, {100 * (0.51 + half):.1f}] | 41.0 | 50.0, 51.0, 52.0 |" in table
+    batch = [_record(f"b{b}-e{e}", 0, 0.3 + b / 1000 + e / 100, batch_size=b, epochs=e, lr=1e-3)
+             for b in (64, 256) for e in (5, 10)]
+    result = {"ablation": "batch", "settings": {"seeds": [0]}, "budget": "epochs of each cell",
+              "rows": summarize(batch, [c["cell"] for c in batch]), "cells": batch}
+    assert "| 256 | 60.6 | 65.6 |" in markdown(result)
+    for name, outcome in (("head", {"rows": rows}), ("batch", result)):
+        path = plot({**result, **outcome, "ablation": name}, tmp_path / f"{name}.png")
+        with Image.open(path) as image:
+            assert image.size[0] > 300

@@ -13,7 +13,7 @@ from core_ssl import data as data_mod
 from core_ssl.checkpoint import CheckpointError, export_weights
 from core_ssl.weights import (EncoderNetwork, describe, load_encoder_weights, read_weights_metadata, save_encoder_weights,
                               verify_knn_check)
-from vision_benchmarks import evaluate, pretrain, weights
+from vision_benchmarks import evaluate, pretrain, semisup, weights
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.protocols import extract_features, knn_top1
@@ -132,3 +132,15 @@ def test_files_that_are_not_encoder_weights_are_refused_with_the_fix(tiny, tmp_p
         EncoderNetwork({"encoder": "convnet", "encoder_kwargs": {"width": 4}, "head": [[16, 8, True]]})
     with pytest.raises(FileNotFoundError, match="neither a run folder nor an encoder weights file"):
         weights.load_source(tmp_path / "nowhere", torch.device("cpu"))
+
+
+def test_semisup_fine_tunes_a_weights_file_as_it_fine_tunes_the_run(tiny, tmp_path):
+    folder, run = tiny
+    path = tmp_path / "fp32.safetensors"
+    weights.main(["--run", str(run), "--out", str(path), "--no-fp16", "--check-bank", "50", "--check-queries", "20"])
+    common = ["--fractions", "0.2", "--seeds", "0", "--epochs", "2", "--batch-size", "20", "--no-scratch",
+              "--distill", "--device", "cpu", "--bf16", "off"]
+    from_run = semisup.main(["--runs", f"v2={run}", "--out", str(tmp_path / "a"), *common])
+    from_file = semisup.main(["--runs", f"v2={path}", "--out", str(tmp_path / "b"), *common])
+    assert from_file["cells"][0]["top1"] == pytest.approx(from_run["cells"][0]["top1"], abs=1e-9)
+    assert from_file["cells"][0]["method"] == "simclrv2" and from_file["cells"][0]["labelled_images"] == 40
