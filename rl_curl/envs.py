@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import deque
 from typing import Any
 
@@ -208,6 +209,7 @@ class DMControlEnv(gymnasium.Env):
         self.from_pixels, self.image_size, self.frame_stack = from_pixels, image_size, frame_stack
         self.episode_env_steps = episode_env_steps
         self.camera_id = _CAMERA_BY_DOMAIN.get(domain, 0) if camera_id is None else camera_id
+        self.render_seconds = 0.0  # total time spent rendering, for the training loop's time shares
         self.render_mode = render_mode
         self._seed = seed
         self._env = suite.load(domain, task, task_kwargs={"random": seed},
@@ -227,7 +229,10 @@ class DMControlEnv(gymnasium.Env):
 
     def render(self) -> np.ndarray:
         """The current frame, (image_size, image_size, 3) uint8 (height, width, RGB)."""
-        return self._env.physics.render(self.image_size, self.image_size, camera_id=self.camera_id)
+        started = time.perf_counter()
+        frame = self._env.physics.render(self.image_size, self.image_size, camera_id=self.camera_id)
+        self.render_seconds += time.perf_counter() - started
+        return frame
 
     def check_rendering(self) -> None:
         """Render one frame now, so that a renderer that cannot work fails before a run starts."""

@@ -15,6 +15,7 @@ boundaries, so a resumed run starts the next episode exactly where the killed on
 
 The run folder holds ``config.json``, ``eval.csv`` / ``eval.jsonl`` (env_step, mean and std
 return), ``episode.csv`` (training episode returns), ``train.csv`` (losses, alpha, frames/s),
+``phases.csv`` (where the wall clock went: seconds and share per phase of the loop),
 ``tensorboard/``, ``learning_curve.png``, ``checkpoint.pt``, ``actor.safetensors`` and, with
 ``--video``, an animation of one evaluation episode per evaluation, and at the end
 ``summary.json``.
@@ -33,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -200,6 +202,45 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path, dpi=100)
 
 
+class PhaseTimes:
+    """Wall-clock seconds per phase of the loop, for ``phases.csv``: ``with phases("update"):``.
+
+    Phases: ``act`` (policy forward for the next action), ``sample`` (replay batch), ``update``,
+    ``env`` (physics), ``render``, ``replay_add``, ``eval``, ``checkpoint``. On CUDA the update
+    runs asynchronously, so its time shows up where the host next waits for the GPU.
+    """
+
+    NAMES = ("act", "sample", "update", "env", "render", "replay_add", "eval", "checkpoint")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.NAMES, 0.0)
+        self._started = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def move(self, source: str, target: str, seconds: float) -> None:
+        """Re-attribute ``seconds`` measured inside ``source`` to ``target``."""
+        self.seconds[source] -= seconds
+        self.seconds[target] += seconds
+
+    def drain(self) -> dict[str, float]:
+        """Seconds and share of the elapsed time per phase since the last drain (then reset);
+        ``other_share`` is what no phase covers (logging, the progress bar, Python)."""
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        row = {f"{name}_s": round(s, 3) for name, s in self.seconds.items()}
+        row.update({f"{name}_share": round(s / elapsed, 4) for name, s in self.seconds.items()})
+        row["other_share"] = round(1.0 - sum(self.seconds.values()) / elapsed, 4)
+        self.seconds = dict.fromkeys(self.NAMES, 0.0)
+        self._started = time.perf_counter()
+        return row
+
+
 @dataclass
 class Counters:
     """Where the run stands; saved in every checkpoint."""
@@ -273,6 +314,7 @@ def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: e
     bar = progress(total=cfg.total_env_steps, initial=counters.env_step, desc=f"{cfg.env} {cfg.agent}",
                    unit="step", disable=not cfg.progress_bar)
     metrics: dict[str, torch.Tensor] = {}
+    phases = PhaseTimes()
     last_log_step = counters.env_step
     start_time = last_log_time = time.perf_counter()
     obs, _ = env.reset(seed=cfg.seed * 100_003 + counters.episode)
@@ -285,12 +327,14 @@ def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: e
             counters.train_seconds += time.perf_counter() - start_time
             start_time = time.perf_counter()
             if (counters.env_step >= counters.next_eval or done_training) and counters.env_step not in evaluated:
-                run_evaluation(cfg, agent, eval_env, logger, run_dir, counters.env_step, counters.train_seconds)
+                with phases("eval"):
+                    run_evaluation(cfg, agent, eval_env, logger, run_dir, counters.env_step, counters.train_seconds)
                 evaluated.add(counters.env_step)
                 counters.next_eval = (counters.env_step // cfg.eval_every + 1) * cfg.eval_every
             if counters.env_step >= counters.next_checkpoint or done_training:
                 counters.next_checkpoint = (counters.env_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                save_run(run, cfg, counters, agent, replay, metrics)
+                with phases("checkpoint"):
+                    save_run(run, cfg, counters, agent, replay, metrics)
             elif run.stop_signal is not None:  # SIGINT / SIGTERM: this boundary is the next safe point
                 save_run(run, cfg, counters, agent, replay, metrics)
             if done_training:
@@ -303,10 +347,18 @@ def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: e
         if counters.env_step // env.action_repeat < cfg.init_steps:
             action = env.action_space.sample()
         else:
-            action = agent.act(obs)
-            metrics.update(agent.update(replay.sample(cfg.batch_size)))
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        replay.add(obs, action, reward, next_obs, terminated, truncated)
+            with phases("act"):
+                action = agent.act(obs)
+            with phases("sample"):
+                batch = replay.sample(cfg.batch_size)
+            with phases("update"):
+                metrics.update(agent.update(batch))
+        rendered = env.render_seconds
+        with phases("env"):
+            next_obs, reward, terminated, truncated, info = env.step(action)
+        phases.move("env", "render", env.render_seconds - rendered)
+        with phases("replay_add"):
+            replay.add(obs, action, reward, next_obs, terminated, truncated)
         obs = next_obs
         episode_return, at_episode_start = episode_return + reward, False
         counters.env_step += env.action_repeat
@@ -318,6 +370,7 @@ def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: e
             values = {k: v.item() for k, v in metrics.items()}
             run.check_finite(f"environment step {counters.env_step}", **values)
             logger.log("train", counters.env_step, fps=fps, **values)
+            logger.log("phases", counters.env_step, env_steps_per_second=fps, **phases.drain())
             last_log_step, last_log_time = counters.env_step, now
         if terminated or truncated:
             counters.episode += 1

@@ -73,8 +73,13 @@ def test_short_run_writes_its_evaluation_log(tmp_path):
     rows = _rows(run / "eval.csv")
     assert [int(r["step"]) for r in rows] == [0, 1000]
     assert all(float(r["return_mean"]) >= 0 for r in rows)
+    phases = _rows(run / "phases.csv")
+    assert phases and all(float(r["env_steps_per_second"]) > 0 for r in phases)
+    for row in phases:  # the shares cover the elapsed time (other_share is what no phase covers)
+        shares = [float(v) for k, v in row.items() if k.endswith("_share")]
+        assert abs(sum(shares) - 1.0) < 1e-3 and float(row["update_s"]) > 0 and float(row["render_s"]) > 0
     for name in ("config.json", "learning_curve.png", "checkpoint.pt", "actor.safetensors", "train.csv",
-                 "episode.csv"):
+                 "episode.csv", "phases.csv"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").iterdir())
     assert list((run / "videos").glob(f"eval_00001000.{'mp4' if video.mp4_available() else 'gif'}"))
