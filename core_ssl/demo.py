@@ -25,6 +25,7 @@ from core_ssl.config import parse_config, save_config
 from core_ssl.data import BatchIterator, load_cifar10
 from core_ssl.device import autocast, resolve_bf16, resolve_device
 from core_ssl.encoders import build_encoder
+from core_ssl.features import knn_evaluation
 from core_ssl.heads import simclr_projection
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
@@ -48,23 +49,10 @@ class DemoConfig:
     seed: int = 0
 
 
-def features_of(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device, bf16: bool) -> torch.Tensor:
-    """Encoder features of uint8 images, batched, in eval mode."""
-    encoder.eval()
-    out = []
-    with torch.no_grad(), autocast(device, bf16):
-        for chunk in images.split(1024):
-            out.append(encoder(chunk.to(device, non_blocking=True)).float())
-    encoder.train()
-    return torch.cat(out)
-
-
 def knn_eval(encoder, train, test, device, bf16) -> tuple[float, torch.Tensor]:
-    train_features = features_of(encoder, train.images, device, bf16)
-    test_features = features_of(encoder, test.images, device, bf16)
-    top1 = monitor.knn_accuracy(train_features, train.labels.to(device), test_features, test.labels.to(device),
-                                num_classes=10, k=200, temperature=0.1)
-    return top1, test_features
+    """kNN top-1 (k = 200, t = 0.1) on the test set and the test features, for the monitors."""
+    result = knn_evaluation(encoder, train.images, train.labels, test.images, test.labels, 10, device, bf16)
+    return result.top1, result.test_features
 
 
 def main(argv=None) -> dict:

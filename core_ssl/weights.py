@@ -28,7 +28,7 @@ The rebuilt network is :class:`EncoderNetwork`, ``head(encoder(normalize(x)))``,
 
 **The kNN check.** ``knn_check`` holds ``{"dataset", "bank": {"split", "indices"},
 "queries": {"split", "indices"}, "k", "temperature", "top1"}``: the weighted kNN top-1
-(:func:`core_ssl.monitor.knn_accuracy`) of the queries' features against the labelled bank's,
+(:func:`core_ssl.features.knn_evaluation`) of the queries' features against the labelled bank's,
 measured on the weights *as stored* (rounded to fp16 first when the file is fp16), so
 :func:`verify_knn_check` on a correctly loaded file measures the same number again.
 """
@@ -43,10 +43,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from core_ssl import monitor
 from core_ssl.augment import standardize_images, to_float_image
 from core_ssl.checkpoint import CheckpointError, export_weights, load_weights
 from core_ssl.encoders import build_encoder
+from core_ssl.features import extract_features, knn_evaluation
 
 __all__ = ["WEIGHTS_FORMAT", "INPUT_NORMALIZATIONS", "EncoderNetwork", "EncoderWeights", "check_images",
            "describe", "encode_images", "knn_check_top1", "load_encoder_weights", "read_weights_metadata",
@@ -200,17 +200,12 @@ def load_encoder_weights(path: str | Path, device: str | torch.device = "cpu") -
                           knn_check)
 
 
-@torch.no_grad()
 def encode_images(network: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu",
                   batch_size: int = 512) -> torch.Tensor:
-    """``network(images)`` in eval mode, batch by batch, as float32 (N, d) on ``device``; the
-    network's train/eval mode is restored afterwards."""
-    was_training = network.training
-    network.eval()
-    try:
-        return torch.cat([network(batch.to(device)).float() for batch in images.split(batch_size)])
-    finally:
-        network.train(was_training)
+    """``network(images)`` in eval mode, batch by batch, as float32 (N, d) on ``device``
+    (:func:`core_ssl.features.extract_features` in fp32, inputs in their own memory format);
+    the network's train/eval mode is restored afterwards."""
+    return extract_features(network, images, device, batch_size=batch_size, channels_last=False)
 
 
 def check_images(size: int, count: int, seed: int) -> list[int]:
@@ -224,12 +219,10 @@ def check_images(size: int, count: int, seed: int) -> list[int]:
 def knn_check_top1(network: nn.Module, bank_images: torch.Tensor, bank_labels: torch.Tensor,
                    query_images: torch.Tensor, query_labels: torch.Tensor, num_classes: int, k: int = 200,
                    temperature: float = 0.1, device: str | torch.device = "cpu") -> float:
-    """Weighted kNN top-1 (:func:`core_ssl.monitor.knn_accuracy`, cosine, ``k`` clipped to the
-    bank) of the queries' features against the bank's."""
-    bank = encode_images(network, bank_images, device)
-    queries = encode_images(network, query_images, device)
-    return monitor.knn_accuracy(bank, bank_labels.to(bank.device), queries, query_labels.to(bank.device),
-                                num_classes, k=min(k, len(bank)), temperature=temperature)
+    """Weighted kNN top-1 (:func:`core_ssl.features.knn_evaluation`: cosine, ``k`` clipped to
+    the bank, fp32 features) of the queries' features against the bank's."""
+    return knn_evaluation(network, bank_images, bank_labels, query_images, query_labels, num_classes, device,
+                          k=k, temperature=temperature, batch_size=512, channels_last=False).top1
 
 
 def verify_knn_check(weights: EncoderWeights, root: str | Path | None = None,

@@ -14,8 +14,9 @@ with p(B | x) > 1/2, with a percentile bootstrap interval over the images
 (``core_ssl.stats.bootstrap_interval``). Untranslated held-out A images give the floor (the
 classifier's false-positive rate), real held-out B images the ceiling (its true-positive rate).
 
-The fitting is small and specific to this binary case, so it lives here; it runs in float64 on
-the CPU and is deterministic.
+The fit is the binary form of :func:`core_ssl.logistic.fit_logistic_regression` (the linear
+probe of ``vision_benchmarks`` uses its multinomial form), run in float64 on the CPU with tight
+tolerances (:data:`FIT_OPTIONS`); it is deterministic.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core_ssl.logistic import fit_logistic_regression, logistic_logits
 from core_ssl.stats import Interval, bootstrap_interval
 
-__all__ = ["DEFAULT_L2_GRID", "fit_logistic_regression", "DomainClassifier"]
+__all__ = ["DEFAULT_L2_GRID", "DomainClassifier"]
 
 DEFAULT_L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+FIT_OPTIONS = dict(max_iter=200, tolerance_grad=1e-9, tolerance_change=1e-12)
+"""L-BFGS settings of every fit: up to 200 iterations, stopping at a gradient of 1e-9 or a change of 1e-12."""
 
 
 def _tensor(features: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -36,30 +40,6 @@ def _tensor(features: torch.Tensor | np.ndarray) -> torch.Tensor:
     if x.dim() != 2:
         raise ValueError(f"features must be an (N, D) matrix, got shape {tuple(x.shape)}")
     return x.to(torch.float64)
-
-
-def fit_logistic_regression(features: torch.Tensor, labels: torch.Tensor, l2: float, max_iter: int = 200,
-                            init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w, b)`` minimising ``mean BCE(sigmoid(x w + b), y) + l2 / 2 |w|^2`` (full batch, L-BFGS
-    with a strong-Wolfe line search), starting from ``init`` or zeros. ``labels`` are 0 / 1."""
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
-    x, y = features.to(torch.float64), labels.to(torch.float64)
-    w0, b0 = init if init is not None else (torch.zeros(x.shape[1], dtype=torch.float64),
-                                             torch.zeros((), dtype=torch.float64))
-    w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-9,
-                                  tolerance_change=1e-12, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(x @ w + b, y) + 0.5 * l2 * w.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return w.detach(), b.detach()
 
 
 class DomainClassifier:
@@ -89,17 +69,17 @@ class DomainClassifier:
         val, fit = order[:held], order[held:]
         self.validation_loss, fitted, params = {}, {}, None
         for l2 in sorted(l2_grid, reverse=True):  # strong to weak, warm-started along the path
-            params = fit_logistic_regression(z[fit], y[fit], l2, init=params)
+            params = fit_logistic_regression(z[fit], y[fit], l2, init=params, **FIT_OPTIONS)
             fitted[l2] = params
-            logits = z[val] @ params[0] + params[1]
+            logits = logistic_logits(z[val], *params)
             self.validation_loss[l2] = F.binary_cross_entropy_with_logits(logits, y[val]).item()
         self.l2 = min(l2_grid, key=lambda l2: (self.validation_loss[l2], -l2))
-        self.weight, self.bias = fit_logistic_regression(z, y, self.l2, init=fitted[self.l2])
+        self.weight, self.bias = fit_logistic_regression(z, y, self.l2, init=fitted[self.l2], **FIT_OPTIONS)
 
     def probability_b(self, features: torch.Tensor | np.ndarray) -> np.ndarray:
         """p(B | x) for each row of ``features``."""
         z = (_tensor(features) - self.mean) / self.std
-        return torch.sigmoid(z @ self.weight + self.bias).numpy()
+        return torch.sigmoid(logistic_logits(z, self.weight, self.bias)).numpy()
 
     def is_b(self, features: torch.Tensor | np.ndarray) -> np.ndarray:
         """1.0 where p(B | x) > 1/2, else 0.0."""

@@ -42,17 +42,19 @@ from typing import Any, Sequence
 
 import torch
 
+from core_ssl import monitor
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import parse_config
 from core_ssl.data import ImageSet, load_dataset
 from core_ssl.device import resolve_bf16, resolve_device
+from core_ssl.features import extract_features
 from core_ssl.run import find_checkpoint, write_json
 
 from vision_benchmarks import pretrain
 from vision_benchmarks.ablation_report import ABLATIONS, summarize, write_report
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import resolve_method_defaults
-from vision_benchmarks.protocols import extract_features, knn_top1, linear_probe
+from vision_benchmarks.protocols import linear_probe
 from vision_benchmarks.transforms import BRANCHES, TRANSFORM_NAMES
 
 CELL_FILE = "cell.json"
@@ -148,7 +150,7 @@ def evaluate_cell(run: Path, device: torch.device, train_images: int | None, tes
     train_x = extract_features(backbone, train.images, device, bf16)
     test_x = extract_features(backbone, test.images, device, bf16)
     probe = linear_probe(train_x, train.labels, test_x, test.labels, train.num_classes, seed=seed)
-    knn = knn_top1(train_x, train.labels, test_x, test.labels, train.num_classes, k=min(200, len(train)))
+    knn = monitor.knn_accuracy(train_x, train.labels, test_x, test.labels, train.num_classes, k=min(200, len(train)))
     return {"linear_top1": probe.top1, "knn_top1": knn, "l2": probe.l2, "labelled_images": len(train),
             "test_images": len(test)}
 

@@ -45,18 +45,18 @@ from typing import Any, Sequence
 
 import torch
 
-from core_ssl import checkpoint
+from core_ssl import checkpoint, monitor
 from core_ssl.cli import run_command
 from core_ssl.config import load_config, parse_config
 from core_ssl.data import ImageSet, load_dataset
 from core_ssl.device import resolve_bf16, resolve_device
+from core_ssl.features import extract_features
 from core_ssl.logger import RunLogger
 from core_ssl.run import CHECKPOINT_FILE, find_checkpoint
 
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import Method, build_method
-from vision_benchmarks.protocols import (balanced_label_subset, distill, extract_features, finetune,
-                                         knn_top1, linear_probe)
+from vision_benchmarks.protocols import balanced_label_subset, distill, finetune, linear_probe
 from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
 from vision_benchmarks.weights import PretrainedBackbone, open_weights
 
@@ -152,8 +152,8 @@ def run_protocols(ecfg: EvaluateConfig, method: Method | PretrainedBackbone, tra
                                      validation_top1={str(k): v for k, v in probe.validation.items()})
         if protocol in ("knn", "linear+knn"):
             k = min(200, len(labelled))
-            records["knn"] = dict(top1=knn_top1(train_features, labelled.labels, test_features, test.labels,
-                                                train.num_classes, k=k), k=k, temperature=0.1)
+            records["knn"] = dict(top1=monitor.knn_accuracy(train_features, labelled.labels, test_features, test.labels,
+                                                          train.num_classes, k=k), k=k, temperature=0.1)
     for record in records.values():
         record.update(labelled_images=len(labelled), test_images=len(test))
     return records

@@ -42,6 +42,7 @@ from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, load_config, parse_config
 from core_ssl.data import BatchIterator, ImageSet, load_dataset
 from core_ssl.device import autocast, resolve_bf16, resolve_device
+from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress
 from core_ssl.run import RunFolder, find_checkpoint, given_fields, resume_config
 from core_ssl.schedules import warmup_cosine_factor
@@ -49,7 +50,6 @@ from core_ssl.schedules import warmup_cosine_factor
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.plots import plot_monitors
-from vision_benchmarks.protocols import extract_features
 from vision_benchmarks.sync_batchnorm import convert_batchnorm
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
@@ -109,13 +109,10 @@ def distribute(method: Method, device: torch.device) -> nn.Module:
 def online_evaluation(method: Method, knn_train: ImageSet, knn_test: ImageSet, device: torch.device,
                       bf16: bool) -> dict[str, float]:
     """kNN top-1 (k = 200, t = 0.1) of the backbone's features and their collapse monitors."""
-    backbone = method.backbone()
-    train_features = extract_features(backbone, knn_train.images, device, bf16)
-    test_features = extract_features(backbone, knn_test.images, device, bf16)
-    top1 = monitor.knn_accuracy(train_features, knn_train.labels.to(device), test_features,
-                                knn_test.labels.to(device), knn_train.num_classes)
-    summary = monitor.representation_summary(test_features[:2048])
-    return {"knn_top1": top1, "embedding_std_x_sqrt_dim": summary["embedding_std_x_sqrt_dim"],
+    knn = knn_evaluation(method.backbone(), knn_train.images, knn_train.labels, knn_test.images, knn_test.labels,
+                         knn_train.num_classes, device, bf16)
+    summary = monitor.representation_summary(knn.test_features[:2048])
+    return {"knn_top1": knn.top1, "embedding_std_x_sqrt_dim": summary["embedding_std_x_sqrt_dim"],
             "effective_rank": summary["effective_rank"]}
 
 

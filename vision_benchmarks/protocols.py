@@ -1,10 +1,12 @@
 """Evaluation protocols: frozen features once, then a linear probe or a kNN; or fine-tuning.
 
-- :func:`extract_features`: a backbone's features of uint8 images (eval mode, no augmentation).
+- :func:`core_ssl.features.extract_features` (imported here): a backbone's features of uint8
+  images (eval mode, no augmentation, channels-last).
 - :func:`linear_probe`: multinomial logistic regression on standardised frozen features, fit
   full-batch with L-BFGS (warm-started along the L2 path); the L2 strength is chosen on a
   held-out 10% of the training features, then the classifier is refit on all of them.
-- :func:`knn_top1`: the weighted kNN of ``core_ssl.monitor`` (k = 200, t = 0.1, cosine).
+- the kNN protocol is ``core_ssl.monitor.knn_accuracy`` on the same features (k = 200, t = 0.1,
+  cosine).
 - :func:`finetune`: the whole backbone plus a linear layer trained with SGD and light
   augmentation (crop + flip).
 - :func:`balanced_label_indices` / :func:`balanced_label_subset`: the 1% / 10% labelled subsets
@@ -26,37 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core_ssl import monitor
 from core_ssl.augment import SimCLRAugment
 from core_ssl.checkpoint import atomic_write
 from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast
+from core_ssl.features import extract_features
 from core_ssl.heads import LinearClassifier
 from core_ssl.logger import RunLogger, progress
+from core_ssl.logistic import fit_logistic_regression
 from core_ssl.losses import distillation_loss
 from core_ssl.schedules import warmup_cosine
 
 DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-
-
-@torch.no_grad()
-def extract_features(backbone: nn.Module, images: torch.Tensor, device: torch.device, bf16: bool = False,
-                     batch_size: int = 1024) -> torch.Tensor:
-    """``backbone(images)`` in eval mode, batch by batch, as float32 (N, d) on ``device``.
-
-    The backbone's train/eval mode is restored afterwards.
-    """
-    was_training = backbone.training
-    backbone.eval()
-    chunks = []
-    try:
-        with autocast(device, bf16):
-            for batch in images.split(batch_size):
-                batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                chunks.append(backbone(batch).float())
-    finally:
-        backbone.train(was_training)
-    return torch.cat(chunks)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -66,22 +49,18 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def fit_linear_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float,
                           max_iter: int = 100, init: LinearClassifier | None = None) -> LinearClassifier:
-    """Minimise ``CE(x W^T + b, y) + l2/2 ||W||^2`` over all rows at once with L-BFGS, starting
-    from ``init``'s weights when given (a warm start along a regularisation path)."""
+    """Minimise ``CE(x W^T + b, y) + l2/2 ||W||^2`` over all rows at once with L-BFGS
+    (:func:`core_ssl.logistic.fit_logistic_regression`, multinomial form), starting from
+    ``init``'s weights when given (a warm start along a regularisation path), else from a new
+    :class:`LinearClassifier`'s initialisation."""
     classifier = LinearClassifier(features.shape[1], num_classes).to(features.device)
     if init is not None:
         classifier.load_state_dict(init.state_dict())
-    optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
-    labels = labels.to(features.device)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(classifier(features), labels) + 0.5 * l2 * classifier.weight.square().sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    weight, bias = fit_logistic_regression(features, labels, l2, num_classes, init=(classifier.weight, classifier.bias),
+                                           max_iter=max_iter)
+    with torch.no_grad():
+        classifier.weight.copy_(weight)
+        classifier.bias.copy_(bias)
     return classifier
 
 
@@ -119,13 +98,6 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     with torch.no_grad():
         top1 = accuracy(classifier(test_x), test_labels)
     return ProbeResult(top1, best, validation)
-
-
-def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-             test_labels: torch.Tensor, num_classes: int, k: int = 200, temperature: float = 0.1) -> float:
-    """Weighted kNN top-1 (``core_ssl.monitor.knn_accuracy``; k = 200, t = 0.1 as lightly)."""
-    return monitor.knn_accuracy(train_features, train_labels.to(train_features.device), test_features,
-                                test_labels.to(test_features.device), num_classes, k=k, temperature=temperature)
 
 
 LABEL_INDEX_FORMAT = 1

@@ -31,11 +31,12 @@ from torch import nn
 
 from core_ssl.data import load_dataset
 from core_ssl.device import resolve_bf16, resolve_device
+from core_ssl.features import extract_features
 from core_ssl.logger import progress
 from core_ssl.plotting import pyplot, save_figure
 
 from vision_benchmarks.corruptions import SEVERITIES, corrupt, corruption_names
-from vision_benchmarks.protocols import balanced_label_subset, extract_features, fit_linear_classifier, linear_probe
+from vision_benchmarks.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
 
 if TYPE_CHECKING:
     from vision_benchmarks.evaluate import EvaluateConfig

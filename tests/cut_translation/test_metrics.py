@@ -8,7 +8,7 @@ import torch
 from core_ssl.data import read_image_files
 from core_ssl.stats import Interval
 from cut_translation.content import content_interval, edge_correlation, edge_magnitude
-from cut_translation.domain_classifier import DomainClassifier, fit_logistic_regression
+from cut_translation.domain_classifier import DomainClassifier
 from cut_translation.fid import frechet_distance, kernel_inception_distance
 from cut_translation.intervals import (basic_interval, distance_intervals, flatten, kid_from_counts,
                                       resampled_fid)
@@ -101,16 +101,6 @@ def test_paired_gain_against_a_reference():
     assert set(flatten(result)) >= {"fid", "fid_low", "fid_high", "kid_gain_low"}
     with pytest.raises(ValueError, match="same number of images"):
         distance_intervals(x[:10], y[:12])
-
-
-def test_logistic_regression_reaches_the_regularised_optimum():
-    rng = np.random.default_rng(6)
-    x = torch.from_numpy(rng.normal(size=(80, 5)))
-    y = (x[:, 0] + 0.5 * torch.from_numpy(rng.normal(size=80)) > 0).double()
-    w, b = fit_logistic_regression(x, y, l2=0.1)
-    p = torch.sigmoid(x @ w + b)
-    assert torch.allclose(x.T @ (p - y) / 80 + 0.1 * w, torch.zeros(5, dtype=torch.float64), atol=1e-6)
-    assert abs(((p - y).mean()).item()) < 1e-6  # the unregularised bias: mean residual 0
 
 
 def test_domain_classifier_separates_gaussians_and_scores_identity_at_the_floor():

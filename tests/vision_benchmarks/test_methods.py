@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from core_ssl.augment import to_float_image
+from core_ssl.features import extract_features
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import METHODS, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.methods.base import INPUT_NORMALIZATIONS
 from vision_benchmarks.methods.moco import MAX_QUEUE_SHARE
-from vision_benchmarks.protocols import extract_features
 
 STEPS = 25
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from core_ssl.data import ImageSet
+from core_ssl.monitor import knn_accuracy
 import pytest
 
 from vision_benchmarks.protocols import (balanced_label_indices, balanced_label_subset, distill, finetune,
-                                         knn_top1, linear_probe, load_label_indices, save_label_indices)
+                                         linear_probe, load_label_indices, save_label_indices)
 
 CLASSES = 10
 
@@ -25,7 +26,7 @@ def test_linear_probe_and_knn_are_near_perfect_on_separable_features():
     train_x, train_y = blobs(3000, 32, 0.5, g)
     test_x, test_y = blobs(1000, 32, 0.5, g)
     assert linear_probe(train_x, train_y, test_x, test_y, CLASSES).top1 > 0.98
-    assert knn_top1(train_x, train_y, test_x, test_y, CLASSES) > 0.98
+    assert knn_accuracy(train_x, train_y, test_x, test_y, CLASSES) > 0.98
 
 
 def test_linear_probe_and_knn_are_at_chance_on_random_labels():
@@ -34,7 +35,7 @@ def test_linear_probe_and_knn_are_at_chance_on_random_labels():
     train_y, test_y = torch.randint(CLASSES, (3000,), generator=g), torch.randint(CLASSES, (1000,), generator=g)
     # 1000 test labels: chance is 0.10 with a standard error of 0.0095
     assert abs(linear_probe(train_x, train_y, test_x, test_y, CLASSES).top1 - 0.1) < 0.04
-    assert abs(knn_top1(train_x, train_y, test_x, test_y, CLASSES) - 0.1) < 0.04
+    assert abs(knn_accuracy(train_x, train_y, test_x, test_y, CLASSES) - 0.1) < 0.04
 
 
 def unequal_labels() -> torch.Tensor:

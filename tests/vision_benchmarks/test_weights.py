@@ -11,12 +11,13 @@ from safetensors import safe_open
 
 from core_ssl import data as data_mod
 from core_ssl.checkpoint import CheckpointError, export_weights
+from core_ssl.features import extract_features
+from core_ssl.monitor import knn_accuracy
 from core_ssl.weights import (EncoderNetwork, describe, load_encoder_weights, read_weights_metadata, save_encoder_weights,
                               verify_knn_check)
 from vision_benchmarks import evaluate, pretrain, semisup, weights
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
-from vision_benchmarks.protocols import extract_features, knn_top1
 
 from .tiny_cifar import write_tiny_cifar
 
@@ -71,8 +72,8 @@ def test_exported_weights_rebuild_the_backbone_and_reproduce_their_stored_knn_to
     # ... and the stored top-1 is the weighted kNN of those features, restated with the protocol's kNN
     train = data_mod.load_dataset(str(folder), "train")
     bank, queries = torch.tensor(check["bank"]["indices"]), torch.tensor(check["queries"]["indices"])
-    restated = knn_top1(extract_features(loaded.network, train.images[bank], torch.device("cpu")), train.labels[bank],
-                        got[queries], data_mod.load_dataset(str(folder), "test").labels[queries], 10, k=120)
+    restated = knn_accuracy(extract_features(loaded.network, train.images[bank], torch.device("cpu")), train.labels[bank],
+                            got[queries], data_mod.load_dataset(str(folder), "test").labels[queries], 10, k=120)
     assert restated == pytest.approx(stored, abs=1e-9)
 
 
