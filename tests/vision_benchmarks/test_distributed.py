@@ -28,7 +28,7 @@ class AlternatingFlip(torch.nn.Module):
         super().__init__()
         self.calls = 0
 
-    def forward(self, images: torch.Tensor, generator=None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, generator=None, backend=None) -> torch.Tensor:
         self.calls += 1
         x = to_float_image(images)
         return x if self.calls % 2 else x.flip(3)
@@ -37,9 +37,10 @@ class AlternatingFlip(torch.nn.Module):
 def make_method(name: str):
     torch.manual_seed(0)
     method = build_method(tiny_config(name), num_classes=10, num_train_images=64)
-    for attribute in ("views", "view1", "view2"):
+    flip = AlternatingFlip()  # one for all views: the two views of a step differ
+    for attribute in ("views", "second_views", "view1", "view2"):
         if hasattr(method, attribute):
-            setattr(method, attribute, AlternatingFlip())
+            setattr(method, attribute, flip)
     return method
 
 
