@@ -46,11 +46,11 @@ from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress
 from core_ssl.run import RunFolder, find_checkpoint, given_fields, resume_config
 from core_ssl.schedules import warmup_cosine_factor
+from core_ssl.sync_batchnorm import convert_batchnorm
 
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.plots import plot_monitors
-from vision_benchmarks.sync_batchnorm import convert_batchnorm
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"

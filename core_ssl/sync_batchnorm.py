@@ -1,6 +1,8 @@
 """Batch normalisation over the batches of all processes, on any device.
 
-``torch.nn.SyncBatchNorm`` refuses CPU tensors, so DDP with ``gloo`` on CPUs would silently
+Beside :mod:`core_ssl.distributed`: where batch statistics matter under ``torchrun`` (the
+BatchNorm layers of an encoder trained with a contrastive loss), they must span the global
+batch. ``torch.nn.SyncBatchNorm`` refuses CPU tensors, so DDP with ``gloo`` on CPUs would silently
 normalise each process's share of the batch on its own, and a contrastive loss would no longer
 match one process holding the whole batch. :class:`GatheredBatchNorm` computes the batch
 statistics from per-channel sums gathered (with gradient) from every process::
