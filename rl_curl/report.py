@@ -8,7 +8,8 @@ task and *arm*: the agent, with ``(official optimizers)`` when ``--optimizers of
 used and the auxiliary loss / augmentation when they differ from CURL's. A run's score is the
 mean return of its last evaluation (10 episodes); runs that stopped before the arm's longest
 run are listed as unfinished and left out of the table, so every compared seed has the same
-number of environment steps.
+number of environment steps. Runs without ``summary.json`` (still training) are marked
+"in progress": their row is a snapshot, not a result.
 
 Per arm and task: the number of seeds, the mean and the interquartile mean (IQM, the mean of
 the middle 50% of seeds) of the final returns, each with a 95% stratified percentile bootstrap
@@ -122,6 +123,7 @@ def summarise(runs: Sequence[Run], reps: int = 10_000, seed: int = 0) -> list[di
         done = [run for run in members if run.final_step == final_step]
         scores = np.array([run.final_return for run in done])
         record = {"task": task, "arm": arm, "env_steps": final_step, "seeds": len(done),
+                  "in_progress": [str(run.path) for run in done if not (run.path / "summary.json").is_file()],
                   "seed_ids": [run.config.get("seed") for run in done], "returns": scores.tolist(),
                   "unfinished": [str(run.path) for run in members if run.final_step != final_step],
                   "mean": _interval_dict(stratified_bootstrap_interval(scores, np.mean, reps=reps, seed=seed)),
@@ -178,7 +180,8 @@ def markdown_table(records: Sequence[dict]) -> str:
     for r in records:
         paper = f"{r['paper_100k']['mean']:.0f} +- {r['paper_100k']['std']:.0f}" if "paper_100k" in r else "-"
         per_seed = ", ".join(f"{x:.0f}" for x in r["returns"])
-        lines.append(f"| {r['task']} | {r['arm']} | {r['env_steps']:,} | {r['seeds']} | {_fmt(r['mean'])} | "
+        steps = f"{r['env_steps']:,}" + (" (in progress)" if r.get("in_progress") else "")
+        lines.append(f"| {r['task']} | {r['arm']} | {steps} | {r['seeds']} | {_fmt(r['mean'])} | "
                      f"{_fmt(r['iqm'])} | {per_seed} | {paper} |")
     unfinished = [path for r in records for path in r["unfinished"]]
     if unfinished:
