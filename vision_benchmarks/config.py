@@ -1,26 +1,34 @@
 """The pre-training configuration: one dataclass, two presets, method defaults filled in last.
 
+``PretrainConfig`` holds the general fields declared here (data, encoder, schedule, speed and
+monitoring) and, between them, one field per setting of the registered methods: each method
+declares its own settings with its class (``Method.settings``, see
+:mod:`vision_benchmarks.methods.base`), so adding a method never touches this file. Every
+field is a flag (``--queue-size``) and a key of ``config.json``.
+
 Order of precedence, lowest first: the dataclass defaults (sized for a CPU), the ``--preset``
-(``cpu`` or ``paper``), the command-line flags, and finally, for every method-specific field
-left at ``None``, the method's published setting (``Method.paper_defaults``, see
+(``cpu`` or ``paper``), the command-line flags, and finally, for every method setting left at
+``None``, the method's published value (``Method.paper_defaults``, see
 :func:`vision_benchmarks.methods.resolve_method_defaults`). The resolved config, with no
-``None`` left in the method fields, is what is saved as ``config.json`` in the run folder.
+``None`` left in the method's settings, is what is saved as ``config.json`` in the run folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METHOD_NAMES = ("simclr", "simclrv2", "supcon", "mocov1", "mocov2", "byol", "pirl", "rotnet",
-                "jigsaw", "context_encoder", "supervised")
+from vision_benchmarks.methods import METHODS, Method, method_settings, setting_help
 
 
 @dataclass
-class PretrainConfig:
-    """Pre-train an image encoder with one self-supervised (or supervised) method."""
+class _GeneralFields:
+    """The fields before the method settings."""
 
-    method: str = field(default="simclr", metadata={"help": "pre-training method", "choices": list(METHOD_NAMES)})
+    method: str = field(default="simclr", metadata={"help": "pre-training method"})  # choices: the registry
     dataset: str = field(default="cifar10", metadata={"help": "dataset name (cifar10, cifar100, stl10, fashion-mnist) or a folder/.zip laid out <split>/<class>/<image>"})
     data_root: Path | None = field(default=None, metadata={"help": "folder holding the datasets (default: $SSL_DATA_DIR or ../shared/data)"})
     train_images: int | None = field(default=None, metadata={"help": "use only this many training images (a fixed random subset); None = all"})
@@ -46,31 +54,12 @@ class PretrainConfig:
     weight_decay: float | None = field(default=None, metadata={"help": "weight decay; None = 5e-4 for sgd, 1e-4 for adamw"})
     warmup_fraction: float = field(default=0.02, metadata={"help": "share of the run spent in linear learning-rate warm-up before the cosine decay"})
 
-    # method settings: None = the method's published value
-    temperature: float | None = field(default=None, metadata={"help": "contrastive temperature (SimCLR 0.5, SupCon 0.1, MoCo v1 0.07, v2 0.2, PIRL 0.07)"})
-    proj_hidden: int | None = field(default=None, metadata={"help": "projection MLP hidden width (SimCLR: encoder width; BYOL 4096)"})
-    proj_dim: int | None = field(default=None, metadata={"help": "projection output size (128; BYOL 256)"})
-    color_strength: float | None = field(default=None, metadata={"help": "SimCLR colour-jitter strength s (0.5 on CIFAR, 1.0 on ImageNet)"})
-    blur: bool | None = field(default=None, metadata={"help": "Gaussian blur in the views; None = on for images larger than 32 px (SimCLR omits it on CIFAR)"})
-    views: str | None = field(default=None, metadata={"help": "SimCLR / SimCLRv2 / SupCon augmentation ablation (SimCLR Figure 5): the views are made of these one or two transformations, comma-separated, applied in order (crop, cutout, color, sobel, noise, blur, rotate; vision_benchmarks.transforms) instead of the method's policy; None = the method's policy"})
-    views_branches: str = field(default="one", metadata={"help": "with --views: one = the transformations make the second view, the first is the image itself (the paper's asymmetric ablation); both = both views draw them independently", "choices": ["one", "both"]})
-    proj_layers: int | None = field(default=None, metadata={"help": "SimCLR / SupCon projection head (SimCLR Figure 8): 0 = none (the loss on the encoder's features), 1 = linear, 2 = the MLP, n = n linear layers; None = 2"})
-    aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native ops or kornia.augmentation modules (same distributions); auto = the device's default (docs/benchmarks.md)", "choices": ["auto", "native", "kornia"]})
-    key_momentum: float | None = field(default=None, metadata={"help": "MoCo key-encoder momentum m (0.999)"})
-    target_momentum: float | None = field(default=None, metadata={"help": "BYOL target EMA base tau, raised to 1 on a cosine (0.996)"})
-    queue_size: int | None = field(default=None, metadata={"help": "MoCo queue length (65536); capped at a tenth of the training set (with a warning) so an image rarely meets its own earlier key as a negative"})
-    shuffle_bn_splits: int | None = field(default=None, metadata={"help": "MoCo: the key batch is shuffled and normalised in this many groups (shuffling BN; 8 GPUs in MoCo)"})
-    bank_negatives: int | None = field(default=None, metadata={"help": "PIRL: memory-bank negatives per step (32000)"})
-    bank_momentum: float | None = field(default=None, metadata={"help": "PIRL memory-bank momentum (0.5)"})
-    jigsaw_weight: float | None = field(default=None, metadata={"help": "PIRL: weight of the jigsaw term, 1 - weight on the image term (0.5)"})
-    pirl_loss: str | None = field(default=None, metadata={"help": "PIRL loss: nce (the paper's binary NCE) or infonce (softmax over the positive and the bank negatives)", "choices": ["nce", "infonce"]})
-    permutations: int | None = field(default=None, metadata={"help": "Jigsaw / PIRL: size of the maximal-Hamming permutation set (100)"})
-    permutation_rule: str | None = field(default=None, metadata={"help": "Jigsaw / PIRL: greedy rule of the permutation set: average (Noroozi & Favaro's Algorithm 1) or minimum (max-min distance)", "choices": ["average", "minimum"]})
-    mask: str | None = field(default=None, metadata={"help": "Context Encoder mask: random_block (1/4 of the image) or center", "choices": ["random_block", "center"]})
-    adversarial_weight: float | None = field(default=None, metadata={"help": "Context Encoder adversarial weight (0.001; 0 turns the discriminator off)"})
-    discriminator_lr: float | None = field(default=None, metadata={"help": "Context Encoder: the discriminator's Adam learning rate, betas (0.5, 0.999) (2e-4, the official code)"})
 
-    # speed and monitoring
+@dataclass
+class _RuntimeFields:
+    """The fields after the method settings."""
+
+    aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native ops or kornia.augmentation modules (same distributions); auto = the device's default (docs/benchmarks.md)", "choices": ["auto", "native", "kornia"]})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks (losses stay fp32): auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX; about 2x faster there, 10-80x slower where emulated) | on | off", "choices": ["auto", "on", "off"]})
     channels_last: bool = field(default=True, metadata={"help": "channels-last memory format for convolutions"})
     knn_every: int = field(default=1, metadata={"help": "online kNN + collapse monitors every this many epochs (0 = only at the end)"})
@@ -80,6 +69,41 @@ class PretrainConfig:
     checkpoint_minutes: float = field(default=5.0, metadata={"help": "also checkpoint mid-epoch at this interval"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     seed: int = field(default=0, metadata={"help": "random seed (data order, augmentation, initialisation)"})
+
+
+def _fields(cls: type) -> list[tuple[str, typing.Any, typing.Any]]:
+    """``(name, type, field)`` of a dataclass, for :func:`dataclasses.make_dataclass`."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], field(default=f.default, metadata=f.metadata)) for f in dataclasses.fields(cls)]
+
+
+def _setting_fields(methods: Mapping[str, type[Method]]) -> list[tuple[str, typing.Any, typing.Any]]:
+    """One field per setting of ``methods``: its type (``| None`` when its default is None), its
+    default and its help with every method's published value."""
+    fields = []
+    for name, setting in method_settings(methods).items():
+        kind = setting.kind if setting.default is not None else setting.kind | None
+        metadata = {"help": setting_help(name, setting, methods)}
+        if setting.choices is not None:
+            metadata["choices"] = list(setting.choices)
+        fields.append((name, kind, field(default=setting.default, metadata=metadata)))
+    return fields
+
+
+def build_pretrain_config(methods: Mapping[str, type[Method]]) -> type:
+    """The config dataclass of a method registry: the general fields, then every method setting
+    (:func:`vision_benchmarks.methods.method_settings`), then the runtime fields; ``--method``
+    chooses among ``methods``."""
+    general = [(name, kind, field(default=f.default, metadata={**f.metadata, "choices": list(methods)}))
+               if name == "method" else (name, kind, f) for name, kind, f in _fields(_GeneralFields)]
+    return dataclasses.make_dataclass(
+        "PretrainConfig", [*general, *_setting_fields(methods), *_fields(_RuntimeFields)],
+        namespace={"__module__": __name__,
+                   "__doc__": "Pre-train an image encoder with one self-supervised (or supervised) method."})
+
+
+PretrainConfig = build_pretrain_config(METHODS)
+"""The config of ``python -m vision_benchmarks.pretrain`` (see the module docstring)."""
 
 
 PRESETS: dict[str, dict] = {

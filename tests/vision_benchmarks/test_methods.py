@@ -1,8 +1,9 @@
-"""Every method trains on real CIFAR-10 images and its loss falls."""
+"""Every method trains on real CIFAR-10 images and its loss falls; its settings are config flags."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 
 import pytest
@@ -10,9 +11,12 @@ import torch
 
 from core_ssl.augment import to_float_image
 from core_ssl.features import extract_features
-from vision_benchmarks.config import PRESETS, PretrainConfig
-from vision_benchmarks.methods import METHODS, build_method, fit_to_training_set, resolve_method_defaults
+from core_ssl.config import build_parser, load_config, parse_config, save_config
+from vision_benchmarks.config import PRESETS, PretrainConfig, build_pretrain_config
+from vision_benchmarks.methods import (METHODS, Method, Setting, build_method, fit_to_training_set, method_settings,
+                                       resolve_method_defaults)
 from vision_benchmarks.methods.base import INPUT_NORMALIZATIONS
+from vision_benchmarks.methods.simclr import SimCLR
 from vision_benchmarks.methods.moco import MAX_QUEUE_SHARE
 
 STEPS = 25
@@ -40,6 +44,72 @@ def test_paper_defaults_fill_only_unset_fields():
     assert (pirl.pirl_loss, pirl.permutation_rule) == ("nce", "average")
     assert resolve_method_defaults(PretrainConfig(method="jigsaw")).permutation_rule == "average"
     assert resolve_method_defaults(PretrainConfig(method="context_encoder")).discriminator_lr == 2e-4
+
+
+def test_every_declared_setting_is_a_flag_and_a_config_field_of_its_type():
+    fields = {f.name: f for f in dataclasses.fields(PretrainConfig)}
+    for name, setting in method_settings().items():
+        assert fields[name].default == setting.default
+        assert fields[name].metadata.get("choices") == (None if setting.choices is None else list(setting.choices))
+        value = setting.choices[-1] if setting.choices else {int: "3", float: "0.25", str: "x"}.get(setting.kind)
+        flag = ["--" + name.replace("_", "-")] if setting.kind is bool else ["--" + name.replace("_", "-"), value]
+        parsed = getattr(parse_config(PretrainConfig, flag), name)
+        assert parsed == (True if setting.kind is bool else setting.kind(value)), name
+    for method in METHODS.values():  # every published value is of a declared setting
+        assert set(method.paper_defaults) <= set(method.all_settings()), method.name
+
+
+class _Toy(Method):
+    """A method written after the registry: one class, one new setting, one published value."""
+
+    name = "toy"
+    settings = {"toy_scale": Setting(float, "toy: scale of nothing in particular")}
+    paper_defaults = dict(toy_scale=0.3, temperature=0.2)
+
+
+def test_a_new_method_is_one_class_whose_settings_become_flags_and_config_keys(monkeypatch, tmp_path):
+    monkeypatch.setitem(METHODS, "toy", _Toy)  # its line in the registry
+    config = build_pretrain_config(METHODS)
+    cfg = resolve_method_defaults(parse_config(config, ["--method", "toy"]))
+    assert (cfg.toy_scale, cfg.temperature) == (0.3, 0.2)
+    given = resolve_method_defaults(parse_config(config, ["--method", "toy", "--toy-scale", "0.7"]))
+    assert given.toy_scale == 0.7
+    save_config(given, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["toy_scale"] == 0.7
+    assert load_config(config, tmp_path) == given
+    assert "toy 0.3" in build_parser(config).format_help().replace("\n", " ")
+    assert not hasattr(PretrainConfig(), "toy_scale")  # the registry's config knows nothing of it
+
+
+def test_undeclared_published_values_and_conflicting_declarations_are_refused():
+    with pytest.raises(TypeError, match="declare them in _Typo.settings"):
+        class _Typo(Method):
+            paper_defaults = dict(temprature=0.1)
+    class _Other(Method):
+        name = "other"
+        settings = {"views": Setting(int, "another meaning")}
+    with pytest.raises(TypeError, match="'views' is declared differently by SimCLR and _Other"):
+        method_settings({"simclr": SimCLR, "other": _Other})
+
+
+def test_a_config_json_of_an_older_run_still_loads(tmp_path):
+    """The config.json of a SimCLR run written before --views, --proj-layers and --aug-backend
+    existed (keys as saved then): it loads, the newer fields take their defaults."""
+    old = {"adversarial_weight": None, "bank_momentum": None, "bank_negatives": 4096, "batch_size": 256,
+           "bf16": "auto", "blur": False, "channels_last": True, "checkpoint_minutes": 5.0, "cifar_stem": True,
+           "color_strength": 0.5, "data_root": None, "dataset": "cifar10", "device": "auto",
+           "discriminator_lr": None, "encoder": "convnet", "epochs": 0, "image_size": 32, "jigsaw_weight": None,
+           "key_momentum": 0.99, "knn_every": 0, "knn_test_images": 2000, "knn_train_images": 10000,
+           "log_every": 20, "lr": 0.002, "mask": None, "method": "simclr", "minutes": None, "optimizer": "adamw",
+           "out": "runs/old", "permutation_rule": None, "permutations": None, "pirl_loss": None, "proj_dim": 128,
+           "proj_hidden": 512, "queue_size": 4096, "resume": False, "seed": 0, "shuffle_bn_splits": 4,
+           "target_momentum": None, "temperature": 0.5, "train_images": None, "warmup_fraction": 0.02,
+           "weight_decay": 0.0001, "width": 32}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cfg = load_config(PretrainConfig, tmp_path)
+    assert {k: getattr(cfg, k) for k in old if k != "out"} == {k: v for k, v in old.items() if k != "out"}
+    assert (cfg.views, cfg.views_branches, cfg.proj_layers, cfg.aug_backend) == (None, "one", None, "auto")
+    assert build_method(dataclasses.replace(cfg, width=8), 10, 64).cfg.proj_hidden == 512
 
 
 def test_methods_complete_their_config_with_derived_settings():

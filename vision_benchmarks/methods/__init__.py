@@ -1,4 +1,4 @@
-"""The method registry: name -> class, and the config's method defaults.
+"""The method registry: name -> class, the settings the methods declare, and their defaults.
 
 ==================  ===========================================  ==============
 name                what differs                                 uses labels
@@ -22,9 +22,10 @@ supervised          cross-entropy, same encoder and views        yes
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from vision_benchmarks.config import METHOD_NAMES, PretrainConfig
-from vision_benchmarks.methods.base import Method, build_backbone_encoder
+from vision_benchmarks.methods.base import Method, Setting, build_backbone_encoder
 from vision_benchmarks.methods.byol import BYOL
 from vision_benchmarks.methods.context_encoder import ContextEncoder
 from vision_benchmarks.methods.jigsaw import Jigsaw
@@ -36,12 +37,43 @@ from vision_benchmarks.methods.simclrv2 import SimCLRv2
 from vision_benchmarks.methods.supcon import SupCon
 from vision_benchmarks.methods.supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    RotNet, Jigsaw, ContextEncoder, SimCLR, SimCLRv2, MoCo, MoCoV2, PIRL, BYOL, SupCon, Supervised)}
-assert set(METHODS) == set(METHOD_NAMES), "config.METHOD_NAMES and the registry must agree"
+if TYPE_CHECKING:
+    from vision_benchmarks.config import PretrainConfig
 
-__all__ = ["METHODS", "Method", "build_backbone_encoder", "build_method", "fit_to_training_set",
-           "resolve_method_defaults"]
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
+    SimCLR, SimCLRv2, SupCon, MoCo, MoCoV2, BYOL, PIRL, RotNet, Jigsaw, ContextEncoder, Supervised)}
+"""The registry, name -> class: a new method is its module and its class in this tuple. Its
+settings become flags and config fields by themselves (:func:`method_settings`)."""
+
+__all__ = ["METHODS", "Method", "Setting", "build_backbone_encoder", "build_method", "fit_to_training_set",
+           "method_settings", "resolve_method_defaults", "setting_help"]
+
+
+def method_settings(methods: Mapping[str, type[Method]] | None = None) -> dict[str, Setting]:
+    """Every setting of ``methods`` (default: the registry), name -> :class:`Setting`, in order.
+
+    Raises:
+        TypeError: two methods declare one name differently (one of them must reuse the
+            other's declaration, as PIRL reuses Jigsaw's ``permutations``).
+    """
+    merged: dict[str, Setting] = {}
+    owners: dict[str, str] = {}
+    for method in (METHODS if methods is None else methods).values():
+        for name, setting in method.all_settings().items():
+            if name in merged and merged[name] != setting:
+                raise TypeError(f"the setting {name!r} is declared differently by {owners[name]} and "
+                                f"{method.__name__}; declare it once and reuse the declaration")
+            merged.setdefault(name, setting)
+            owners.setdefault(name, method.__name__)
+    return merged
+
+
+def setting_help(name: str, setting: Setting, methods: Mapping[str, type[Method]] | None = None) -> str:
+    """The flag's help: the setting's text, then the published value of each of ``methods``
+    (default: the registry) that has one."""
+    values = [f"{method.name} {method.paper_defaults[name]}" for method in (METHODS if methods is None else methods).values()
+              if name in method.paper_defaults]
+    return f"{setting.help}; None = the method's value ({', '.join(values)})" if values else setting.help
 
 
 def resolve_method_defaults(cfg: PretrainConfig) -> PretrainConfig:

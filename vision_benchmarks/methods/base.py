@@ -15,7 +15,8 @@ What the base provides, once for all methods:
 - :meth:`after_optimizer_step`: the hook for momentum / EMA updates, given the run's progress;
 - :meth:`backbone`: the network whose features the evaluation protocols use, with the
   method's input normalisation built in (below);
-- ``paper_defaults``: the published values of the config fields the method reads;
+- ``settings`` and ``paper_defaults``: the method's own settings (below) and the published
+  values of the settings it reads;
 - :meth:`fit_to_training_set`: config changes a training set's size forces (MoCo's queue).
 
 **One input normalisation per method.** ``input_normalization`` declares what the encoder
@@ -25,6 +26,14 @@ to zero mean and unit variance per channel; Jigsaw and PIRL). :meth:`normalize_i
 it: the training step passes every encoder input through it, and :meth:`backbone` wraps the
 feature network in it, so feature extraction, the linear probe, kNN and fine-tuning feed the
 encoder exactly what it was trained on (uint8 or [0, 1] images in, normalised inside).
+
+**Settings live with the method.** A setting is a field of the pre-training config: the flag
+``--<name>`` and the key ``<name>`` of ``config.json``. A method class declares the settings it
+introduces in ``settings`` (name -> :class:`Setting`: type, help, choices) and the values it
+uses by default in ``paper_defaults``; the base declares the settings several methods share
+(temperature, projection sizes, colour strength, blur). ``vision_benchmarks.config`` builds
+``PretrainConfig`` from the registered methods' settings, so a new method is one module plus
+its line in the registry (``vision_benchmarks.methods``), whatever settings it brings.
 
 ``self.cfg`` is completed at construction with every setting the method derives (the head's
 hidden width when left unset, whether blur is used), so the saved ``config.json`` states it.
@@ -36,8 +45,8 @@ checkpoints, DDP) is :mod:`vision_benchmarks.pretrain`, readable top to bottom.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -46,7 +55,24 @@ from core_ssl import distributed
 from core_ssl.augment import SimCLRAugment, simclr_augment, standardize_images, to_float_image
 from core_ssl.encoders import build_encoder
 
-from vision_benchmarks.config import PretrainConfig
+if TYPE_CHECKING:  # the config is built from the methods' settings (vision_benchmarks.config)
+    from vision_benchmarks.config import PretrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A method setting: the config field ``<name>``, flag ``--<name>`` (underscores as dashes).
+
+    ``kind`` is its type (int, float, str or bool), ``help`` the flag's help text, ``choices``
+    the values allowed (None = any). ``default`` is the config's default: None (the usual) means
+    "the method's published value", filled in from the method's ``paper_defaults`` by
+    :func:`vision_benchmarks.methods.resolve_method_defaults`.
+    """
+
+    kind: type
+    help: str
+    choices: tuple[Any, ...] | None = None
+    default: Any = None
 
 
 def build_backbone_encoder(cfg: PretrainConfig) -> nn.Module:
@@ -89,8 +115,34 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False
+    settings: ClassVar[dict[str, Setting]] = {
+        "temperature": Setting(float, "contrastive temperature"),
+        "proj_hidden": Setting(int, "projection MLP hidden width (SimCLR, SimCLRv2, SupCon, MoCo v2: the encoder's "
+                                    "width when unset)"),
+        "proj_dim": Setting(int, "projection output size"),
+        "color_strength": Setting(float, "SimCLR colour-jitter strength s (0.5 on CIFAR, 1.0 on ImageNet)"),
+        "blur": Setting(bool, "Gaussian blur in the views; None = on for images larger than 32 px (SimCLR omits "
+                              "it on CIFAR)"),
+    }
+    """Settings this class introduces (the base: those several methods read); see the module docstring."""
     paper_defaults: ClassVar[dict[str, Any]] = {}
+    """The method's published value of settings it reads, used where the config leaves them None."""
     input_normalization: ClassVar[str] = "none"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = sorted(set(cls.paper_defaults) - set(cls.all_settings()))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.paper_defaults sets {unknown}, which no class of it declares; "
+                            f"declare them in {cls.__name__}.settings")
+
+    @classmethod
+    def all_settings(cls) -> dict[str, Setting]:
+        """The settings of this class and of every base class (name -> :class:`Setting`)."""
+        merged: dict[str, Setting] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("settings", {}))
+        return merged
 
     def __init__(self, cfg: PretrainConfig, num_classes: int, num_train_images: int) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ from core_ssl.augment import byol_augment_pair
 from core_ssl.heads import byol_predictor, byol_projector
 from core_ssl.momentum import MomentumSchedule, ema_update_, momentum_copy
 
-from vision_benchmarks.methods.base import Method
+from vision_benchmarks.methods.base import Method, Setting
 
 _SCHEDULE_RESOLUTION = 1_000_000  # the cosine schedule is evaluated at progress * this
 
@@ -21,6 +21,7 @@ class BYOL(Method):
     term ``2 - 2 cos``. Views are BYOL's asymmetric pair (blur off at 32 px, as on CIFAR)."""
 
     name = "byol"
+    settings = {"target_momentum": Setting(float, "BYOL target EMA base tau, raised to 1 on a cosine")}
     paper_defaults = dict(proj_hidden=4096, proj_dim=256, target_momentum=0.996)
 
     def __init__(self, *args, **kwargs) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 from core_ssl import losses
 from core_ssl.augment import SimCLRAugment, apply_mask, center_square_mask, random_block_mask
 
-from vision_benchmarks.methods.base import Method
+from vision_benchmarks.methods.base import Method, Setting
 
 MASK_FILL = 0.5  # hidden pixels are set to mid-grey, close to the data mean (the paper fills the mean)
 
@@ -56,6 +56,13 @@ class ContextEncoder(Method):
     AdamW 2e-3 keeps that ratio). ``adversarial_weight = 0`` leaves the discriminator out."""
 
     name = "context_encoder"
+    settings = {
+        "mask": Setting(str, "Context Encoder mask: random_block (1/4 of the image) or center",
+                        choices=("random_block", "center")),
+        "adversarial_weight": Setting(float, "Context Encoder adversarial weight (0 turns the discriminator off)"),
+        "discriminator_lr": Setting(float, "Context Encoder: the discriminator's Adam learning rate (betas 0.5, "
+                                           "0.999, as the official code)"),
+    }
     paper_defaults = dict(mask="random_block", adversarial_weight=0.001, discriminator_lr=2e-4)
     discriminator_betas = (0.5, 0.999)
 

@@ -9,7 +9,7 @@ from core_ssl import losses
 from core_ssl.augment import SimCLRAugment, jigsaw_tiles, maximal_hamming_permutations
 from core_ssl.heads import MLPHead
 
-from vision_benchmarks.methods.base import Method
+from vision_benchmarks.methods.base import Method, Setting
 
 GRID = 3
 
@@ -27,6 +27,12 @@ class Jigsaw(Method):
     image the evaluation protocols feed the encoder."""
 
     name = "jigsaw"
+    settings = {
+        "permutations": Setting(int, "Jigsaw / PIRL: size of the maximal-Hamming permutation set"),
+        "permutation_rule": Setting(str, "Jigsaw / PIRL: greedy rule of the permutation set: average (Noroozi & "
+                                         "Favaro's Algorithm 1) or minimum (max-min distance)",
+                                    choices=("average", "minimum")),
+    }
     paper_defaults = dict(permutations=100, permutation_rule="average")
     input_normalization = "per_image"
     tile_embedding_dim = 512

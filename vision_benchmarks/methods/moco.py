@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -15,8 +15,10 @@ from core_ssl.augment import SimCLRAugment, mocov1_augment, mocov2_augment
 from core_ssl.heads import MLPHead
 from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
 
-from vision_benchmarks.config import PretrainConfig
-from vision_benchmarks.methods.base import Method
+from vision_benchmarks.methods.base import Method, Setting
+
+if TYPE_CHECKING:
+    from vision_benchmarks.config import PretrainConfig
 
 MAX_QUEUE_SHARE = 0.1
 """The queue holds at most this share of the training set. A query meets its own key from the
@@ -45,6 +47,13 @@ class MoCo(Method):
     """
 
     name = "mocov1"
+    settings = {
+        "key_momentum": Setting(float, "MoCo key-encoder momentum m"),
+        "queue_size": Setting(int, "MoCo queue length; capped at a tenth of the training set (with a warning) so an "
+                                   "image rarely meets its own earlier key as a negative"),
+        "shuffle_bn_splits": Setting(int, "MoCo: the key batch is shuffled and normalised in this many groups "
+                                          "(shuffling BN; 8 GPUs in MoCo)"),
+    }
     paper_defaults = dict(temperature=0.07, proj_dim=128, key_momentum=0.999, queue_size=65536,
                           shuffle_bn_splits=8)
 

@@ -10,8 +10,8 @@ from core_ssl import distributed, losses
 from core_ssl.augment import jigsaw_tiles, maximal_hamming_permutations
 from core_ssl.momentum import MemoryBank
 
-from vision_benchmarks.methods.base import Method
-from vision_benchmarks.methods.jigsaw import GRID
+from vision_benchmarks.methods.base import Method, Setting
+from vision_benchmarks.methods.jigsaw import GRID, Jigsaw
 
 
 class PIRL(Method):
@@ -35,6 +35,15 @@ class PIRL(Method):
     for the evaluation images."""
 
     name = "pirl"
+    settings = {
+        "permutations": Jigsaw.settings["permutations"],
+        "permutation_rule": Jigsaw.settings["permutation_rule"],
+        "bank_negatives": Setting(int, "PIRL: memory-bank negatives per step"),
+        "bank_momentum": Setting(float, "PIRL memory-bank momentum"),
+        "jigsaw_weight": Setting(float, "PIRL: weight of the jigsaw term, 1 - weight on the image term"),
+        "pirl_loss": Setting(str, "PIRL loss: nce (the paper's binary NCE) or infonce (softmax over the positive "
+                                  "and the bank negatives)", choices=("nce", "infonce")),
+    }
     paper_defaults = dict(temperature=0.07, proj_dim=128, bank_negatives=32000, bank_momentum=0.5,
                           jigsaw_weight=0.5, color_strength=0.5, permutations=100,
                           permutation_rule="average", pirl_loss="nce")

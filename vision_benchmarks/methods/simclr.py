@@ -10,7 +10,7 @@ from torch import nn
 from core_ssl import losses
 from core_ssl.heads import simclr_projection
 
-from vision_benchmarks.methods.base import Method
+from vision_benchmarks.methods.base import Method, Setting
 from vision_benchmarks.transforms import view_policies
 
 
@@ -20,6 +20,17 @@ class SimCLR(Method):
     head encoder-width -> encoder-width -> 128."""
 
     name = "simclr"
+    settings = {
+        "views": Setting(str, "SimCLR / SimCLRv2 / SupCon augmentation ablation (SimCLR Figure 5): the views are made "
+                              "of these one or two transformations, comma-separated, applied in order (crop, cutout, "
+                              "color, sobel, noise, blur, rotate; vision_benchmarks.transforms) instead of the "
+                              "method's policy; None = the method's policy"),
+        "views_branches": Setting(str, "with --views: one = the transformations make the second view, the first is "
+                                       "the image itself (the paper's asymmetric ablation); both = both views draw "
+                                       "them independently", choices=("one", "both"), default="one"),
+        "proj_layers": Setting(int, "SimCLR / SupCon projection head (SimCLR Figure 8): 0 = none (the loss on the "
+                                    "encoder's features), 1 = linear, 2 = the MLP, n = n linear layers; None = 2"),
+    }
     paper_defaults = dict(temperature=0.5, proj_dim=128, color_strength=0.5)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
