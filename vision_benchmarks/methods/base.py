@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from core_ssl import distributed
-from core_ssl.augment import SimCLRAugment, simclr_augment, standardize_images, to_float_image
+from core_ssl.augment import SimCLRAugment, simclr_augment
 from core_ssl.encoders import build_encoder
+from core_ssl.weights import INPUT_NORMALIZATIONS  # the normalisations a method may declare, by name
 
 if TYPE_CHECKING:  # the config is built from the methods' settings (vision_benchmarks.config)
     from vision_benchmarks.config import PretrainConfig
@@ -80,15 +81,6 @@ def build_backbone_encoder(cfg: PretrainConfig) -> nn.Module:
     if cfg.encoder == "convnet":
         return build_encoder("convnet", width=cfg.width)
     return build_encoder(cfg.encoder, cifar_stem=cfg.cifar_stem, width=cfg.width)
-
-
-def _unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 / 255; float images as float32 (already in [0, 1])."""
-    return to_float_image(images) if images.dtype == torch.uint8 else images.float()
-
-
-INPUT_NORMALIZATIONS = {"none": _unit_range, "per_image": standardize_images}
-"""The input normalisations a method may declare, by name (see the module docstring)."""
 
 
 class NormalizedInput(nn.Module):
