@@ -1,48 +1,66 @@
-"""Seconds per CUT / FastCUT training step and peak resident memory, as JSON lines.
+"""Seconds per CUT / FastCUT training step against the reference code, FLOP/s against the
+machine's peak, and peak resident memory, as JSON lines (each with the machine facts of
+:func:`benchmarks.reference.run_facts`).
 
-    python benchmarks/cut.py                                  # 128x128, batch 1, 15 timed steps each
-    python benchmarks/cut.py --modes cut --steps 3 --size 64  # a quick check
+    python benchmarks/cut.py --reference CUT_TREE --peak peak.json      # quiet machine, minutes
+    python benchmarks/cut.py --memory --reference CUT_TREE              # peak RSS, one process each
+    python benchmarks/cut.py --quick                                    # checks the script
 
-Each configuration runs in its own process (so its peak RSS is its own): the networks of the
-paper (ResNet generator with 9 blocks and ngf 64, PatchGAN with ndf 64, 256 patches on 5 layers)
-on random images (the cost does not depend on the pixels), ``--warmup`` untimed steps, then
-``--steps`` timed ones; the median is reported. Variants:
+The networks of the paper (ResNet generator with ``--n-blocks`` 9 and ngf 64, PatchGAN with ndf
+64, 256 patches on 5 layers) at ``--size`` 128, batch 1, on random images (the cost does not
+depend on the pixels), ``--threads`` 2. Each mode (CUT, FastCUT) runs in its own process, where
+the contenders take turns in ``--rounds`` alternating rounds of ``--calls`` steps
+(:func:`benchmarks.reference.alternate`, after ``--warmup`` untimed steps each); the speed-up
+is the median of the per-round ratios. Contenders:
 
-- ``ours``: :meth:`cut_translation.model.CUTModel.train_step`, in fp32 and in bf16 autocast;
-- ``official-order``: the same maths in the official code's work order (the input re-encoded
-  with a graph for the NCE keys, keys projected with a graph, G(x) / G(y) and fake / real
-  scored one at a time, the blur resampling as depthwise / transposed convolutions,
-  ``nn.ReflectionPad2d``), to show what the rearrangement alone is worth on this machine.
+- ``ours_fp32`` / ``ours_bf16``: :meth:`cut_translation.model.CUTModel.train_step`, without and
+  with bf16 autocast (bf16 by default only where the CPU runs it natively);
+- ``official_order_fp32`` (``--variants official-order``): the same maths in the official
+  code's work order (the input re-encoded with a graph for the NCE keys, G(x) / G(y) and fake
+  / real scored one at a time, the blur resampling as depthwise / transposed convolutions,
+  ``nn.ReflectionPad2d``), to show what the rearrangement alone is worth on this machine;
+- ``reference`` (``--reference CUT_TREE``, a taesungp/contrastive-unpaired-translation
+  checkout): the official ``set_input`` + ``optimize_parameters`` on the same images, the
+  model built as ``train.py`` builds it (options parsed from a ``train.py`` command line set
+  in ``sys.argv``, since ``CUTModel.modify_commandline_options`` reads it; then
+  ``data_dependent_initialize``, ``setup``, ``parallelize``). Without it, a ``reference: not
+  measured`` line says so; no quoted figure is divided by.
 
-The official CUT code itself, measured on these machines at 128x128, batch 1 (median of 15):
-2.28 s per step for CUT, 1.24 s for FastCUT; peak RSS 1.6 GiB and 1.3 GiB.
+Every contender's FLOPs per step (``torch.utils.flop_counter``) and achieved GFLOP/s are given,
+with ``--peak`` also the fraction of the machine's peak; ``--profile`` adds operator profiles.
+``--memory`` runs each contender alone in its own process, so that its peak RSS is its own
+(timings then are not alternated).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import json
+import io
 import resource
-import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_ssl.device import machine_facts  # noqa: E402
-from cut_translation.model import CUTModel, CUTSettings, _set_requires_grad  # noqa: E402
+from benchmarks.reference import (REFERENCE, Contender, add_to_path, alternate, argv, compare, count_flops,  # noqa: E402
+                                  emit, load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
+                                  tree_commit)
+from core_ssl.device import native_bf16  # noqa: E402
+from cut_translation.model import CUTModel, CUTSettings  # noqa: E402
 from cut_translation.networks import BlurDownsample, BlurUpsample, ReflectionPad, lsgan_loss  # noqa: E402
 from cut_translation.patchnce import layer_mean_patch_nce, sample_locations  # noqa: E402
 
-OFFICIAL_SECONDS = {"cut": 2.28, "fastcut": 1.24}
-OFFICIAL_PEAK_RSS_GIB = {"cut": 1.6, "fastcut": 1.3}
+CUT_HOW = ("Make one outside this project: git clone https://github.com/taesungp/contrastive-unpaired-translation "
+           "cut && git -C cut checkout b3ac297 (see docs/benchmarks.md).")
 
 
 class TransposedBlurUpsample(nn.Module):
@@ -103,13 +121,13 @@ def official_order_step(model: CUTModel, real_a: torch.Tensor, real_b: torch.Ten
     fake = G(real)
     fake_b = fake[:n]
 
-    _set_requires_grad(D, True)
+    D.requires_grad_(True)
     model.optimizer_d.zero_grad()
     loss_d = 0.5 * (lsgan_loss(D(fake_b.detach()), False) + lsgan_loss(D(real_b), True))
     loss_d.backward()
     model.optimizer_d.step()
 
-    _set_requires_grad(D, False)
+    D.requires_grad_(False)
     model.optimizer_g.zero_grad()
 
     def nce(source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -129,78 +147,139 @@ def official_order_step(model: CUTModel, real_a: torch.Tensor, real_b: torch.Ten
     model.optimizer_g.step()
 
 
-def measure(mode: str, variant: str, precision: str, size: int, batch: int, warmup: int, steps: int,
-            ngf: int, n_blocks: int) -> dict:
-    """Time ``steps`` training steps of one configuration in this process."""
+def ours(mode: str, precision: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> Contender:
     torch.manual_seed(0)
-    settings = CUTSettings.for_mode(mode, ngf=ngf, n_blocks=n_blocks, bf16=precision == "bf16")
+    settings = CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"], bf16=precision == "bf16")
     model = CUTModel(settings)
-    if variant == "official-order":
-        if precision != "fp32":
-            raise ValueError("the official-order variant is measured in fp32 only, as the official code runs")
-        model = official_order(model)
-        step = lambda a, b: official_order_step(model, a, b)  # noqa: E731
-    else:
-        step = model.train_step
-    real_a = torch.rand(batch, 3, size, size) * 2 - 1
-    real_b = torch.rand(batch, 3, size, size) * 2 - 1
-    for _ in range(warmup):
-        step(real_a, real_b)
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step(real_a, real_b)
-        times.append(time.perf_counter() - started)
-    median = statistics.median(times)
+    return Contender(lambda: model.train_step(*images))
+
+
+def official_order_contender(mode: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> Contender:
+    torch.manual_seed(0)
+    model = official_order(CUTModel(CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"])))
+    return Contender(lambda: official_order_step(model, *images))
+
+
+def reference(path: str, mode: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> tuple[Contender, dict]:
+    """The official model built as ``train.py`` builds it, stepped on ``images``; one shim:
+    ``sys.argv`` is set to the ``train.py`` command line while the options are parsed."""
+    root = reference_tree(path, ["models/cut_model.py", "options/train_options.py", "data/__init__.py"],
+                          "taesungp/contrastive-unpaired-translation", CUT_HOW)
+    if shape["n_blocks"] not in (6, 9):
+        raise SystemExit(f"--n-blocks {shape['n_blocks']}: the reference generator has 6 or 9 blocks only")
+    add_to_path(root)
+    from models import create_model  # noqa: E402  (the reference's models/)
+    from options.train_options import TrainOptions  # noqa: E402
+
+    command = ["train.py", "--dataroot", "unused", "--name", "benchmark", "--model", "cut",
+               "--CUT_mode", {"cut": "CUT", "fastcut": "FastCUT"}[mode], "--gpu_ids", "-1",
+               "--load_size", str(shape["size"]), "--crop_size", str(shape["size"]),
+               "--batch_size", str(shape["batch"]), "--ngf", str(shape["ngf"]),
+               "--netG", f"resnet_{shape['n_blocks']}blocks", "--display_id", "0", "--no_html",
+               "--checkpoints_dir", tempfile.mkdtemp(prefix="cut_reference_")]
+    torch.manual_seed(0)
+    np.random.seed(0)
+    real_a, real_b = images
+    data = {"A": real_a, "B": real_b, "A_paths": ["a"] * len(real_a), "B_paths": ["b"] * len(real_b)}
+    with argv(command), contextlib.redirect_stdout(io.StringIO()):  # the reference prints its options
+        opt = TrainOptions().parse()
+        model = create_model(opt)
+        model.data_dependent_initialize(data)
+        model.setup(opt)
+        model.parallelize()
+
+    def step() -> None:
+        model.set_input(data)
+        model.optimize_parameters()
+
+    meta = {"reference_code": "taesungp/contrastive-unpaired-translation", "reference_path": str(root),
+            "reference_commit": tree_commit(root), "reference_command": " ".join(command[1:]),
+            "shims": ["sys.argv set to the train.py command line while parsing options"],
+            "reference_options": {"nce_idt": opt.nce_idt, "lambda_NCE": opt.lambda_NCE,
+                                  "flip_equivariance": opt.flip_equivariance, "netG": opt.netG}}
+    return Contender(step), meta
+
+
+def worker(mode: str, names: list[str], args) -> None:
+    """Build the named contenders of one mode in this process, alternate them, print the lines."""
+    shape = dict(size=args.size, batch=args.batch, ngf=args.ngf, n_blocks=args.n_blocks)
+    torch.manual_seed(0)
+    images = (torch.rand(args.batch, 3, args.size, args.size) * 2 - 1,
+              torch.rand(args.batch, 3, args.size, args.size) * 2 - 1)
+    contenders, meta = {}, {}
+    for name in names:
+        if name == REFERENCE:
+            contenders[name], meta = reference(args.reference, mode, shape, images)
+        elif name == "official_order_fp32":
+            contenders[name] = official_order_contender(mode, shape, images)
+        else:
+            contenders[name] = ours(mode, name.split("_")[-1], shape, images)
+    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup)
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    row = {"benchmark": "cut_train_step", "mode": mode, "variant": variant, "precision": precision,
-           "size": size, "batch": batch, "ngf": ngf, "n_blocks": n_blocks, "steps": steps,
-           "median_s": round(median, 4), "min_s": round(min(times), 4), "max_s": round(max(times), 4),
-           "peak_rss_gib": round(peak_rss_gib, 3), **machine_facts()}
-    if size == 128 and batch == 1 and ngf == 64 and n_blocks == 9:
-        row["official_s"] = OFFICIAL_SECONDS[mode]
-        row["speedup_vs_official"] = round(OFFICIAL_SECONDS[mode] / median, 2)
-        row["official_peak_rss_gib"] = OFFICIAL_PEAK_RSS_GIB[mode]
-    return row
+    peak = load_peak(args.peak) if args.peak else None
+    rss_key = "peak_rss_gib" if len(names) == 1 else "process_peak_rss_gib_all_contenders"
+    for name, row in compare(times).items():
+        precision = "bf16" if name.endswith("bf16") else "fp32"
+        flops = count_flops(contenders[name].step, calls=2)
+        emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, "precision": precision, **shape,
+              **row, **peak_fractions(flops, row["median_s"], precision, peak), rss_key: round(peak_rss_gib, 3),
+              **(meta if name == REFERENCE else {})})
+    if args.profile:
+        for name, contender in contenders.items():
+            emit({"benchmark": "cut_profile", "mode": mode, "contender": name, **shape,
+                  **profile_ops(contender.step, calls=2, top=args.profile_top)})
 
 
-def main() -> None:
+def main(argv_: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--modes", nargs="+", default=["cut", "fastcut"], choices=["cut", "fastcut"])
-    parser.add_argument("--variants", nargs="+", default=["ours", "official-order"], choices=["ours", "official-order"])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--variants", nargs="+", default=["ours"], choices=["ours", "official-order"])
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
+                        help="our model's precisions (default: fp32, plus bf16 where the CPU runs it natively)")
+    parser.add_argument("--reference", metavar="CUT_TREE", help="a contrastive-unpaired-translation checkout to time")
+    parser.add_argument("--peak", metavar="PEAK_JSON", help="benchmarks/peak.py output: fractions of the peak")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--n-blocks", type=int, default=9)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--worker", nargs=3, metavar=("MODE", "VARIANT", "PRECISION"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    shape = dict(size=args.size, batch=args.batch, warmup=args.warmup, steps=args.steps, ngf=args.ngf,
-                 n_blocks=args.n_blocks)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per contender")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds")
+    parser.add_argument("--calls", type=int, default=1, help="steps per turn")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--memory", action="store_true", help="each contender alone in its own process (peak RSS)")
+    parser.add_argument("--profile", action="store_true", help="print each contender's operator profile")
+    parser.add_argument("--profile-top", type=int, default=12, help="operators listed per profile")
+    parser.add_argument("--quick", action="store_true", help="64 px, 3 blocks, ngf 16, 2 rounds: checks the script")
+    parser.add_argument("--worker", nargs="+", metavar="MODE_THEN_CONTENDERS", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv_)
+    if args.quick:
+        args.size, args.n_blocks, args.ngf, args.warmup, args.rounds = 64, 6, 16, 1, 2
+    torch.set_num_threads(args.threads)
     if args.worker:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        mode, variant, precision = args.worker
-        print(json.dumps(measure(mode, variant, precision, **shape)), flush=True)
+        worker(args.worker[0], args.worker[1:], args)
         return
-    common = ["--size", str(args.size), "--batch", str(args.batch), "--ngf", str(args.ngf),
-              "--n-blocks", str(args.n_blocks), "--warmup", str(args.warmup), "--steps", str(args.steps)]
-    if args.threads is not None:
-        common += ["--threads", str(args.threads)]
+    precisions = args.precisions or (["fp32", "bf16"] if native_bf16(torch.device("cpu")) else ["fp32"])
+    if "bf16" not in precisions:
+        emit({"benchmark": "cut_train_step", "contender": "ours_bf16", "skipped": "bf16 is emulated on this CPU (no "
+              "AVX512-BF16 or AMX): 10-80x slower than fp32; pass --precisions fp32 bf16 to time it anyway"})
+    names = [f"ours_{p}" for p in precisions if "ours" in args.variants]
+    names += ["official_order_fp32"] if "official-order" in args.variants else []
+    names += [REFERENCE] if args.reference else []
+    forwarded = [a for a in (argv_ if argv_ is not None else sys.argv[1:]) if a != "--memory"]
     for mode in args.modes:
-        for variant in args.variants:
-            for precision in args.precisions:
-                if variant == "official-order" and precision != "fp32":
-                    continue
-                result = subprocess.run([sys.executable, __file__, *common, "--worker", mode, variant, precision],
-                                        capture_output=True, text=True)
-                if result.returncode != 0:
-                    sys.exit(f"benchmark {mode}/{variant}/{precision} failed:\n{result.stderr}")
-                print(result.stdout.strip().splitlines()[-1], flush=True)
+        if not args.reference:
+            emit({"benchmark": "cut_train_step", "mode": mode, "contender": REFERENCE,
+                  **not_measured("no --reference given", "python benchmarks/cut.py --reference CUT_TREE "
+                                 "(a taesungp/contrastive-unpaired-translation checkout)")})
+        for group in ([[n] for n in names] if args.memory else [names]):
+            result = subprocess.run([sys.executable, __file__, *forwarded, "--worker", mode, *group],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(f"benchmark {mode} / {', '.join(group)} failed:\n{result.stderr}")
+            for line in result.stdout.splitlines():
+                if line.startswith("{"):
+                    print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,43 @@
-"""CURL update speed and environment throughput on the CPU.
+"""CURL update speed against the reference code, FLOP/s against the machine's peak, and
+environment throughput, on the CPU. Prints one JSON line per measurement, each with the machine
+facts (:func:`benchmarks.reference.run_facts`: CPU model, family/model, SIMD level, native bf16,
+threads, load average):
 
-Prints one JSON line per measurement:
-
-1. ``rl_update``: one call of :meth:`rl_curl.agent.SacAgent.update` (CURL agent, the paper's
-   network sizes: 4 convs of 32 filters on 84x84 crops of 9x100x100 uint8 stacks, feature 50,
-   MLPs 1024; crops included) at each ``--batch-sizes``, fp32 and bf16 autocast of the convs.
-   The update alternates between full updates (critic + CURL, actor, alpha, target EMA) and
-   critic-only ones, as in training, so the median of ``--repeats`` (5) consecutive calls is
-   reported with the full-update and critic-only medians beside it.
-2. ``rl_update_official_style``: the official code's call sequence, rebuilt from the same
-   modules, on the same machine: numpy crops of obs, next_obs and positives
-   (``view_as_windows`` + fancy indexing), critic forward with gradients, actor and target on
-   next_obs, critic step; actor step with two more conv passes (actor and critic on obs); the
-   CURL step re-encoding the anchor with gradients and the positives with the key encoder,
-   stepping the encoder a second time with its own Adam. Same median. This gives the speed-up
-   on the machine at hand; the official code itself measured 0.94 s (batch 128) and 6.98 s
-   (batch 512) on these machines.
-3. ``rl_bf16_numerics``: on one fixed batch with the same weights and random draws, the
+1. ``rl_update``: seconds per update, the paper's network sizes (4 convs of 32 filters on 84x84
+   crops of 9x100x100 uint8 stacks, feature 50, MLPs 1024), each update sampling its batch
+   from a filled replay buffer (``--capacity`` transitions of random frames) and cropping it.
+   Contenders: ours (:meth:`rl_curl.agent.SacAgent.update` on
+   :meth:`rl_curl.replay.FrameReplayBuffer.sample`) in fp32 and, where the CPU runs bf16
+   natively (or ``--precisions bf16``), with bf16 convs; with ``--reference CURL_TREE`` the
+   official ``CurlSacAgent.update(replay_buffer, logger, step)`` of a MishaLaskin/curl
+   checkout on its own ``ReplayBuffer`` (``sample_cpc``: numpy crops); with
+   ``--official-style`` the official call sequence rebuilt from our modules. They run in
+   alternating rounds in this one process (:func:`benchmarks.reference.alternate`), each turn
+   two consecutive updates (one with the actor / alpha / target step, one critic-only), and
+   the speed-up is the median of the per-round ratios. Without ``--reference`` a
+   ``reference: not measured`` line says so; no quoted figure is divided by.
+   Every contender's FLOPs per update (``torch.utils.flop_counter``) and achieved GFLOP/s
+   come with it, and with ``--peak peak.json`` (``benchmarks/peak.py``) the fraction of the
+   machine's peak. ``--profile`` adds each contender's operator profile (``rl_profile``).
+2. ``rl_bf16_numerics``: on one fixed batch with the same weights and random draws, the
    relative difference of the critic and CURL losses and of the critic's gradient between
-   fp32 and bf16 convs.
-4. ``rl_env``: environment throughput of cheetah-run from pixels with random actions
+   fp32 and bf16 convs (only when bf16 is among the precisions).
+3. ``rl_env``: environment throughput of cheetah-run from pixels with random actions
    (environment steps per second; one 100x100 render per action-repeat block of 4).
 
-``python benchmarks/rl.py`` takes a few minutes on two cores (batch 512 official-style
-alone is about 7 s per update); ``--quick`` checks the script in seconds with small batches.
+    python benchmarks/rl.py --reference CURL_TREE --peak peak.json   # a few minutes, quiet machine
+    python benchmarks/rl.py --quick                                   # checks the script in seconds
 """
+
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
-import statistics
+import os
 import sys
 import time
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,54 +48,105 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.reference import (REFERENCE, Contender, add_to_path, alternate, compare, count_flops, emit,  # noqa: E402
+                                  load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
+                                  stub_module, tree_commit)
 from core_ssl import losses  # noqa: E402
-from core_ssl.device import machine_facts  # noqa: E402
+from core_ssl.device import native_bf16  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
 from rl_curl.agent import SacAgent  # noqa: E402
-from rl_curl.replay import Batch  # noqa: E402
+from rl_curl.replay import Batch, FrameReplayBuffer  # noqa: E402
 
 ACTION_DIM = 6  # cheetah-run
-
-
-def emit(record: dict) -> None:
-    record.setdefault("torch_threads", torch.get_num_threads())
-    print(json.dumps(record), flush=True)
+PRE_SHAPE = (9, 100, 100)
+CROP = 84
+CURL_HOW = ("Make one outside this project: git clone https://github.com/MishaLaskin/curl && "
+            "git -C curl checkout 8416d6e (needs scikit-image; see docs/benchmarks.md).")
 
 
 def random_batch(batch_size: int, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    frames = lambda: torch.randint(0, 256, (batch_size, 9, 100, 100), dtype=torch.uint8, generator=g)  # noqa: E731
+    frames = lambda: torch.randint(0, 256, (batch_size, *PRE_SHAPE), dtype=torch.uint8, generator=g)  # noqa: E731
     return Batch(frames(), torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,
                  torch.rand(batch_size, 1, generator=g), frames(), torch.ones(batch_size, 1))
 
 
-def median_seconds(step, repeats: int, warmup: int = 2) -> tuple[float, list[float]]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+def transitions(capacity: int, seed: int):
+    """``capacity`` random transitions (obs, action, reward, next_obs, done), episodes of 100."""
+    rng = np.random.default_rng(seed)
+    obs = rng.integers(0, 256, PRE_SHAPE, dtype=np.uint8)
+    for i in range(capacity):
+        next_obs = np.concatenate([obs[3:], rng.integers(0, 256, (3, *PRE_SHAPE[1:]), dtype=np.uint8)])
+        yield obs, rng.uniform(-1, 1, ACTION_DIM).astype(np.float32), float(rng.normal()), next_obs, (i + 1) % 100 == 0
+        obs = next_obs
 
 
-# ------------------------------------------------------------------------------ 1. our update
+# ------------------------------------------------------------------------------ contenders
 
-def bench_update(batch_size: int, bf16: bool, repeats: int) -> None:
+def ours(batch_size: int, bf16: bool, capacity: int) -> Contender:
+    """SacAgent.update on batches sampled from a filled FrameReplayBuffer (crops included)."""
     torch.manual_seed(0)
-    agent = SacAgent((9, 100, 100), ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16)
-    batch = random_batch(batch_size)
-    median, times = median_seconds(lambda: agent.update(batch), repeats)
-    # the warm-up ran 2 updates, so the measured calls start with a full one (even index)
-    full, critic_only = times[0::2], times[1::2]
-    emit({"bench": "rl_update", "batch": batch_size, "precision": "bf16" if bf16 else "fp32",
-          "median_s": round(median, 4), "full_update_median_s": round(statistics.median(full), 4),
-          "critic_only_median_s": round(statistics.median(critic_only), 4) if critic_only else None,
-          "times_s": [round(t, 4) for t in times]})
+    agent = SacAgent(PRE_SHAPE, ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16)
+    replay = FrameReplayBuffer(PRE_SHAPE, ACTION_DIM, capacity)
+    for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
+        replay.add(obs, action, reward, next_obs, terminated=False, truncated=done)
+    generator = torch.Generator().manual_seed(2)
+    return Contender(lambda: agent.update(replay.sample(batch_size, generator)))
 
 
-# ------------------------------------------------------------------------------ 2. official sequence
+class _NullLogger:
+    """Stands in for curl's ``logger.Logger``: every call is a no-op."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def load_curl(path: str) -> tuple[types.ModuleType, type, dict]:
+    """Import ``utils`` and ``CurlSacAgent`` from a MishaLaskin/curl checkout, with one shim:
+    ``utils.py`` imports the old ``gym`` only for its ``FrameStack`` wrapper (never used here),
+    so a stub ``gym`` module is registered when none is installed."""
+    root = reference_tree(path, ["curl_sac.py", "utils.py", "encoder.py"], "MishaLaskin/curl", CURL_HOW)
+    add_to_path(root)
+
+    class Wrapper:  # only subclassed by utils.FrameStack at import
+        def __init__(self, env):
+            self.env = env
+
+    stubbed = stub_module("gym", Wrapper=Wrapper, spaces=types.SimpleNamespace(Box=None))
+    import utils  # noqa: E402  (curl/utils.py)
+    from curl_sac import CurlSacAgent  # noqa: E402
+
+    meta = {"reference_code": "MishaLaskin/curl", "reference_path": str(root), "reference_commit": tree_commit(root),
+            "shims": ["stub gym module (FrameStack unused)"] if stubbed else []}
+    return utils, CurlSacAgent, meta
+
+
+def official(curl_utils: types.ModuleType, agent_class: type, batch_size: int, capacity: int) -> Contender:
+    """The official ``CurlSacAgent.update`` (train.py's defaults, the paper's sizes) on its own
+    replay buffer filled with the same random transitions; steps counted from 1001 (odd) as
+    after ``init_steps`` in train.py."""
+    curl_utils.set_seed_everywhere(0)
+    device = torch.device("cpu")
+    replay = curl_utils.ReplayBuffer(obs_shape=PRE_SHAPE, action_shape=(ACTION_DIM,), capacity=capacity,
+                                     batch_size=batch_size, device=device, image_size=CROP)
+    for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
+        replay.add(obs, action, reward, next_obs, done)
+    agent = agent_class(
+        obs_shape=(9, CROP, CROP), action_shape=(ACTION_DIM,), device=device, hidden_dim=1024, discount=0.99,
+        init_temperature=0.1, alpha_lr=1e-4, alpha_beta=0.5, actor_lr=1e-3, actor_beta=0.9, actor_log_std_min=-10,
+        actor_log_std_max=2, actor_update_freq=2, critic_lr=1e-3, critic_beta=0.9, critic_tau=0.01,
+        critic_target_update_freq=2, encoder_type="pixel", encoder_feature_dim=50, encoder_lr=1e-3,
+        encoder_tau=0.05, num_layers=4, num_filters=32, log_interval=100, detach_encoder=False, curl_latent_dim=128)
+    logger, step = _NullLogger(), [1001]
+
+    def update() -> None:
+        agent.update(replay, logger, step[0])
+        step[0] += 1
+
+    return Contender(update)
+
+
+# ------------------------------------------------------------------------------ the official sequence, rebuilt
 
 def numpy_random_crop(images: np.ndarray, size: int = 84) -> np.ndarray:
     """The official CURL crop: ``view_as_windows`` over the batch, then fancy indexing."""
@@ -157,19 +212,50 @@ class OfficialStyleUpdate:
         self.step += 1
 
 
-def bench_official_style(batch_size: int, repeats: int) -> None:
+def official_style(batch_size: int) -> Contender:
     torch.manual_seed(0)
     np.random.seed(0)
-    agent = SacAgent((9, 84, 84), ACTION_DIM, torch.device("cpu"), aux="curl")
+    agent = SacAgent((9, CROP, CROP), ACTION_DIM, torch.device("cpu"), aux="curl")
     update = OfficialStyleUpdate(agent)
     batch = random_batch(batch_size)
     obs_np, next_np = batch.obs.numpy(), batch.next_obs.numpy()
-    median, times = median_seconds(lambda: update(obs_np, next_np, batch), repeats)
-    emit({"bench": "rl_update_official_style", "batch": batch_size, "precision": "fp32",
-          "median_s": round(median, 4), "times_s": [round(t, 4) for t in times]})
+    return Contender(lambda: update(obs_np, next_np, batch))
 
 
-# ------------------------------------------------------------------------------ 3. bf16 numerics
+# ------------------------------------------------------------------------------ 1. updates side by side
+
+def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict | None) -> None:
+    contenders: dict[str, Contender] = {}
+    for precision in precisions:
+        contenders[f"ours_{precision}"] = ours(batch_size, precision == "bf16", args.capacity)
+    if args.official_style:
+        contenders["official_style_fp32"] = official_style(batch_size)
+    if curl is not None:
+        contenders[REFERENCE] = official(*curl[:2], batch_size, args.capacity)
+
+    def show(r: int, seconds: dict[str, float]) -> None:
+        emit({"bench": "rl_update_round", "batch": batch_size, "round": r,
+              "seconds_per_update": {k: round(v, 4) for k, v in seconds.items()}})
+
+    times = alternate(contenders, rounds=args.rounds, calls=2, warmup=2, on_round=show)
+    summary = compare(times)
+    for name, row in summary.items():
+        precision = "bf16" if name.endswith("bf16") else "fp32"
+        flops = count_flops(contenders[name].step, calls=2)
+        emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
+              **row, **peak_fractions(flops, row["median_s"], precision, peak),
+              **(curl[2] if name == REFERENCE else {})})
+    if curl is None:
+        emit({"bench": "rl_update", "batch": batch_size, "contender": REFERENCE,
+              **not_measured("no --reference given",
+                             "python benchmarks/rl.py --reference CURL_TREE (a MishaLaskin/curl checkout)")})
+    if args.profile:
+        for name, contender in contenders.items():
+            emit({"bench": "rl_profile", "batch": batch_size, "contender": name,
+                  **profile_ops(contender.step, calls=2, top=args.profile_top)})
+
+
+# ------------------------------------------------------------------------------ 2. bf16 numerics, 3. environment
 
 def bench_bf16_numerics(batch_size: int) -> None:
     torch.manual_seed(0)
@@ -206,30 +292,45 @@ def bench_env(agent_steps: int) -> None:
     seconds = time.perf_counter() - start
     emit({"bench": "rl_env", "task": "cheetah-run", "action_repeat": env.action_repeat,
           "env_steps_per_s": round(env_steps / seconds, 1), "renders_per_s": round(agent_steps / seconds, 1),
-          "mujoco_gl": envs.os.environ.get("MUJOCO_GL")})
+          "mujoco_gl": os.environ.get("MUJOCO_GL")})
 
 
-def main() -> None:
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
-    parser.add_argument("--repeats", type=int, default=5, help="timed updates per setting (median)")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (2 updates per turn)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
+                        help="our agent's precisions (default: fp32, plus bf16 where the CPU runs it natively)")
+    parser.add_argument("--capacity", type=int, default=2000, help="transitions in each replay buffer")
+    parser.add_argument("--reference", metavar="CURL_TREE", help="a MishaLaskin/curl checkout to time alongside")
+    parser.add_argument("--official-style", action="store_true",
+                        help="also time the official call sequence rebuilt from our modules")
+    parser.add_argument("--peak", metavar="PEAK_JSON", help="benchmarks/peak.py output: fractions of the peak")
+    parser.add_argument("--profile", action="store_true", help="print each contender's operator profile")
+    parser.add_argument("--profile-top", type=int, default=12, help="operators listed per profile")
     parser.add_argument("--env-steps", type=int, default=500, help="agent steps for the environment throughput")
-    parser.add_argument("--skip-official", action="store_true", help="skip the official-style sequence")
-    parser.add_argument("--quick", action="store_true", help="batch 16, 2 repeats, 50 env steps: checks the script")
-    args = parser.parse_args()
+    parser.add_argument("--skip-env", action="store_true", help="skip the environment throughput")
+    parser.add_argument("--quick", action="store_true", help="batch 16, 2 rounds, capacity 200, 50 env steps")
+    args = parser.parse_args(argv)
     if args.quick:
-        args.batch_sizes, args.repeats, args.env_steps = [16], 2, 50
+        args.batch_sizes, args.rounds, args.capacity, args.env_steps = [16], 2, 200, 50
     torch.set_num_threads(args.threads)
-    emit({"bench": "rl_machine", **machine_facts()})
+    precisions = args.precisions or (["fp32", "bf16"] if native_bf16(torch.device("cpu")) else ["fp32"])
+    if "bf16" not in precisions:
+        emit({"bench": "rl_update", "contender": "ours_bf16", "skipped": "bf16 is emulated on this CPU (no AVX512-BF16 "
+              "or AMX): 10-80x slower than fp32; pass --precisions fp32 bf16 to time it anyway"})
+    curl = load_curl(args.reference) if args.reference else None
+    peak = load_peak(args.peak) if args.peak else None
     for batch_size in args.batch_sizes:
-        for bf16 in (False, True):
-            bench_update(batch_size, bf16, args.repeats)
-        if not args.skip_official:
-            bench_official_style(batch_size, args.repeats)
-    bench_bf16_numerics(min(args.batch_sizes))
-    bench_env(args.env_steps)
+        bench_updates(batch_size, args, precisions, curl, peak)
+    if "bf16" in precisions:
+        bench_bf16_numerics(min(args.batch_sizes))
+    if not args.skip_env:
+        bench_env(args.env_steps)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,271 @@
+"""benchmarks/reference.py and benchmarks/peak.py: alternating rounds and their ratios (with a
+fake clock, no timing), FLOP counts against the formulas, fractions of a peak only for the
+same machine, profile categories, worker pausing and the reference shims."""
+
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks import peak
+from benchmarks import reference as ref
+
+
+class FakeClock:
+    """A clock that only moves when a contender's step says how long it took."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_alternate_rotates_the_order_and_times_each_turn_per_step():
+    clock, log = FakeClock(), []
+
+    def contender(name: str, seconds: float):
+        def step():
+            log.append(name)
+            clock.now += seconds
+        return step
+
+    times = ref.alternate({"a": contender("a", 1.0), "b": contender("b", 3.0), "c": contender("c", 0.5)},
+                          rounds=4, calls=2, warmup=1, clock=clock)
+    assert times == {"a": [1.0] * 4, "b": [3.0] * 4, "c": [0.5] * 4}  # seconds per step, not per turn
+    warmup, rounds = log[:3], log[3:]
+    assert warmup == ["a", "b", "c"]
+    turns = rounds[::2]  # each turn is 2 consecutive steps of one contender
+    assert rounds[1::2] == turns
+    assert turns == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]  # rotated left by r
+
+
+def test_alternate_runs_enter_and_leave_outside_the_timed_window():
+    clock, events = FakeClock(), []
+
+    def enter():
+        events.append("enter")
+        clock.now += 100.0  # e.g. resuming workers: must not count
+
+    def leave():
+        events.append("leave")
+        clock.now += 100.0
+
+    def step():
+        events.append("step")
+        clock.now += 2.0
+
+    times = ref.alternate({"x": ref.Contender(step, enter, leave)}, rounds=2, calls=3, warmup=1, clock=clock)
+    assert times == {"x": [2.0, 2.0]}
+    assert events == ["enter", "step", "leave"] + ["enter", "step", "step", "step", "leave"] * 2
+
+
+def test_alternate_reports_rounds_and_rejects_bad_settings():
+    seen = []
+    ref.alternate({"a": lambda: None}, rounds=3, on_round=lambda r, s: seen.append((r, sorted(s))))
+    assert seen == [(0, ["a"]), (1, ["a"]), (2, ["a"])]
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        ref.alternate({"a": lambda: None}, rounds=0)
+    with pytest.raises(ValueError, match="at least one contender"):
+        ref.alternate({}, rounds=1)
+
+
+def test_compare_gives_the_median_of_per_round_ratios():
+    times = {"reference": [2.0, 4.0, 3.0, 10.0, 2.0], "ours": [1.0, 1.0, 3.0, 2.0, 0.5]}
+    out = ref.compare(times)
+    ratios = [2.0, 4.0, 1.0, 5.0, 4.0]
+    assert out["ours"]["speedup_per_round"] == ratios
+    assert out["ours"]["speedup_vs_reference"] == statistics.median(ratios)
+    # not the ratio of the medians (3.0 / 1.0)
+    assert out["ours"]["speedup_vs_reference"] != statistics.median(times["reference"]) / statistics.median(times["ours"])
+    low, high = out["ours"]["speedup_interval_95"]
+    assert min(ratios) <= low <= statistics.median(ratios) <= high <= max(ratios)
+    assert out["ours"]["median_s"] == 1.0 and out["ours"]["rounds"] == 5
+    assert "speedup_vs_reference" not in out["reference"]
+
+
+def test_compare_without_reference_or_with_few_rounds():
+    out = ref.compare({"ours": [1.0, 2.0, 3.0]})
+    assert out["ours"] == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0, "rounds": 3}
+    few = ref.compare({"reference": [2.0, 2.0], "ours": [1.0, 1.0]})
+    assert few["ours"]["speedup_vs_reference"] == 2.0 and "speedup_interval_95" not in few["ours"]
+    with pytest.raises(ValueError, match="rounds must pair"):
+        ref.compare({"reference": [1.0], "ours": [1.0, 2.0]})
+
+
+def test_not_measured_says_why_and_how():
+    record = ref.not_measured("no --reference given", "--reference TREE")
+    assert record == {"reference": "not measured", "reason": "no --reference given", "how_to_measure": "--reference TREE"}
+
+
+def test_count_flops_matches_the_gemm_and_convolution_formulas():
+    a, b = torch.randn(7, 5), torch.randn(5, 3)
+    assert ref.count_flops(lambda: a @ b) == 2 * 7 * 5 * 3
+    assert ref.count_flops(lambda: a @ b, calls=4) == 2 * 7 * 5 * 3  # per call
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(6, 4, 3, 3)
+    out_hw = 7 * 7  # no padding: 9 - 3 + 1
+    assert ref.count_flops(lambda: F.conv2d(x, w)) == 2 * 2 * 6 * out_hw * 4 * 3 * 3
+    w_grad = torch.randn(6, 4, 3, 3, requires_grad=True)
+    # backward of a convolution whose input needs no gradient: the weight gradient only (same count again)
+    assert ref.count_flops(lambda: F.conv2d(x, w_grad).sum().backward()) == 2 * (2 * 2 * 6 * out_hw * 4 * 9)
+
+
+def test_peak_kernels_flops_agree_with_the_counter():
+    call, flops = peak.gemm(16, torch.float32)
+    assert flops == 2 * 16 ** 3 == ref.count_flops(call)
+    call, flops = peak.conv3x3(2, 8, 6, torch.float32, channels_last=True)
+    assert flops == 2 * 2 * 8 * 8 * 9 * 6 * 6 == ref.count_flops(call)
+
+
+FACTS = {"cpu_model": "X", "cpu_capability": "AVX2", "native_bf16_cpu": False, "torch_threads": 2,
+         "cpu_family_model": "25/1/1"}
+
+
+def test_peak_fractions_divide_by_the_peak_of_the_same_machine():
+    peak_record = {"bench": "peak", "peak_gflops": {"fp32": 100.0, "bf16": 4.0}, **FACTS}
+    row = ref.peak_fractions(30e9, 0.5, "fp32", peak_record, FACTS)
+    assert row["achieved_gflops"] == 60.0 and row["fraction_of_peak"] == 0.6 and row["fraction_of_fp32_peak"] == 0.6
+    row = ref.peak_fractions(2e9, 1.0, "bf16", peak_record, FACTS)
+    assert row["fraction_of_peak"] == 0.5 and row["fraction_of_fp32_peak"] == 0.02
+
+
+def test_peak_fractions_refuse_another_machine_and_missing_peaks():
+    peak_record = {"peak_gflops": {"fp32": 100.0}, **FACTS}
+    other = {**FACTS, "cpu_capability": "AVX512", "torch_threads": 1}
+    row = ref.peak_fractions(1e9, 1.0, "fp32", peak_record, other)
+    assert row["fraction_of_peak"] is None
+    assert "cpu_capability" in row["peak_note"] and "torch_threads" in row["peak_note"]
+    assert ref.peak_fractions(1e9, 1.0, "fp32", None)["fraction_of_peak"] is None
+    with pytest.raises(ValueError, match="no 'bf16' peak"):
+        ref.peak_fractions(1e9, 1.0, "bf16", peak_record, FACTS)
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        ref.peak_fractions(1e9, 0.0, "fp32", peak_record, FACTS)
+
+
+def test_load_peak_reads_the_last_peak_line(tmp_path):
+    path = tmp_path / "peak.json"
+    lines = [{"bench": "peak_kernel", "best_gflops": 1.0}, {"bench": "peak", "peak_gflops": {"fp32": 1.0}},
+             {"bench": "peak", "peak_gflops": {"fp32": 2.0}}]
+    path.write_text("some log line\n" + "\n".join(json.dumps(line) for line in lines) + "\n")
+    assert ref.load_peak(path)["peak_gflops"] == {"fp32": 2.0}
+    path.write_text(json.dumps(lines[0]) + "\n")
+    with pytest.raises(ValueError, match="benchmarks/peak.py"):
+        ref.load_peak(path)
+
+
+@pytest.mark.parametrize("name, ancestors, category", [
+    ("aten::mkldnn_convolution", [], "gemm_conv"),
+    ("aten::convolution_backward", ["ConvolutionBackward0"], "gemm_conv"),
+    ("aten::addmm", [], "gemm_conv"),
+    ("aten::mm", ["MmBackward0"], "gemm_conv"),
+    ("aten::add_", ["Optimizer.step#Adam.step"], "optimiser"),
+    ("aten::mm", ["aten::foo", "Optimizer.step#SGD.step"], "optimiser"),
+    ("Optimizer.zero_grad#Adam.zero_grad", [], "optimiser"),
+    ("aten::_to_copy", ["aten::to"], "copies_casts_layout"),
+    ("aten::copy_", [], "copies_casts_layout"),
+    ("aten::gather", [], "gather_crop_pad"),
+    ("aten::grid_sampler_2d", [], "gather_crop_pad"),
+    ("aten::empty_strided", [], "allocation_fill"),
+    ("aten::relu", [], "other_ops"),
+    ("aten::native_batch_norm", [], "other_ops"),
+])
+def test_op_category(name, ancestors, category):
+    assert ref.op_category(name, ancestors) == category
+
+
+def test_summarize_profile_sums_categories_and_the_rest_of_the_wall_time():
+    events = [("aten::mm", [], 0.5), ("aten::mm", ["MmBackward0"], 0.25), ("aten::add_", ["Optimizer.step#Adam.step"], 0.1),
+              ("aten::relu", [], 0.05), ("aten::copy_", [], 0.05)]
+    out = ref.summarize_profile(events, wall_s=1.0, top=2)
+    assert out["by_category"]["gemm_conv"] == {"s": 0.75, "share_of_wall": 0.75}
+    assert out["by_category"]["optimiser"]["s"] == 0.1
+    assert sum(v["s"] for v in out["by_category"].values()) == pytest.approx(0.95)
+    assert out["outside_ops_s"] == pytest.approx(0.05)
+    assert [row["op"] for row in out["top_ops"]] == ["aten::mm", "aten::add_ [optimiser]"]
+    assert out["top_ops"][0]["calls"] == 2
+
+
+def test_profile_ops_attributes_a_training_step():
+    model = torch.nn.Linear(64, 64)
+    optimizer = torch.optim.Adam(model.parameters())
+    x = torch.randn(32, 64)
+
+    def step():
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+
+    step()  # Adam's state exists before profiling
+    out = ref.profile_ops(step, calls=2, top=5)
+    assert out["by_category"]["gemm_conv"]["s"] > 0 and out["by_category"]["optimiser"]["s"] > 0
+    attributed = sum(v["s"] for v in out["by_category"].values())
+    assert attributed + out["outside_ops_s"] >= out["wall_s"] - 1e-3  # every part of the wall time is placed (values rounded)
+    assert len(out["top_ops"]) == 5
+
+
+def _sleep() -> None:
+    time.sleep(30)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_processes_pause_and_resume_only_the_new_children():
+    before = ref.child_pids()
+    child = multiprocessing.get_context("fork").Process(target=_sleep, daemon=True)
+    child.start()
+    try:
+        workers = ref.WorkerProcesses(before)
+        assert workers.pids == [child.pid]
+        workers.pause()
+        deadline = time.monotonic() + 5
+        while _state(child.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(child.pid) == "T"  # stopped
+        workers.resume()
+        deadline = time.monotonic() + 5
+        while _state(child.pid) == "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(child.pid) in ("S", "R")
+    finally:
+        child.terminate()
+        child.join()
+
+
+def test_stub_module_only_when_missing_and_argv_is_restored():
+    name = "benchmark_helpers_missing_module"
+    try:
+        assert ref.stub_module(name, Wrapper=int) is True
+        assert sys.modules[name].Wrapper is int
+        assert ref.stub_module("json") is False and sys.modules["json"] is json
+    finally:
+        sys.modules.pop(name, None)
+    saved = list(sys.argv)
+    with ref.argv(["train.py", "--CUT_mode", "FastCUT"]):
+        assert sys.argv == ["train.py", "--CUT_mode", "FastCUT"]
+    assert sys.argv == saved
+
+
+def test_reference_tree_names_missing_files_and_reads_the_commit(tmp_path):
+    (tmp_path / "curl_sac.py").write_text("")
+    with pytest.raises(SystemExit, match="missing: utils.py.*clone it"):
+        ref.reference_tree(tmp_path, ["curl_sac.py", "utils.py"], "MishaLaskin/curl", "clone it")
+    (tmp_path / "utils.py").write_text("")
+    assert ref.reference_tree(tmp_path, ["curl_sac.py", "utils.py"], "x", "y") == tmp_path.resolve()
+    (tmp_path / "REFERENCE_COMMIT").write_text("8416d6e3869e38ca0e46fcbc54a2f784dc09d7fc\n")
+    assert ref.tree_commit(tmp_path) == "8416d6e3869e38ca0e46fcbc54a2f784dc09d7fc"
+
+
+def test_run_facts_carry_the_machine_facts_and_the_load():
+    facts = ref.run_facts()
+    for key in ("cpu_model", "cpu_capability", "native_bf16_cpu", "torch_threads", "cpu_family_model", "load_average"):
+        assert key in facts
+    assert facts["torch_threads"] == torch.get_num_threads()
