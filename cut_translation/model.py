@@ -130,11 +130,6 @@ def translate_batches(generator: ResnetGenerator, images: torch.Tensor, batch_si
         generator.train(was_training)
 
 
-def _set_requires_grad(module: nn.Module, flag: bool) -> None:
-    for parameter in module.parameters():
-        parameter.requires_grad_(flag)
-
-
 class CUTModel(nn.Module):
     """Generator, discriminator, PatchNCE heads, their optimisers and learning-rate schedules.
 
@@ -200,7 +195,7 @@ class CUTModel(nn.Module):
         self.optimizer_d.step()
 
         # 3. Generator and heads update: fool D, and keep each output patch close to its input patch.
-        _set_requires_grad(self.discriminator, False)
+        self.discriminator.requires_grad_(False)
         with autocast(real.device, s.bf16):
             loss_g_gan = lsgan_loss(self.discriminator(fake_b), target_is_real=True)
             loss_g = s.lambda_gan * loss_g_gan
@@ -223,7 +218,7 @@ class CUTModel(nn.Module):
         self.optimizer_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizer_g.step()
-        _set_requires_grad(self.discriminator, True)
+        self.discriminator.requires_grad_(True)
 
         out = {"loss_d": loss_d, "loss_d_real": loss_d_real, "loss_d_fake": loss_d_fake, "loss_g": loss_g,
                "loss_g_gan": loss_g_gan}
