@@ -12,6 +12,7 @@ success                                               0
 checkpoint errors, a disk that filled during a save)  1
 :class:`UsageError` (a flag value that cannot work)   2 (as argparse's own usage errors)
 :class:`RunInterrupted` after SIGINT / SIGTERM        130 / 143 (128 + the signal number)
+the reader of the output went away (``cmd | head``)   141 (128 + SIGPIPE), silently
 ====================================================  =========
 
 Anything else is a bug and keeps its traceback. ``--debug`` (removed from ``argv`` before
@@ -25,6 +26,7 @@ full disk only as ``RuntimeError: ... unexpected pos``, which is recognised as w
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sys
 import traceback
@@ -117,6 +119,17 @@ def _close_progress_bars() -> None:
             bar.close()
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail on the closed pipe."""
+    try:
+        target = sys.stdout.fileno()
+    except (OSError, ValueError):  # stdout replaced by an object without a file descriptor
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, target)
+    os.close(devnull)
+
+
 def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> NoReturn:
     """Run ``main(argv)`` (``argv`` defaults to ``sys.argv[1:]``) and exit with the table's code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -126,6 +139,9 @@ def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = N
         main(argv)
     except SystemExit:
         raise
+    except BrokenPipeError:  # e.g. `--help | head`: not an error of the command, nothing more to say
+        _silence_stdout()
+        sys.exit(128 + signal.SIGPIPE)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run installed its handler
         print("error: interrupted before a checkpoint could be saved — run the same command again "
               "(with --resume if the run folder already holds a checkpoint)", file=sys.stderr)

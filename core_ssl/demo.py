@@ -21,6 +21,7 @@ import torch
 
 from core_ssl import checkpoint, losses, monitor
 from core_ssl.augment import simclr_augment
+from core_ssl.cli import run_command
 from core_ssl.config import parse_config, save_config
 from core_ssl.data import BatchIterator, load_cifar10
 from core_ssl.device import autocast, resolve_bf16, resolve_device
@@ -132,4 +133,4 @@ def _plot(history: list[tuple[int, float]], path: Path) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -32,14 +32,14 @@ It prints one JSON object (and writes it to ``--output`` when given).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from core_ssl.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from core_ssl.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from core_ssl.cli import run_command
 from core_ssl.config import parse_config
 from core_ssl.data import IMAGE_SUFFIXES, resize_images
 from core_ssl.device import resolve_device
@@ -228,7 +228,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

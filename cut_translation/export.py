@@ -20,14 +20,14 @@ fp32) and ``python -m cut_translation.translate --checkpoint FILE.safetensors`` 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from core_ssl.checkpoint import CheckpointError, export_weights
+from core_ssl.checkpoint import export_weights
+from core_ssl.cli import run_command
 from core_ssl.config import parse_config
 from cut_translation.model import CUTSettings
 
@@ -86,7 +86,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

@@ -15,10 +15,12 @@ before the intervals existed (``kid_std`` only) are shown with what they have.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 
@@ -166,9 +168,12 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or any(a in ("-h", "--help") for a in args):
-        print(__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cut_translation.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="run folders written by cut_translation.train")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv).runs
+    if not args:  # no run: say what the command does
+        parser.print_help()
         return ""
     parts = []
     for run_dir in args:
@@ -181,7 +186,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FileNotFoundError as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core_ssl.checkpoint import CheckpointError, export_weights, load_checkpoint, load_weights  # noqa: E402
+from core_ssl.cli import run_command  # noqa: E402
 from core_ssl.config import replace_config  # noqa: E402
 from rl_curl.video import save_episode_animation  # noqa: E402
 
@@ -102,15 +103,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    try:
-        if args.export is not None:
-            export_actor(args.export, args.weights, half=not args.fp32)
-            print(f"wrote {args.weights}", file=sys.stderr)
-        cfg, env, agent = load_agent(args.weights, torch.device(args.device))
-        seed = cfg.seed + 10_000 if args.seed is None else args.seed
-        returns, frames = _train_module().evaluate(agent, env, args.episodes, seed=seed, record=args.video is not None)
-    except (FileNotFoundError, CheckpointError, ValueError) as err:
-        parser.exit(1, f"error: {err}\n")
+    if args.export is not None:
+        export_actor(args.export, args.weights, half=not args.fp32)
+        print(f"wrote {args.weights}", file=sys.stderr)
+    cfg, env, agent = load_agent(args.weights, torch.device(args.device))
+    seed = cfg.seed + 10_000 if args.seed is None else args.seed
+    returns, frames = _train_module().evaluate(agent, env, args.episodes, seed=seed, record=args.video is not None)
     print(json.dumps({"env": cfg.env, "agent": cfg.agent, "episodes": len(returns),
                       "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
                       "returns": [round(float(r), 2) for r in returns]}))
@@ -119,4 +117,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

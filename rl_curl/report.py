@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from core_ssl.checkpoint import atomic_write
+from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.stats import Interval, bootstrap_interval, iqm, stratified_bootstrap_interval
@@ -212,4 +213,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

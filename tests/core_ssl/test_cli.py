@@ -153,3 +153,20 @@ def test_an_image_given_as_a_checkpoint_is_called_an_image(tmp_path, capsys):
     assert code == 1 and "pickled code" not in err
     assert err.strip() == (f"error: {tmp_path / 'cat.png'} is not a PyTorch checkpoint (a PNG image): give a "
                            "checkpoint written by this toolkit (a run's checkpoint.pt or best.pt)")
+
+
+def test_a_closed_output_pipe_exits_quietly_with_141(tmp_path):
+    """``python -m <command> --help | head``: the reader leaves early; no error line, no traceback."""
+    import subprocess
+    import sys
+
+    script = ("from core_ssl.cli import run_command\n"
+              "def main(argv):\n"
+              "    for _ in range(100000):\n"
+              "        print('a line of help text')\n"
+              "run_command(main)\n")
+    reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.readline()
+    reader.stdout.close()  # what head does after its lines
+    assert reader.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert reader.stderr.read() == b""

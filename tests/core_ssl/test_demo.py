@@ -5,6 +5,7 @@ import json
 import pytest
 
 from core_ssl import demo
+from core_ssl.cli import run_command
 
 
 @pytest.mark.slow
@@ -17,3 +18,12 @@ def test_demo_runs_end_to_end_on_real_cifar10(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 1
     losses = [json.loads(line)["loss"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert losses and all(loss > 0 for loss in losses)
+
+
+def test_missing_data_is_one_error_line_naming_the_fix(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_command(demo.main, ["--data-root", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert stopped.value.code == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error: CIFAR-10 not found") and "--data-root" in message and "\n" not in message
+    assert not (tmp_path / "run").exists()  # nothing written before the data is found

@@ -1,6 +1,7 @@
 """A generator exported to safetensors (fp16, architecture in the metadata) loads and translates
 a real photo with the translate command."""
 
+import importlib
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from core_ssl.checkpoint import export_weights, save_checkpoint
+from core_ssl.cli import run_command
 from core_ssl.data import read_image_files
 from cut_translation import export, translate
 from cut_translation.model import CUTSettings
@@ -88,3 +90,19 @@ def test_export_command_from_a_checkpoint_and_architecture_only_metadata(tmp_pat
         translate.load_generator(no_metadata)
     with pytest.raises(ValueError, match="must end in .safetensors"):
         export.main(["--checkpoint", str(checkpoint), "--output", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.parametrize("command, argv, says", [
+    ("export", ["--checkpoint", "{missing}/best.pt"], "--checkpoint {missing}/best.pt does not exist"),
+    ("evaluate", ["--checkpoint", "{missing}/best.pt"], "--checkpoint {missing}/best.pt does not exist"),
+    ("report", ["{missing}"], "{missing}/summary.json not found"),
+])
+def test_commands_report_a_missing_input_in_one_line(command, argv, says, tmp_path, capsys):
+    """export, evaluate and report run under core_ssl.cli.run_command: exit 1, one ``error:`` line."""
+    main = importlib.import_module(f"cut_translation.{command}").main
+    missing = tmp_path / "missing"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(main, [a.format(missing=missing) for a in argv])
+    assert stopped.value.code == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error: " + says.format(missing=missing)) and "\n" not in message

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core_ssl.checkpoint import CheckpointError, export_weights, save_checkpoint
+from core_ssl.cli import run_command
 from core_ssl.config import config_to_dict
 from rl_curl import train
 from rl_curl.evaluate import export_actor, load_agent, main
@@ -46,11 +47,14 @@ def test_export_from_a_checkpoint_is_fp16_and_loads(tiny_agent, tmp_path):
         assert torch.allclose(loaded.actor.state_dict()[name], value, rtol=1e-3, atol=1e-3), name
 
 
-def test_a_file_without_config_is_refused_with_the_fix(tiny_agent, tmp_path):
+def test_a_file_without_config_is_refused_with_the_fix(tiny_agent, tmp_path, capsys):
     _, agent = tiny_agent
     path = export_weights(agent.actor.state_dict(), tmp_path / "bare.safetensors")
     with pytest.raises(CheckpointError, match="--export"):
         load_agent(path)
     (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\nnot weights")
-    with pytest.raises(SystemExit):
-        main(["--weights", str(tmp_path / "photo.png")])
+    with pytest.raises(SystemExit) as stopped:
+        run_command(main, ["--weights", str(tmp_path / "photo.png")])
+    assert stopped.value.code == 1
+    message = capsys.readouterr().err.strip()
+    assert message.startswith(f"error: {tmp_path / 'photo.png'} is not a safetensors weights file") and "\n" not in message
