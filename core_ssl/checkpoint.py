@@ -155,6 +155,21 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[s
         raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
 
 
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (``{}`` when it has none), without reading its
+    tensors; a missing or foreign file is a :class:`CheckpointError` naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no weights file at {path}: check the path")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a safetensors weights file ({err})") from err
+
+
 def capture_rng_state() -> dict[str, Any]:
     """The state of every global random generator, as tensors and plain numbers."""
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()

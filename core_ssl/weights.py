@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from core_ssl.augment import standardize_images, to_float_image
-from core_ssl.checkpoint import CheckpointError, export_weights, load_weights
+from core_ssl.checkpoint import CheckpointError, export_weights, load_weights, read_safetensors_metadata
 from core_ssl.encoders import build_encoder
 from core_ssl.features import extract_features, knn_evaluation
 
@@ -164,16 +164,10 @@ def save_encoder_weights(network: EncoderNetwork, path: str | Path, info: dict[s
 
 def read_weights_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of an encoder weights file, without reading its tensors."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no weights file at {path}: check the path")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path} is not a safetensors file ({err}): give an encoder weights file") from err
+        metadata = read_safetensors_metadata(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}: give an encoder weights file") from err
     if metadata.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{path} is not an encoder weights file (format {metadata.get('format')!r}, expected "
                               f"{WEIGHTS_FORMAT!r}); a run's backbone.safetensors holds weights only: export it "

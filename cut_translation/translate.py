@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core_ssl.checkpoint import CheckpointError, load_checkpoint, load_weights
+from core_ssl.checkpoint import load_checkpoint, load_weights, read_safetensors_metadata
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import parse_config
 from core_ssl.data import IMAGE_SUFFIXES, resize_images
@@ -48,14 +48,8 @@ class LoadedGenerator:
 def _read_safetensors(path: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
     """Settings, run description and fp32 weights of a generator exported as safetensors
     (:mod:`cut_translation.export`, or the ``generator*.safetensors`` files training writes)."""
-    from safetensors import SafetensorError, safe_open
-
     weights = load_weights(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except SafetensorError as err:
-        raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
+    metadata = read_safetensors_metadata(path)
     if "settings" in metadata:
         settings = json.loads(metadata["settings"])
     elif "architecture" in metadata:  # only what rebuilding the generator needs; the rest is default
