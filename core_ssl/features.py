@@ -21,6 +21,7 @@ from torch import nn
 
 from core_ssl import monitor
 from core_ssl.device import autocast
+from core_ssl.logger import progress
 
 __all__ = ["KnnEvaluation", "extract_features", "knn_evaluation"]
 
@@ -49,7 +50,9 @@ def extract_features(network: nn.Module, images: torch.Tensor, device: torch.dev
     chunks = []
     try:
         with autocast(device, bf16):
-            for batch in images.split(batch_size):
+            batches = images.split(batch_size)
+            for batch in progress(batches, total=len(batches), desc="features", unit="batch",
+                                  disable=len(images) < 10_000, leave=False):
                 batch = batch.to(device, non_blocking=True)
                 if normalize is not None:
                     batch = normalize(batch)

@@ -88,13 +88,19 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     val_index, fit_index = order[:held_out], order[held_out:]
     validation, fitted = {}, {}
     classifier = None
+    # a visible phase: on a CPU the L-BFGS fits over 50,000 features take minutes
+    bar = progress(total=len(l2_grid) + 1, desc="linear probe (L2 grid, then refit)", unit="fit",
+                   disable=len(train_x) < 5000)
     for l2 in sorted(l2_grid, reverse=True):  # strong to weak, each fit warm-started from the last
         classifier = fit_linear_classifier(train_x[fit_index], train_y[fit_index], num_classes, l2, init=classifier)
         fitted[l2] = classifier
         with torch.no_grad():
             validation[l2] = accuracy(classifier(train_x[val_index]), train_y[val_index])
+        bar.update(1)
     best = max(l2_grid, key=lambda l2: (validation[l2], l2))  # ties: the stronger regularisation
     classifier = fit_linear_classifier(train_x, train_y, num_classes, best, init=fitted[best])
+    bar.update(1)
+    bar.close()
     with torch.no_grad():
         top1 = accuracy(classifier(test_x), test_labels)
     return ProbeResult(top1, best, validation)
