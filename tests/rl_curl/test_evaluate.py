@@ -1,6 +1,7 @@
 """rl_curl.evaluate: weights files carry their config, load into an agent and run episodes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,3 +59,15 @@ def test_a_file_without_config_is_refused_with_the_fix(tiny_agent, tmp_path, cap
     assert stopped.value.code == 1
     message = capsys.readouterr().err.strip()
     assert message.startswith(f"error: {tmp_path / 'photo.png'} is not a safetensors weights file") and "\n" not in message
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "weights" / "rl"
+
+
+def test_shipped_state_sac_agent_plays_an_episode_like_its_run(capsys):
+    """The shipped cartpole-swingup state-SAC actor (docs/weights/rl, fp16) reproduces its run's
+    evaluation: first evaluation episode 777.6 (the run's 10-episode mean was 778.3)."""
+    main(["--weights", str(SHIPPED / "cartpole-swingup-state-sac.safetensors"), "--episodes", "1"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["agent"] == "state-sac" and result["env"] == "cartpole-swingup"
+    assert result["return_mean"] == pytest.approx(777.6, abs=10.0)
