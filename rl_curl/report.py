@@ -190,13 +190,49 @@ def markdown_table(records: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PHASES = ("update", "eval", "render", "sample", "act", "env", "checkpoint", "replay_add")
+
+
+def phase_table(run: Path, after_step: int | None = None) -> str:
+    """Where a run's wall clock went (its ``phases.csv``), summed over the logging intervals
+    after ``after_step`` (default: the random-action phase, ``init_steps x action repeat``)."""
+    rows = read_jsonl(run / "phases.jsonl")
+    if not rows:
+        raise FileNotFoundError(f"{run} has no phases.jsonl: it was trained before rl_curl.train logged phases")
+    config = json.loads((run / "config.json").read_text())
+    if after_step is None:
+        from rl_curl.envs import PAPER_ACTION_REPEAT, DEFAULT_ACTION_REPEAT
+
+        repeat = config.get("action_repeat") or PAPER_ACTION_REPEAT.get(config["env"], DEFAULT_ACTION_REPEAT)
+        after_step = config.get("init_steps", 0) * repeat
+    # the first row after the random phase also holds all the time before it: leave it out
+    rows = [r for r in rows if r["step"] > after_step][1:]
+    if not rows:
+        raise ValueError(f"{run}: no complete logging interval after step {after_step}")
+    interval = config.get("log_every", 2000)
+    elapsed = sum(interval / r["env_steps_per_second"] for r in rows)
+    lines = [f"{run}: environment steps {rows[0]['step'] - interval:,} to {rows[-1]['step']:,}, "
+             f"{interval * len(rows) / elapsed:.2f} environment steps/s", "", "| phase | seconds | share |",
+             "| --- | ---: | ---: |"]
+    for name in PHASES:
+        seconds = sum(r[f"{name}_s"] for r in rows)
+        lines.append(f"| {name} | {seconds:,.1f} | {seconds / elapsed:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="run folders, or folders holding run folders")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the first path)")
     parser.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples (default 10,000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--phases", action="store_true",
+                        help="instead: where each run's wall clock went (phases.csv), after its random-action phase")
     args = parser.parse_args(argv)
+    if args.phases:
+        for run in find_runs(args.paths):
+            print(phase_table(run.path))
+        return
     try:
         runs = find_runs(args.paths)
     except FileNotFoundError as err:

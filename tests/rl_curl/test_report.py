@@ -71,3 +71,20 @@ def test_no_runs_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path)])
     assert exit_info.value.code == 1
+
+
+def test_phase_table_sums_the_intervals_after_the_random_phase(tmp_path, capsys):
+    run = tmp_path / "run"
+    _fake_run(run, "curl", 1, [30.0, 60.0, 90.0], init_steps=10, action_repeat=8, log_every=100)
+    names = ("act", "sample", "update", "env", "render", "replay_add", "eval", "checkpoint")
+    rows = []
+    for step, update in ((108, 999.0), (208, 6.0), (308, 8.0)):  # 108 holds the random phase: left out
+        row = {"stream": "phases", "step": step, "env_steps_per_second": 10.0, "other_share": 0.0}
+        row.update({f"{n}_s": 0.0 for n in names})
+        row.update(update_s=update, render_s=10.0 - update if update < 10 else 0.0)
+        rows.append(row)
+    (run / "phases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main([str(run), "--phases"])
+    out = capsys.readouterr().out
+    assert "environment steps 108 to 308, 10.00 environment steps/s" in out
+    assert "| update | 14.0 | 70.0% |" in out and "| render | 6.0 | 30.0% |" in out
