@@ -8,8 +8,8 @@ task and *arm*: the agent, with ``(official optimizers)`` when ``--optimizers of
 used and the auxiliary loss / augmentation when they differ from CURL's. A run's score is the
 mean return of its last evaluation (10 episodes); runs that stopped before the arm's longest
 run are listed as unfinished and left out of the table, so every compared seed has the same
-number of environment steps. Runs without ``summary.json`` (still training) are marked
-"in progress": their row is a snapshot, not a result.
+number of environment steps. Runs that have not reached their ``total_env_steps`` (still
+training) are marked "in progress": their row is a snapshot, not a result.
 
 Per arm and task: the number of seeds, the mean and the interquartile mean (IQM, the mean of
 the middle 50% of seeds) of the final returns, each with a 95% stratified percentile bootstrap
@@ -72,6 +72,12 @@ class Run:
         return int(self.evals[-1]["step"]) if self.evals else 0
 
     @property
+    def finished(self) -> bool:
+        """The run reached its end: it wrote ``summary.json``, or (runs from before summaries
+        existed) it evaluated at its ``total_env_steps``."""
+        return (self.path / "summary.json").is_file() or self.final_step >= self.config.get("total_env_steps", 1 << 62)
+
+    @property
     def final_return(self) -> float:
         return float(self.evals[-1]["return_mean"])
 
@@ -124,7 +130,7 @@ def summarise(runs: Sequence[Run], reps: int = 10_000, seed: int = 0) -> list[di
         done = [run for run in members if run.final_step == final_step]
         scores = np.array([run.final_return for run in done])
         record = {"task": task, "arm": arm, "env_steps": final_step, "seeds": len(done),
-                  "in_progress": [str(run.path) for run in done if not (run.path / "summary.json").is_file()],
+                  "in_progress": [str(run.path) for run in done if not run.finished],
                   "seed_ids": [run.config.get("seed") for run in done], "returns": scores.tolist(),
                   "unfinished": [str(run.path) for run in members if run.final_step != final_step],
                   "mean": _interval_dict(stratified_bootstrap_interval(scores, np.mean, reps=reps, seed=seed)),
@@ -159,9 +165,9 @@ def plot_curves(runs: Sequence[Run], path: Path, reps: int = 2_000, seed: int = 
                 arms[run.arm].append(run)
         for arm, members in sorted(arms.items()):
             steps, mean, low, high = _curve(members, reps, seed)
-            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{arm} ({len(members)} seeds)")
+            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{arm} ({len(members)} seed{'s' if len(members) > 1 else ''})")
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
-        ax.set_title(f"{task}: mean return over seeds, 95% bootstrap band")
+        ax.set_title(f"{task}: mean over seeds, 95% bootstrap band", fontsize=10)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
