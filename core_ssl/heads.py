@@ -15,6 +15,7 @@ from torch import nn
 
 __all__ = [
     "MLPHead",
+    "linear_block",
     "simclr_projection",
     "simclrv2_projection",
     "byol_projector",
@@ -22,6 +23,15 @@ __all__ = [
     "BilinearSimilarity",
     "LinearClassifier",
 ]
+
+
+def linear_block(in_dim: int, out_dim: int, batch_norm: bool) -> nn.Sequential:
+    """One hidden layer of a head: ``Linear (no bias when BN follows) [-> BatchNorm1d] -> ReLU``."""
+    layers: list[nn.Module] = [nn.Linear(in_dim, out_dim, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(out_dim))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
 
 class MLPHead(nn.Module):
@@ -55,11 +65,7 @@ class MLPHead(nn.Module):
         blocks: list[nn.Module] = []
         previous = in_dim
         for _ in range(num_layers - 1):
-            hidden: list[nn.Module] = [nn.Linear(previous, hidden_dim, bias=not batch_norm)]
-            if batch_norm:
-                hidden.append(nn.BatchNorm1d(hidden_dim))
-            hidden.append(nn.ReLU(inplace=True))
-            blocks.append(nn.Sequential(*hidden))
+            blocks.append(linear_block(previous, hidden_dim, batch_norm))
             previous = hidden_dim
         output: list[nn.Module] = [nn.Linear(previous, out_dim, bias=not last_bn)]
         if last_bn:

@@ -47,6 +47,7 @@ from core_ssl.augment import standardize_images, to_float_image
 from core_ssl.checkpoint import CheckpointError, export_weights, load_weights, read_safetensors_metadata
 from core_ssl.encoders import build_encoder
 from core_ssl.features import extract_features, knn_evaluation
+from core_ssl.heads import linear_block
 
 __all__ = ["WEIGHTS_FORMAT", "INPUT_NORMALIZATIONS", "EncoderNetwork", "EncoderWeights", "check_images",
            "describe", "encode_images", "knn_check_top1", "load_encoder_weights", "read_weights_metadata",
@@ -89,11 +90,7 @@ class EncoderNetwork(nn.Module):
         for in_dim, out_dim, batch_norm in architecture.get("head", []):
             if in_dim != previous:
                 raise ValueError(f"head block {in_dim} -> {out_dim} does not follow features of size {previous}")
-            layers: list[nn.Module] = [nn.Linear(in_dim, out_dim, bias=not batch_norm)]
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(out_dim))
-            layers.append(nn.ReLU(inplace=True))
-            blocks.append(nn.Sequential(*layers))
+            blocks.append(linear_block(in_dim, out_dim, batch_norm))
             previous = out_dim
         self.head = nn.Sequential(*blocks)
         self.feature_dim: int = previous
