@@ -2,9 +2,9 @@
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from core_ssl import distributed, losses
+from tests.spawn import run_workers
 
 WORLD = 2
 BATCH = 4  # per process
@@ -59,11 +59,7 @@ def _worker(rank, init_file, failures):
 
 
 def test_two_process_gather_equals_one_process_with_the_whole_batch(tmp_path):
-    ctx = mp.get_context("spawn")
-    failures = ctx.SimpleQueue()
-    mp.start_processes(_worker, args=(str(tmp_path / "rendezvous"), failures), nprocs=WORLD,
-                       start_method="spawn", join=True)
-    assert failures.empty()
+    run_workers(_worker, tmp_path, WORLD)
 
 
 def test_single_process_helpers_are_identities():

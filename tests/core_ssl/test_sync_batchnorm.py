@@ -2,11 +2,11 @@
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from core_ssl import distributed
 from core_ssl.sync_batchnorm import GatheredBatchNorm, convert_batchnorm
+from tests.spawn import run_workers
 
 WORLD = 2
 BATCH = 3  # per process
@@ -61,11 +61,7 @@ def _worker(rank, init_file, failures):
 
 
 def test_two_processes_normalise_and_backpropagate_like_one_batchnorm_over_the_whole_batch(tmp_path):
-    ctx = mp.get_context("spawn")
-    failures = ctx.SimpleQueue()
-    mp.start_processes(_worker, args=(str(tmp_path / "rendezvous"), failures), nprocs=WORLD,
-                       start_method="spawn", join=True)
-    assert failures.empty()
+    run_workers(_worker, tmp_path, WORLD)
 
 
 def test_conversion_shares_parameters_and_keeps_state_dict_names_and_single_process_output():
