@@ -8,7 +8,8 @@ threads, load average):
    from a filled replay buffer (``--capacity`` transitions of random frames) and cropping it.
    Contenders: ours (:meth:`rl_curl.agent.SacAgent.update` on
    :meth:`rl_curl.replay.FrameReplayBuffer.sample`) in fp32 and, where the CPU runs bf16
-   natively (or ``--precisions bf16``), with bf16 convs; with ``--reference CURL_TREE`` the
+   natively (or ``--precisions bf16``), with bf16 convs, each with the conv micro-batch of
+   ``--conv-micro-batch`` (default auto: 32 on a CPU; ``off 32`` times both); with ``--reference CURL_TREE`` the
    official ``CurlSacAgent.update(replay_buffer, logger, step)`` of a MishaLaskin/curl
    checkout on its own ``ReplayBuffer`` (``sample_cpc``: numpy crops); with
    ``--official-style`` the official call sequence rebuilt from our modules. They run in
@@ -52,7 +53,7 @@ from benchmarks.reference import (REFERENCE, Contender, add_to_path, alternate, 
                                   load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
                                   stub_module, tree_commit)
 from core_ssl import losses  # noqa: E402
-from core_ssl.device import native_bf16  # noqa: E402
+from core_ssl.device import native_bf16, resolve_conv_micro_batch  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
 from rl_curl.agent import SacAgent  # noqa: E402
 from rl_curl.replay import Batch, FrameReplayBuffer  # noqa: E402
@@ -83,10 +84,12 @@ def transitions(capacity: int, seed: int):
 
 # ------------------------------------------------------------------------------ contenders
 
-def ours(batch_size: int, bf16: bool, capacity: int) -> Contender:
-    """SacAgent.update on batches sampled from a filled FrameReplayBuffer (crops included)."""
+def ours(batch_size: int, bf16: bool, capacity: int, micro_batch: str = "auto") -> Contender:
+    """SacAgent.update on batches sampled from a filled FrameReplayBuffer (crops included), the
+    conv stacks in micro-batches as ``--conv-micro-batch`` of ``rl_curl.train`` sets them."""
     torch.manual_seed(0)
-    agent = SacAgent(PRE_SHAPE, ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16)
+    agent = SacAgent(PRE_SHAPE, ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16,
+                     conv_micro_batch=resolve_conv_micro_batch(micro_batch, torch.device("cpu")))
     replay = FrameReplayBuffer(PRE_SHAPE, ACTION_DIM, capacity)
     for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
         replay.add(obs, action, reward, next_obs, terminated=False, truncated=done)
@@ -227,7 +230,9 @@ def official_style(batch_size: int) -> Contender:
 def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict | None) -> None:
     contenders: dict[str, Contender] = {}
     for precision in precisions:
-        contenders[f"ours_{precision}"] = ours(batch_size, precision == "bf16", args.capacity)
+        for micro_batch in args.conv_micro_batch:
+            name = f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
+            contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch)
     if args.official_style:
         contenders["official_style_fp32"] = official_style(batch_size)
     if curl is not None:
@@ -240,7 +245,7 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     times = alternate(contenders, rounds=args.rounds, calls=2, warmup=2, on_round=show)
     summary = compare(times)
     for name, row in summary.items():
-        precision = "bf16" if name.endswith("bf16") else "fp32"
+        precision = "bf16" if "bf16" in name else "fp32"
         flops = count_flops(contenders[name].step, calls=2)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
               **row, **peak_fractions(flops, row["median_s"], precision, peak),
@@ -305,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
                         help="our agent's precisions (default: fp32, plus bf16 where the CPU runs it natively)")
+    parser.add_argument("--conv-micro-batch", nargs="+", default=["auto"], metavar="SETTING",
+                        help="our conv micro-batch settings to time, each a contender: auto (32 on a CPU; "
+                             "named ours_<precision>), off or N (named ours_<precision>_mb<setting>)")
     parser.add_argument("--capacity", type=int, default=2000, help="transitions in each replay buffer")
     parser.add_argument("--reference", metavar="CURL_TREE", help="a MishaLaskin/curl checkout to time alongside")
     parser.add_argument("--official-style", action="store_true",

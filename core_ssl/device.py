@@ -75,6 +75,29 @@ def resolve_bf16(setting: str | bool, device: torch.device) -> bool:
     return setting == "on"
 
 
+CONV_MICRO_BATCH_CPU = 32
+
+
+def resolve_conv_micro_batch(setting: str | int | None, device: torch.device) -> int | None:
+    """The micro-batch of a batch-independent conv stack (:class:`core_ssl.encoders.CurlEncoder`):
+    ``auto`` -> 32 on a CPU, None (whole batch) on CUDA; ``0`` / ``off`` / None -> None; a
+    positive integer -> itself.
+
+    Why 32 on a CPU: a conv layer's activations for a 128-image batch of 84x84 frames (128 x 32
+    x 41 x 41 floats, 28 MB) overflow the caches, and per image the CURL conv stack then cost
+    2-3x what it costs in batches of 32-64 (forward and backward, AVX2 EPYC, one thread;
+    ``python benchmarks/rl.py --conv-micro-batch 0 32``). A GPU has no such cliff and wants
+    the whole batch.
+    """
+    if setting is None or setting in ("off", "0", 0):
+        return None
+    if setting == "auto":
+        return None if torch.device(device).type == "cuda" else CONV_MICRO_BATCH_CPU
+    if isinstance(setting, bool) or not isinstance(setting, (int, str)) or not str(setting).isdigit():
+        raise ValueError(f"conv micro-batch must be auto, off or a positive integer, got {setting!r}")
+    return int(setting) or None
+
+
 def machine_facts() -> dict[str, object]:
     """What a speed number depends on, for every benchmark's JSON lines: the CPU model, the SIMD
     level torch dispatches to (``AVX2``, ``AVX512``, ...), whether bf16 is native, core and

@@ -177,11 +177,16 @@ class CurlEncoder(nn.Module):
         num_filters: channels of every conv.
         output_tanh: squash the output with tanh.
         generator: random source for the orthogonal initialisation.
+        micro_batch: run the conv stack on at most this many observations at a time (None: the
+            whole batch at once). The stack has no batch-coupled layer, so the result is the
+            same up to float rounding; on a CPU, whose caches hold one micro-batch's
+            activations but not a 128-image batch's, it is much faster
+            (:func:`core_ssl.device.resolve_conv_micro_batch`, docs/benchmarks.md).
     """
 
     def __init__(self, obs_shape: tuple[int, int, int] = (9, 84, 84), feature_dim: int = 50,
                  num_layers: int = 4, num_filters: int = 32, output_tanh: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, micro_batch: int | None = None) -> None:
         super().__init__()
         if len(obs_shape) != 3:
             raise ValueError(f"obs_shape must be (C, H, W), got {obs_shape}")
@@ -199,6 +204,7 @@ class CurlEncoder(nn.Module):
         self.num_layers = num_layers
         self.feature_dim: int = feature_dim
         self.output_tanh = output_tanh
+        self.micro_batch = micro_batch
         self.conv_output_shape = (num_filters, out_h, out_w)
         self.convs = nn.ModuleList(
             [nn.Conv2d(channels, num_filters, 3, stride=2)]
@@ -209,12 +215,18 @@ class CurlEncoder(nn.Module):
         self.apply(lambda m: orthogonal_weight_init(m, generator))
 
     def forward_conv(self, obs: torch.Tensor) -> torch.Tensor:
-        """Conv stack: (B, C, H, W) float or uint8 -> flattened features (B, prod(conv_output_shape))."""
-        h = _as_float_images(obs, self.fc.weight.dtype, "CurlEncoder")
-        if tuple(h.shape[1:]) != self.obs_shape:
+        """Conv stack: (B, C, H, W) float or uint8 -> flattened features (B, prod(conv_output_shape)),
+        in micro-batches of ``self.micro_batch`` observations when it is set and B exceeds it."""
+        if tuple(obs.shape[1:]) != self.obs_shape:
             raise ValueError(
-                f"CurlEncoder was built for observations {self.obs_shape}, got {tuple(h.shape[1:])}"
+                f"CurlEncoder was built for observations {self.obs_shape}, got {tuple(obs.shape[1:])}"
             )
+        if self.micro_batch and len(obs) > self.micro_batch:
+            return torch.cat([self._conv_stack(part) for part in obs.split(self.micro_batch)])
+        return self._conv_stack(obs)
+
+    def _conv_stack(self, obs: torch.Tensor) -> torch.Tensor:
+        h = _as_float_images(obs, self.fc.weight.dtype, "CurlEncoder")
         for conv in self.convs:
             h = F.relu(conv(h))
         return h.flatten(1)

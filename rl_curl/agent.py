@@ -163,6 +163,9 @@ class SacAgent:
         bf16: run the conv stacks under bf16 autocast.
         optimizers: ``joint`` (one step over the summed critic + aux loss) or ``official``
             (the official code's three encoder steps per update); see the module docstring.
+        conv_micro_batch: run the conv stacks on at most this many observations at a time
+            (None: whole batches); a speed setting only, the same maths up to float rounding
+            (:func:`core_ssl.device.resolve_conv_micro_batch`).
     """
 
     def __init__(self, obs_shape: tuple[int, ...], action_dim: int, device: torch.device,
@@ -175,7 +178,7 @@ class SacAgent:
                  target_update_freq: int = 2, discount: float = 0.99, init_temperature: float = 0.1,
                  aux_weight: float = 1.0, aux_temperature: float = 0.1, queue_size: int = 4096,
                  bf16: bool = False, optimizers: Literal["joint", "official"] = "joint",
-                 aug_backend: str = "auto") -> None:
+                 aug_backend: str = "auto", conv_micro_batch: int | None = None) -> None:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
         if aux not in AUX_LOSSES:
@@ -203,7 +206,8 @@ class SacAgent:
         def make_encoder() -> nn.Module:
             if not self.pixels:
                 return StateEncoder(obs_shape[0])
-            return CurlEncoder((obs_shape[0], crop_size, crop_size), feature_dim, num_layers, num_filters)
+            return CurlEncoder((obs_shape[0], crop_size, crop_size), feature_dim, num_layers, num_filters,
+                               micro_batch=conv_micro_batch)
 
         self.critic = Critic(make_encoder(), action_dim, hidden_dim).to(self.device)
         self.critic_target = momentum_copy(self.critic)

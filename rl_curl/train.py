@@ -49,7 +49,7 @@ import torch  # noqa: E402
 from core_ssl.checkpoint import capture_rng_state, export_weights, restore_rng_state
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, load_config, parse_config, replace_config
-from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_device
+from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_conv_micro_batch, resolve_device
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.run import RunFolder, given_fields, resume_config
@@ -59,7 +59,7 @@ from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
 
 COMMAND = "python -m rl_curl.train"
-RUNTIME_FIELDS = ("device", "threads", "progress_bar")  # may change on --resume
+RUNTIME_FIELDS = ("device", "threads", "progress_bar", "conv_micro_batch")  # may change on --resume
 LENGTH_FIELDS = ("total_env_steps",)  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -112,6 +112,10 @@ class TrainConfig:
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast of the conv encoder: auto (on where the device runs "
                                                        "bf16 natively: CUDA, CPUs with AVX512-BF16 or AMX) | on | off",
                                                "choices": list(BF16_CHOICES)})
+    conv_micro_batch: str = field(default="auto", metadata={
+        "help": "run the conv encoder on at most N observations at a time: auto (32 on a CPU, whose caches "
+                "overflow on larger batches; the whole batch on CUDA) | off | N. Speed only: the same "
+                "maths up to float rounding, and it may change on --resume"})
     eval_every: int = field(default=10_000, metadata={"help": "evaluate every N environment steps (and at step 0)"})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
     checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps"})
@@ -155,6 +159,7 @@ def build_env(cfg: TrainConfig, seed: int) -> envs.DMControlEnv:
 
 def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) -> SacAgent:
     bf16 = resolve_bf16(cfg.bf16, device)
+    micro_batch = resolve_conv_micro_batch(cfg.conv_micro_batch, device)
     return SacAgent(
         env.observation_space.shape, env.action_space.shape[0], device, agent=cfg.agent, aux=cfg.aux,
         aug=cfg.aug, aug_backend=cfg.aug_backend, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim,
@@ -163,7 +168,8 @@ def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) 
         encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
         target_update_freq=cfg.target_update_freq, discount=cfg.discount,
         init_temperature=cfg.init_temperature, aux_weight=cfg.aux_weight, optimizers=cfg.optimizers,
-        aux_temperature=cfg.aux_temperature, queue_size=cfg.queue_size, bf16=bf16)
+        aux_temperature=cfg.aux_temperature, queue_size=cfg.queue_size, bf16=bf16,
+        conv_micro_batch=micro_batch)
 
 
 def evaluate(agent: SacAgent, env: envs.DMControlEnv, episodes: int, seed: int,
@@ -435,6 +441,10 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"--action-repeat must be at least 1, got {cfg.action_repeat}", "give a positive value")
     if cfg.lr is not None and not cfg.lr > 0:
         raise UsageError(f"--lr must be > 0, got {cfg.lr}", "give a positive learning rate")
+    try:
+        resolve_conv_micro_batch(cfg.conv_micro_batch, torch.device("cpu"))
+    except ValueError as err:
+        raise UsageError(str(err), "give --conv-micro-batch auto, off or a positive integer") from None
     if cfg.threads is not None and cfg.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {cfg.threads}", "give a positive count, or leave it out")
 

@@ -43,3 +43,16 @@ def test_machine_facts_name_what_speed_depends_on():
     assert facts["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert facts["native_bf16_cpu"] == native_bf16(torch.device("cpu"))
     assert facts["torch"] == torch.__version__ and facts["cpu_count"] >= 1
+
+
+def test_conv_micro_batch_setting():
+    from core_ssl.device import CONV_MICRO_BATCH_CPU, resolve_conv_micro_batch
+
+    assert resolve_conv_micro_batch("auto", torch.device("cpu")) == CONV_MICRO_BATCH_CPU
+    assert resolve_conv_micro_batch("auto", torch.device("cuda")) is None
+    assert resolve_conv_micro_batch("off", torch.device("cpu")) is None
+    assert resolve_conv_micro_batch("0", torch.device("cpu")) is None
+    assert resolve_conv_micro_batch("64", torch.device("cpu")) == 64
+    for bad in ("-1", "many", 2.5):
+        with pytest.raises(ValueError, match="auto, off or a positive integer"):
+            resolve_conv_micro_batch(bad, torch.device("cpu"))

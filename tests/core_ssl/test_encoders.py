@@ -1,5 +1,7 @@
 """Tests of core_ssl.encoders: shapes, parameter counts, input dtypes, CURL's weight sharing."""
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -165,3 +167,20 @@ def test_build_encoder_errors():
         ResNetEncoder(depth=20)
     with pytest.raises(ValueError, match="too small"):
         CurlEncoder(obs_shape=(3, 16, 16), num_layers=6)
+
+
+def test_curl_encoder_micro_batches_compute_the_same_features_and_gradients():
+    """Micro-batching the conv stack is a speed setting: outputs and gradients match the
+    whole-batch pass to float rounding, for batches that do and do not divide evenly."""
+    torch.manual_seed(0)
+    whole = CurlEncoder(obs_shape=(9, 24, 24), num_layers=3, num_filters=8, feature_dim=8)
+    chunked = CurlEncoder(obs_shape=(9, 24, 24), num_layers=3, num_filters=8, feature_dim=8, micro_batch=4)
+    chunked.load_state_dict(whole.state_dict())
+    obs = torch.randint(0, 256, (10, 9, 24, 24), dtype=torch.uint8)
+    out_whole, out_chunked = whole(obs), chunked(obs)
+    torch.testing.assert_close(out_chunked, out_whole, rtol=1e-5, atol=1e-6)
+    (out_whole ** 2).sum().backward()
+    (out_chunked ** 2).sum().backward()
+    for (name, a), b in zip(whole.named_parameters(), chunked.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    assert chunked.forward_conv(obs[:3]).shape == (3, math.prod(chunked.conv_output_shape))  # < one micro-batch

@@ -160,3 +160,23 @@ def test_official_mode_without_aux_loss_is_critic_then_actor():
 def test_unknown_optimizer_mode_is_named():
     with pytest.raises(ValueError, match="optimizers"):
         SacAgent((9, 100, 100), 2, torch.device("cpu"), optimizers="fused", **SMALL)
+
+
+@pytest.mark.parametrize("optimizers", ["joint", "official"])
+def test_conv_micro_batches_leave_the_update_unchanged(optimizers):
+    """The micro-batched conv passes are a speed setting: from the same state, one update gives
+    the same losses and the same parameters as whole-batch passes, to float rounding."""
+    agents = []
+    for micro_batch in (None, 8):
+        torch.manual_seed(0)
+        agents.append(SacAgent((9, 100, 100), 2, torch.device("cpu"), optimizers=optimizers,
+                               conv_micro_batch=micro_batch, **SMALL))
+    assert agents[1].critic.encoder.micro_batch == agents[1].critic_target.encoder.micro_batch == 8
+    metrics = []
+    for agent in agents:
+        torch.manual_seed(1)  # the same crops
+        metrics.append(agent.update(_pixel_batch(size=20)))
+    for name in metrics[0]:
+        torch.testing.assert_close(metrics[1][name], metrics[0][name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    for (name, a), b in zip(agents[0].critic.named_parameters(), agents[1].critic.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
