@@ -98,6 +98,24 @@ def resolve_conv_micro_batch(setting: str | int | None, device: torch.device) ->
     return int(setting) or None
 
 
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
+
+
+def fused_optimizer_kwargs(parameters) -> dict[str, bool]:
+    """``{"fused": True}`` for ``torch.optim.Adam / AdamW / SGD`` when every parameter is a
+    floating-point tensor on a CPU or CUDA device, else ``{}`` (the default for-each kernels).
+
+    The fused kernel computes the same update in one pass over each tensor instead of a
+    sequence of element-wise ops per tensor: on this project's AVX2 EPYC an Adam step over 24.6 M
+    parameters took 30 ms fused against 110-270 ms for-each (one thread), about 8% of a CURL
+    update at batch 32. The results agree to float rounding (tests/core_ssl/test_device.py).
+    """
+    parameters = list(parameters)
+    if parameters and all(p.is_floating_point() and p.device.type in FUSED_OPTIMIZER_DEVICES for p in parameters):
+        return {"fused": True}
+    return {}
+
+
 def machine_facts() -> dict[str, object]:
     """What a speed number depends on, for every benchmark's JSON lines: the CPU model, the SIMD
     level torch dispatches to (``AVX2``, ``AVX512``, ...), whether bf16 is native, core and

@@ -269,3 +269,27 @@ def test_run_facts_carry_the_machine_facts_and_the_load():
     for key in ("cpu_model", "cpu_capability", "native_bf16_cpu", "torch_threads", "cpu_family_model", "load_average"):
         assert key in facts
     assert facts["torch_threads"] == torch.get_num_threads()
+
+
+def test_tables_render_the_benchmarks_json_lines(tmp_path):
+    """benchmarks/tables.py turns the committed JSON lines into the docs' tables, ratios and
+    peak fractions included, and names the folder when there is nothing to read."""
+    import json
+
+    from benchmarks import tables
+
+    facts = {"cpu_model": "CPU", "cpu_family_model": "25/1/1", "cpu_capability": "AVX2", "native_bf16_cpu": False,
+             "torch_threads": 2, "torch": "2.x", "load_average": [0.2, 0.3, 0.4]}
+    lines = [{"bench": "rl_update", "batch": 128, "contender": "ours_fp32", "median_s": 0.5, "rounds": 5,
+              "speedup_vs_reference": 2.0, "speedup_interval_95": [1.9, 2.1], "flops_per_step": 71e9,
+              "achieved_gflops": 142.0, "fraction_of_peak": 0.71, **facts},
+             {"bench": "rl_update", "batch": 128, "contender": "reference", "median_s": 1.0, "rounds": 5,
+              "flops_per_step": 115e9, "achieved_gflops": 115.0, "fraction_of_peak": 0.575, **facts},
+             {"bench": "rl_update", "contender": "ours_bf16", "skipped": "emulated"}]
+    (tmp_path / "rl.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    text = tables.tables(tmp_path)
+    assert "| 128 | ours_fp32 | 0.500 | 2.00x [1.90, 2.10] | 71.0 | 142.0 | 71% |" in text
+    assert "| 128 | reference | 1.000 |  | 115.0 | 115.0 | 57% |" in text and "ours_bf16" not in text
+    assert "load average 0.20-0.20" in text
+    with pytest.raises(SystemExit, match="no benchmark output"):
+        tables.tables(tmp_path / "empty")

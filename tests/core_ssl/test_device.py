@@ -56,3 +56,35 @@ def test_conv_micro_batch_setting():
     for bad in ("-1", "many", 2.5):
         with pytest.raises(ValueError, match="auto, off or a positive integer"):
             resolve_conv_micro_batch(bad, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
+def test_fused_optimizers_match_the_for_each_kernels(name):
+    """The fused kernel chosen by fused_optimizer_kwargs is a speed setting: five steps give the
+    parameters the for-each kernel gives, to float rounding."""
+    from core_ssl.device import fused_optimizer_kwargs
+
+    torch.manual_seed(0)
+    start = [torch.randn(64, 33), torch.randn(33), torch.randn(4, 3, 3, 3)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(5)]
+    settings = {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4} if name == "SGD" else {"lr": 0.01, "weight_decay": 1e-4}
+    results = []
+    for fused in (False, True):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        extra = fused_optimizer_kwargs(params) if fused else {"foreach": True}
+        assert not fused or extra == {"fused": True}
+        optimizer = getattr(torch.optim, name)(params, **settings, **extra)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            optimizer.step()
+        results.append(params)
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_optimizers_are_not_asked_for_integer_or_empty_parameters():
+    from core_ssl.device import fused_optimizer_kwargs
+
+    assert fused_optimizer_kwargs([]) == {}
+    assert fused_optimizer_kwargs([torch.zeros(3, dtype=torch.int64)]) == {}

@@ -1,0 +1,131 @@
+"""Markdown tables from the JSON lines the benchmarks printed, so the tables in
+docs/benchmarks.md regenerate from the committed measurements:
+
+    python benchmarks/tables.py results/benchmarks/cpu-avx2
+
+reads, where present, ``peak.json`` (``benchmarks/peak.py``), ``rl.jsonl`` (``rl.py``),
+``cut.jsonl`` (``cut.py``) and ``vision_throughput.jsonl`` (``vision_throughput.py``) from the
+folder and prints one table per file: per contender the median seconds per step, the speed-up
+against the reference measured in the same run (median of per-round ratios, with its bootstrap
+interval when there were enough rounds), GFLOP/s and the fraction of the machine's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file (blank and non-JSON lines skipped)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _ratio(row: dict) -> str:
+    ratio = row.get("speedup_vs_reference")
+    if ratio is None:
+        return ""
+    interval = row.get("speedup_interval_95")
+    interval = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+    return f"{ratio:.2f}x{interval}"
+
+
+def _fraction(row: dict) -> str:
+    fraction = row.get("fraction_of_peak")
+    return "" if fraction is None else f"{100 * fraction:.0f}%"
+
+
+def _gflops(row: dict) -> str:
+    value = row.get("achieved_gflops")
+    return "" if value is None else f"{value:.1f}"
+
+
+def _machine(rows: list[dict]) -> str:
+    facts = next((r for r in rows if "cpu_model" in r), None)
+    if facts is None:
+        return ""
+    loads = [r["load_average"][0] for r in rows if r.get("load_average")]
+    load = f", load average {min(loads):.2f}-{max(loads):.2f}" if loads else ""
+    return (f"{facts['cpu_model']} (family/model {facts.get('cpu_family_model')}, {facts.get('cpu_capability')}, "
+            f"native bf16: {facts.get('native_bf16_cpu')}), {facts.get('torch_threads')} threads, torch "
+            f"{facts.get('torch')}{load}")
+
+
+def peak_table(rows: list[dict]) -> str:
+    summary = next((r for r in rows if r.get("bench") == "peak"), None)
+    if summary is None:
+        return ""
+    lines = ["| precision | kernel | best GFLOP/s |", "| --- | --- | ---: |"]
+    for dtype, kernels in summary["by_kernel_gflops"].items():
+        for kernel, value in kernels.items():
+            lines.append(f"| {dtype} | {kernel} | {value:.1f} |")
+    peaks = ", ".join(f"{d} {v:.1f}" for d, v in summary["peak_gflops"].items())
+    return "\n".join([f"Peak (GFLOP/s): {peaks}. {_machine(rows)}", "", *lines])
+
+
+def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s per step") -> str:
+    """One line per measured contender of the rows whose ``key`` field is a step measurement."""
+    measured = [r for r in rows if r.get(key) in {"rl_update", "cut_train_step", "vision_throughput"}
+                and r.get("median_s") is not None]
+    if not measured:
+        return ""
+    header = [*keys, "contender", unit, "vs reference", "GFLOP/step", "GFLOP/s", "of peak"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(keys) + " --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in measured:
+        flops = r.get("flops_per_step")
+        cells = [str(r.get(k, "")) for k in keys] + [
+            r["contender"], f"{r['median_s']:.3f}", _ratio(r), "" if flops is None else f"{flops / 1e9:.1f}",
+            _gflops(r), _fraction(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([_machine(rows), "", *lines])
+
+
+def env_table(rows: list[dict]) -> str:
+    env = [r for r in rows if r.get("bench") == "rl_env"]
+    return "\n".join(f"Environment: {r['task']} from pixels, {r['env_steps_per_s']} environment steps/s "
+                     f"({r['renders_per_s']} renders/s, action repeat {r['action_repeat']}, MUJOCO_GL="
+                     f"{r.get('mujoco_gl')})" for r in env)
+
+
+def tables(folder: Path) -> str:
+    parts = []
+    sources = [("peak.json", lambda rows: peak_table(rows)),
+               ("rl.jsonl", lambda rows: "\n\n".join(t for t in (step_table(rows, "bench", ("batch",)),
+                                                                   env_table(rows)) if t)),
+               ("cut.jsonl", lambda rows: step_table(rows, "benchmark", ("mode", "size", "batch"))),
+               ("vision_throughput.jsonl", lambda rows: step_table(rows, "bench", ("batch_size",)))]
+    for name, render in sources:
+        path = folder / name
+        if path.is_file():
+            text = render(read_lines(path))
+            if text:
+                parts.append(f"### {name}\n\n{text}")
+    if not parts:
+        raise SystemExit(f"error: no benchmark output (peak.json, rl.jsonl, cut.jsonl, vision_throughput.jsonl) "
+                         f"in {folder} — give the folder the benchmarks wrote into")
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="folder with the benchmarks' JSON-lines files")
+    parser.add_argument("--write", action="store_true", help="also write FOLDER/tables.md")
+    args = parser.parse_args(argv)
+    text = tables(args.folder)
+    if args.write:
+        (args.folder / "tables.md").write_text(text)
+    print(text, end="")
+    return text
+
+
+if __name__ == "__main__":
+    main()
