@@ -71,3 +71,15 @@ def test_shipped_state_sac_agent_plays_an_episode_like_its_run(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["agent"] == "state-sac" and result["env"] == "cartpole-swingup"
     assert result["return_mean"] == pytest.approx(777.6, abs=10.0)
+
+
+@pytest.mark.parametrize("arm, first_episode", [("curl", 168.6), ("pixel-sac", 162.4)])
+def test_shipped_pixel_agents_play_an_episode_from_pixels(arm, first_episode, capsys):
+    """The shipped CURL and pixel-SAC actors (fp16, median seeds of the comparison) render,
+    crop and act from pixels: their first evaluation episode scores what it scored when they were
+    exported (168.6 and 162.4) within what rendering differences between machines can move, far
+    above an untrained agent (about 25)."""
+    main(["--weights", str(SHIPPED / f"cartpole-swingup-{arm}.safetensors"), "--episodes", "1"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["agent"] == arm and result["env"] == "cartpole-swingup"
+    assert result["return_mean"] == pytest.approx(first_episode, abs=40.0)
