@@ -9,22 +9,30 @@ paired gain over the identity, KID, the domain-B share and the content correlati
 its 95% interval, the other ends of the scales (real-B share, unrelated-image content), the
 best and last epochs, the wall-clock time and the newest sample grid; and it draws
 ``metrics.png`` in the run folder (each measure against the epoch, intervals shaded, baselines
-dashed). With several runs it adds a comparison table of their last evaluations. Runs logged
-before the intervals existed (``kid_std`` only) are shown with what they have.
+dashed). With several runs it adds a comparison table of their last evaluations, and when
+run folders are named ``<arm>-s<seed>`` (``scripts/cut_compare.sh``) and an arm has two seeds or
+more, a table over seeds: per arm the mean of the last evaluations and its 95% Student-t
+interval over seeds (:func:`core_ssl.stats.t_interval`), so the spread between trainings, not
+only between held-out images, enters the comparison. Runs logged before the intervals existed
+(``kid_std`` only) are shown with what they have.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
+from core_ssl.stats import t_interval
 
-__all__ = ["run_report", "compare_runs", "plot_metrics", "main"]
+__all__ = ["run_report", "compare_runs", "compare_arms", "plot_metrics", "main"]
 
 # (key, column title, scale) of the measures in the table and the plot.
 MEASURES = (
@@ -167,6 +175,57 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     return "\n".join(lines)
 
 
+SEEDED_RUN = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)$")
+
+
+def group_by_arm(run_dirs: list[str | Path]) -> dict[str, list[Path]]:
+    """Run folders named ``<arm>-s<seed>`` grouped by arm (others are left out), in the given order."""
+    arms: dict[str, list[Path]] = {}
+    for run_dir in map(Path, run_dirs):
+        match = SEEDED_RUN.match(run_dir.name)
+        if match:
+            arms.setdefault(match["arm"], []).append(run_dir)
+    return arms
+
+
+def compare_arms(run_dirs: list[str | Path]) -> str:
+    """A Markdown table over seeds: per arm (runs named ``<arm>-s<seed>``), the number of seeds,
+    the epoch of the last evaluations and, per measure, the mean over seeds of each run's last
+    evaluation with its 95% Student-t interval (the bare mean for one seed), plus the identity
+    baseline (epoch 0) averaged the same way over every run. Empty when no run is so named."""
+    arms = group_by_arm(run_dirs)
+    if not arms:
+        return ""
+    lasts: dict[str, list[dict]] = {}
+    identities: list[dict] = []
+    for arm, runs in arms.items():
+        for run_dir in runs:
+            evaluations = _eval_rows(run_dir)
+            identities += [r for r in evaluations if r["epoch"] == 0]
+            trained = [r for r in evaluations if r["epoch"] > 0]
+            if trained:
+                lasts.setdefault(arm, []).append(trained[-1])
+    rows = ([("identity (untranslated A)", identities)] if identities else []) + list(lasts.items())
+    keys = [m for m in MEASURES if any(m[0] in r for _, group in rows for r in group)]
+    lines = [f"| arm | seeds | epoch | " + " | ".join(label for _, label, _ in keys) + " |",
+             "| --- " * (len(keys) + 3) + "|"]
+    for name, group in rows:
+        epochs = sorted({r["epoch"] for r in group})
+        cells = []
+        for key, _, scale in keys:
+            values = np.array([scale * r[key] for r in group if key in r], dtype=float)
+            digits = _digits(key)
+            if len(values) == 0:
+                cells.append("-")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.{digits}f}")
+            else:
+                interval = t_interval(values)
+                cells.append(f"{interval.point:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]")
+        lines.append(f"| {name} | {len(group)} | {', '.join(map(str, epochs))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m cut_translation.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,6 +239,10 @@ def main(argv: list[str] | None = None) -> str:
         parts.append(run_report(run_dir) + f"\n\nMeasures by epoch: `{plot_metrics(run_dir)}`")
     if len(args) > 1:
         parts.append("Last evaluation of each run:\n\n" + compare_runs(args))
+        arms = group_by_arm(args)
+        if any(len(runs) > 1 for runs in arms.values()):
+            parts.append("Over seeds (mean of each run's last evaluation, 95% t interval over seeds):\n\n"
+                         + compare_arms(args))
     text = "\n\n".join(parts)
     print(text)
     return text

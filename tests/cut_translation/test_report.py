@@ -1,0 +1,52 @@
+"""cut_translation.report on small fake run folders: the per-run table, the comparison of last
+evaluations and the table over seeds, checked against direct computation."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cut_translation import report
+
+
+def _run(root, name, last_fid, share, mode="cut", lambda_nce=None):
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"mode": mode, "lambda_nce": lambda_nce, "data": "toy.zip", "size": 32}))
+    (run / "summary.json").write_text(json.dumps({"epochs": 2, "steps": 20, "wall_clock_seconds": 36.0,
+                                                  "best": {"epoch": 2}}))
+    rows = [{"epoch": 0, "fid": 200.0, "fid_low": 190.0, "fid_high": 210.0, "domain_share": 0.10, "images": 50},
+            {"epoch": 1, "fid": 190.0, "domain_share": 0.2, "images": 50},
+            {"epoch": 2, "fid": last_fid, "fid_low": last_fid - 5, "fid_high": last_fid + 5, "domain_share": share,
+             "images": 50}]
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_one_run_report_lists_every_epoch_with_intervals(tmp_path):
+    run = _run(tmp_path, "cut-s1", 150.0, 0.6)
+    text = report.run_report(run)
+    assert "| 0 (identity baseline) | 200.0 [190.0, 210.0] | 0.100 | 50 |" in text
+    assert "| 2 (best FID) | 150.0 [145.0, 155.0] | 0.600 | 50 |" in text
+
+
+def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_path):
+    cut = [_run(tmp_path, f"cut-s{seed}", fid, share) for seed, fid, share in [(1, 150, 0.6), (2, 160, 0.5), (3, 140, 0.7)]]
+    gan = [_run(tmp_path, f"gan-only-s{seed}", fid, share, lambda_nce=0.0) for seed, fid, share in [(1, 170, 0.4), (2, 180, 0.3)]]
+    stray = _run(tmp_path, "catdog-64", 120.0, 0.9)  # not <arm>-s<seed>: left out of the seed table
+    assert list(report.group_by_arm([*cut, *gan, stray])) == ["cut", "gan-only"]
+    table = report.compare_arms([*cut, *gan, stray])
+    fids = np.array([150.0, 160.0, 140.0])
+    half = stats.t.ppf(0.975, 2) * fids.std(ddof=1) / np.sqrt(3)
+    assert f"| cut | 3 | 2 | {fids.mean():.1f} [{fids.mean() - half:.1f}, {fids.mean() + half:.1f}] | 0.600 [" in table
+    assert "| identity (untranslated A) | 5 | 0 | 200.0 [200.0, 200.0] | 0.100 [" in table
+    assert "| gan-only | 2 | 2 | 175.0 [" in table
+    text = report.main([str(r) for r in [*cut, *gan]])
+    assert "Over seeds" in text and "Last evaluation of each run" in text
+    assert report.compare_arms([stray]) == ""
+
+
+def test_a_folder_that_is_not_a_run_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is .* a finished cut_translation.train run folder"):
+        report.run_report(tmp_path)
