@@ -15,6 +15,10 @@ bootstrap interval from these functions.
   every replicate resamples the runs *within each task* (column) independently, with
   replacement, and applies the aggregate to the resampled matrix. With one task this is the
   plain percentile bootstrap over runs.
+* :func:`probability_of_improvement`: ``P(X > Y) + P(X = Y) / 2`` over every pair of a run of
+  X and a run of Y, the Mann-Whitney U statistic over ``n m`` (rliable's
+  ``probability_of_improvement`` for one task); its interval resamples the runs of X and of Y
+  independently, as rliable's stratified bootstrap does for the pair of score matrices.
 
 All functions are vectorised over the replicates (no Python loop over resamples), seeded, and
 take numpy arrays; they never modify their input.
@@ -27,7 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval"]
+__all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval",
+           "probability_of_improvement", "probability_of_improvement_interval"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +141,33 @@ def t_interval(sample: np.ndarray, confidence: float = 0.95) -> Interval:
     mean = float(x.mean())
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
     return Interval(mean, mean - half, mean + half, confidence)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """``P(X > Y) + P(X = Y) / 2`` over all pairs (x_i, y_j): the Mann-Whitney U statistic of x
+    against y divided by ``len(x) * len(y)``. 0.5: neither is better; 1: every run of X beats
+    every run of Y."""
+    x, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (x, y))
+    if len(x) == 0 or len(y) == 0:
+        raise ValueError("probability of improvement needs at least one run of each")
+    return float(_pairwise_wins(x[None], y[None])[0])
+
+
+def _pairwise_wins(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row r: mean over (i, j) of [x[r, i] > y[r, j]] + [x[r, i] == y[r, j]] / 2."""
+    difference = x[:, :, None] - y[:, None, :]
+    return ((difference > 0) + 0.5 * (difference == 0)).mean(axis=(1, 2))
+
+
+def probability_of_improvement_interval(x: np.ndarray, y: np.ndarray, reps: int = 10_000,
+                                        confidence: float = 0.95, seed: int = 0) -> Interval:
+    """:func:`probability_of_improvement` with a percentile bootstrap interval: each replicate
+    resamples the runs of x and the runs of y independently, with replacement."""
+    _check_confidence(confidence, reps)
+    x, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (x, y))
+    point = probability_of_improvement(x, y)
+    rng = np.random.default_rng(seed)
+    x_resampled = x[rng.integers(0, len(x), size=(reps, len(x)))]
+    y_resampled = y[rng.integers(0, len(y), size=(reps, len(y)))]
+    low, high = _percentiles(_pairwise_wins(x_resampled, y_resampled), confidence)
+    return Interval(point, low, high, confidence)

@@ -16,8 +16,10 @@ the middle 50% of seeds) of the final returns, each with a 95% stratified percen
 interval over seeds, as ``rliable`` computes them (``core_ssl.stats``), and the paper's mean +-
 std at 100k environment steps beside them (Srinivas et al. 2020, Table 1). The curves plot, per
 arm, the mean evaluation return over seeds against environment steps with its 95% bootstrap
-band. Outputs, in ``--out`` (default: the first folder given): ``rl_report.md``,
-``rl_report.json`` and ``rl_curves.png``.
+band. For every pair of arms of a task, the probability of improvement ``P(A > B)`` over their
+seeds (``core_ssl.stats.probability_of_improvement``, rliable's pairwise statistic) with its 95%
+bootstrap interval. Outputs, in ``--out`` (default: the first folder given): ``rl_report.md``,
+``rl_report.json`` (one record per arm), ``rl_pairs.json`` and ``rl_curves.png``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from core_ssl.checkpoint import atomic_write
 from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
-from core_ssl.stats import Interval, bootstrap_interval, iqm, stratified_bootstrap_interval
+from core_ssl.stats import (Interval, bootstrap_interval, iqm, probability_of_improvement_interval,
+                            stratified_bootstrap_interval)
 
 __all__ = ["PAPER_100K", "Run", "find_runs", "arm_of", "summarise", "main"]
 
@@ -176,6 +179,32 @@ def plot_curves(runs: Sequence[Run], path: Path, reps: int = 2_000, seed: int = 
     return save_figure(fig, path)
 
 
+def pairwise(records: Sequence[dict], reps: int = 10_000, seed: int = 0) -> list[dict]:
+    """For every task and every pair of its arms (in table order) evaluated at the same step:
+    the probability of improvement ``P(A > B)`` over their seeds' final returns with its 95%
+    bootstrap interval (:func:`core_ssl.stats.probability_of_improvement_interval`)."""
+    pairs = []
+    for i, a in enumerate(records):
+        for b in records[i + 1:]:
+            if a["task"] != b["task"] or a["env_steps"] != b["env_steps"]:
+                continue
+            interval = probability_of_improvement_interval(np.array(a["returns"]), np.array(b["returns"]),
+                                                           reps=reps, seed=seed)
+            pairs.append({"task": a["task"], "a": a["arm"], "b": b["arm"], "env_steps": a["env_steps"],
+                          "seeds": [a["seeds"], b["seeds"]], "p_a_beats_b": _interval_dict(interval)})
+    return pairs
+
+
+def pairwise_table(pairs: Sequence[dict]) -> str:
+    """The pairs as a Markdown table."""
+    lines = ["| task | A | B | seeds (A, B) | P(A > B) [95% CI] |", "| --- | --- | --- | --- | --- |"]
+    for p in pairs:
+        q = p["p_a_beats_b"]
+        lines.append(f"| {p['task']} | {p['a']} | {p['b']} | {p['seeds'][0]}, {p['seeds'][1]} | "
+                     f"{q['point']:.2f} [{q['low']:.2f}, {q['high']:.2f}] |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(interval: dict) -> str:
     return f"{interval['point']:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
 
@@ -246,12 +275,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or Path(args.paths[0])
     out.mkdir(parents=True, exist_ok=True)
     records = summarise(runs, args.reps, args.seed)
+    pairs = pairwise(records, args.reps, args.seed)
     table = markdown_table(records)
+    if pairs:
+        table += ("\nProbability of improvement (P(A > B) + P(A = B) / 2 over pairs of seeds' final returns; "
+                  "0.5 = no difference; 95% bootstrap over the seeds of each arm):\n\n" + pairwise_table(pairs))
     atomic_write(out / "rl_report.md", lambda f: f.write(table.encode()))
     atomic_write(out / "rl_report.json", lambda f: f.write(json.dumps(records, indent=2).encode()))
+    atomic_write(out / "rl_pairs.json", lambda f: f.write(json.dumps(pairs, indent=2).encode()))
     plot_curves(runs, out / "rl_curves.png", seed=args.seed)
     print(table, end="")
-    print(f"wrote {out / 'rl_report.md'}, {out / 'rl_report.json'} and {out / 'rl_curves.png'}", file=sys.stderr)
+    print(f"wrote {out / 'rl_report.md'}, {out / 'rl_report.json'}, {out / 'rl_pairs.json'} and {out / 'rl_curves.png'}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,27 @@ def test_phase_table_sums_the_intervals_after_the_random_phase(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "environment steps 108 to 308, 10.00 environment steps/s" in out
     assert "| update | 14.0 | 70.0% |" in out and "| render | 6.0 | 30.0% |" in out
+
+
+def test_pairwise_probability_of_improvement_matches_the_pair_count(sweep, tmp_path):
+    """P(A > B) is the share of (seed of A, seed of B) pairs that A wins (ties count half), the
+    Mann-Whitney U over n m; its interval holds the point and stays within [0, 1]."""
+    from scipy import stats
+
+    from rl_curl.report import pairwise
+
+    root, finals = sweep
+    finals = {**finals, "curl (official optimizers)": [200.0]}
+    records = summarise(find_runs([root]), reps=500, seed=3)
+    pairs = {(p["a"], p["b"]): p for p in pairwise(records, reps=500, seed=3)}
+    assert len(pairs) == 3  # every pair of the three arms
+    for (a, b), pair in pairs.items():
+        x, y = np.array(finals[a]), np.array(finals[b])
+        wins = np.mean([(xi > yj) + 0.5 * (xi == yj) for xi in x for yj in y])
+        u = stats.mannwhitneyu(x, y, alternative="two-sided").statistic
+        q = pair["p_a_beats_b"]
+        assert q["point"] == pytest.approx(wins) == pytest.approx(u / (len(x) * len(y)))
+        assert 0.0 <= q["low"] <= q["point"] <= q["high"] <= 1.0
+    main([str(root), "--out", str(tmp_path), "--reps", "200"])
+    assert "P(A > B)" in (tmp_path / "rl_report.md").read_text()
+    assert len(json.loads((tmp_path / "rl_pairs.json").read_text())) == len(pairs)
