@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core_ssl.logger import progress
+
 __all__ = ["INCEPTION_SIZE", "find_inception_weights", "InceptionFeatures", "frechet_distance",
            "kernel_inception_distance", "fid_kid"]
 
@@ -82,7 +84,9 @@ class InceptionFeatures(torch.nn.Module):
         Returns (N, 2048) float64 on the CPU."""
         device = next(self.net.parameters()).device
         chunks = []
-        for start in range(0, len(images), batch_size):
+        starts = range(0, len(images), batch_size)
+        for start in progress(starts, total=len(starts), desc="Inception features", unit="batch",
+                              disable=len(images) < 4 * batch_size, leave=False):
             batch = images[start:start + batch_size].to(device)
             if batch.dtype == torch.uint8:
                 batch = batch.float() / 127.5 - 1.0
