@@ -124,7 +124,9 @@ def run_report(run_dir: str | Path) -> str:
     lines = [
         f"Run `{run_dir.name}`: {config['mode']}{'' if lambda_nce is None else f' (lambda_NCE {lambda_nce:g})'} "
         f"on `{config['data']}` at {config['size']} px, {summary['epochs']} epochs ({summary['steps']} steps), "
-        f"wall-clock {summary['wall_clock_seconds'] / 3600:.2f} h. Intervals: 95% bootstrap over the held-out images.",
+        f"wall-clock {summary['wall_clock_seconds'] / 3600:.2f} h. Intervals: 95% bootstrap over the held-out images; "
+        "FID's (and its gain's) is the basic interval, corrected for FID's small-sample bias, so it is one for the "
+        "distributions' FID and can lie below the point (the biased FID of these n images).",
         "",
         *_header(keys, "epoch"),
     ]
