@@ -12,6 +12,7 @@
 # ARM is cut | fastcut | gan-only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/sweep_lib.sh
 ROOT=${CUT_COMPARE_ROOT:-runs/cut_compare/cifar}
 # The budget (see docs/results.md): the cifar preset (6 residual blocks, batch 1, 500 held-out
 # test images per domain for FID / KID / the domain classifier / content) with a generator of
@@ -29,13 +30,7 @@ for item in "${SWEEP[@]}"; do
         gan-only) flags=(--mode cut --lambda-nce 0) ;;
         *) echo "error: unknown arm '$arm' — use cut, fastcut or gan-only" >&2; exit 2 ;;
     esac
-    dir="$ROOT/$arm-s$seed"
-    # summary.json and generator.safetensors are written when a training finishes
-    if [ -f "$dir/summary.json" ] && [ -f "$dir/generator.safetensors" ]; then echo "done: $dir"; continue; fi
-    if [ -f "$dir/.lock" ] && ! flock -n "$dir/.lock" true; then echo "busy: $dir"; continue; fi
-    resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
-    echo "$(date -u +%FT%TZ) start: $dir ${resume[*]}"
-    python -m cut_translation.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed" --run-dir "$dir" "${resume[@]}" \
-        || { status=$?; echo "$(date -u +%FT%TZ) failed ($status): $dir" >&2; failed=1; }
+    # summary.json is written when a training finishes
+    run_cell "$ROOT/$arm-s$seed" summary.json python -m cut_translation.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed"
 done
 exit "${failed:-0}"

@@ -11,6 +11,7 @@
 # ARM is curl | pixel-sac | state-sac | curl-official.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/sweep_lib.sh
 ROOT=${RL_COMPARE_ROOT:-runs/rl_compare/cartpole-swingup}
 # The budget (see docs/results.md): cpu preset, batch 32 (the official train.py default),
 # 50k environment steps, an evaluation (10 episodes) every 5k.
@@ -27,13 +28,7 @@ for item in "${SWEEP[@]}"; do
         curl-official) flags=(--agent curl --optimizers official) ;;
         *) echo "error: unknown arm '$arm' — use curl, pixel-sac, state-sac or curl-official" >&2; exit 2 ;;
     esac
-    dir="$ROOT/$arm-s$seed"
-    if [ -f "$dir/actor.safetensors" ]; then echo "done: $dir"; continue; fi
-    # another sweep (e.g. on the other core) holds the run folder's lock: leave the run to it
-    if [ -f "$dir/.lock" ] && ! flock -n "$dir/.lock" true; then echo "busy: $dir"; continue; fi
-    resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
-    echo "$(date -u +%FT%TZ) start: $dir ${resume[*]}"
-    python -m rl_curl.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed" --run-dir "$dir" "${resume[@]}" \
-        || { status=$?; echo "$(date -u +%FT%TZ) failed ($status): $dir" >&2; failed=1; }
+    # actor.safetensors is written when a training finishes
+    run_cell "$ROOT/$arm-s$seed" actor.safetensors python -m rl_curl.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed"
 done
 exit "${failed:-0}"
