@@ -86,7 +86,7 @@ def resolve_conv_micro_batch(setting: str | int | None, device: torch.device) ->
     Why 32 on a CPU: a conv layer's activations for a 128-image batch of 84x84 frames (128 x 32
     x 41 x 41 floats, 28 MB) overflow the caches, and per image the CURL conv stack then cost
     2-3x what it costs in batches of 32-64 (forward and backward, AVX2 EPYC, one thread;
-    ``python benchmarks/rl.py --conv-micro-batch 0 32``). A GPU has no such cliff and wants
+    ``python benchmarks/rl.py --conv-micro-batch auto off``). A GPU has no such cliff and wants
     the whole batch.
     """
     if setting is None or setting in ("off", "0", 0):
@@ -114,6 +114,14 @@ def fused_optimizer_kwargs(parameters) -> dict[str, bool]:
     if parameters and all(p.is_floating_point() and p.device.type in FUSED_OPTIMIZER_DEVICES for p in parameters):
         return {"fused": True}
     return {}
+
+
+def fused_optimizer(optimizer_class: type, params, **settings):
+    """``optimizer_class(params, **settings)`` with the fused kernel where
+    :func:`fused_optimizer_kwargs` allows it; ``params`` may be tensors or param-group dicts."""
+    params = list(params)
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    return optimizer_class(params, **settings, **fused_optimizer_kwargs(tensors))
 
 
 def machine_facts() -> dict[str, object]:

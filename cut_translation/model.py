@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from core_ssl.device import autocast, fused_optimizer_kwargs
+from core_ssl.device import autocast, fused_optimizer
 from core_ssl.schedules import constant_then_linear_decay
 from cut_translation.networks import NCE_LAYERS, PatchGANDiscriminator, ResnetGenerator, init_weights, lsgan_loss
 from cut_translation.patchnce import PatchNCEHeads, layer_mean_patch_nce, sample_locations
@@ -147,10 +147,9 @@ class CUTModel(nn.Module):
         for module in (self.generator, self.discriminator, self.heads):
             init_weights(module, s.init_gain, generator)
 
-        g_params = [*self.generator.parameters(), *self.heads.parameters()]
-        d_params = list(self.discriminator.parameters())
-        self.optimizer_g = torch.optim.Adam(g_params, lr=s.lr, betas=s.betas, **fused_optimizer_kwargs(g_params))
-        self.optimizer_d = torch.optim.Adam(d_params, lr=s.lr, betas=s.betas, **fused_optimizer_kwargs(d_params))
+        self.optimizer_g = fused_optimizer(torch.optim.Adam, [*self.generator.parameters(), *self.heads.parameters()],
+                                           lr=s.lr, betas=s.betas)
+        self.optimizer_d = fused_optimizer(torch.optim.Adam, self.discriminator.parameters(), lr=s.lr, betas=s.betas)
         self.scheduler_g = constant_then_linear_decay(self.optimizer_g, s.n_epochs, s.n_epochs_decay)
         self.scheduler_d = constant_then_linear_decay(self.optimizer_d, s.n_epochs, s.n_epochs_decay)
 

@@ -54,7 +54,7 @@ from torch import nn
 
 from core_ssl import losses
 from core_ssl.augment import center_crop, check_backend, random_crop, random_shift
-from core_ssl.device import autocast, fused_optimizer_kwargs
+from core_ssl.device import autocast, fused_optimizer
 from core_ssl.encoders import CurlEncoder, orthogonal_weight_init
 from core_ssl.heads import BilinearSimilarity, MLPHead, byol_predictor
 from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
@@ -137,11 +137,6 @@ class Critic(nn.Module):
     def q_values(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state_action = torch.cat([features, action], dim=-1)
         return self.q_heads[0](state_action), self.q_heads[1](state_action)
-
-
-def _adam(params: list[torch.Tensor], **settings) -> torch.optim.Adam:
-    """Adam with the fused kernel where the device has one (:func:`core_ssl.device.fused_optimizer_kwargs`)."""
-    return torch.optim.Adam(params, **settings, **fused_optimizer_kwargs(params))
 
 
 class SacAgent:
@@ -237,17 +232,18 @@ class SacAgent:
         critic_ids = {id(p) for p in critic_params}
         aux_params = list(self.aux_head.parameters()) if self.aux_head is not None else []
         official = optimizers == "official"
-        self.critic_optimizer = _adam(critic_params + ([] if official else aux_params), lr=lr)
+        adam = torch.optim.Adam
+        self.critic_optimizer = fused_optimizer(adam, critic_params + ([] if official else aux_params), lr=lr)
         # the actor's tied conv weights belong to the critic's optimiser only
-        self.actor_optimizer = _adam([p for p in self.actor.parameters() if id(p) not in critic_ids], lr=lr)
-        self.alpha_optimizer = _adam([self.log_alpha], lr=alpha_lr, betas=alpha_betas)
+        self.actor_optimizer = fused_optimizer(adam, [p for p in self.actor.parameters() if id(p) not in critic_ids], lr=lr)
+        self.alpha_optimizer = fused_optimizer(adam, [self.log_alpha], lr=alpha_lr, betas=alpha_betas)
         self.optimizers = {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
                            "alpha": self.alpha_optimizer}
         if official and self.aux != "none":
             # the official encoder_optimizer and cpc_optimizer: both step the critic's encoder
             encoder_params = list(self.critic.encoder.parameters())
-            self.optimizers["encoder"] = _adam(encoder_params, lr=lr)
-            self.optimizers["aux"] = _adam(encoder_params + aux_params, lr=lr)
+            self.optimizers["encoder"] = fused_optimizer(adam, encoder_params, lr=lr)
+            self.optimizers["aux"] = fused_optimizer(adam, encoder_params + aux_params, lr=lr)
         self.updates = 0
 
     # -- helpers ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from core_ssl import checkpoint, distributed, monitor
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, load_config, parse_config
 from core_ssl.data import BatchIterator, ImageSet, load_dataset
-from core_ssl.device import autocast, fused_optimizer_kwargs, resolve_bf16, resolve_device
+from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device
 from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress
 from core_ssl.run import RunFolder, find_checkpoint, given_fields, resume_config
@@ -90,10 +90,9 @@ def build_optimizer(cfg: PretrainConfig, parameters: list[nn.Parameter]) -> torc
     decay = [p for p in parameters if p.dim() > 1]
     no_decay = [p for p in parameters if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = fused_optimizer_kwargs(parameters)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, **fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+        return fused_optimizer(torch.optim.SGD, groups, lr=cfg.lr, momentum=0.9)
+    return fused_optimizer(torch.optim.AdamW, groups, lr=cfg.lr)
 
 
 def distribute(method: Method, device: torch.device) -> nn.Module:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core_ssl import losses
-from core_ssl.device import fused_optimizer_kwargs
+from core_ssl.device import fused_optimizer
 from core_ssl.augment import SimCLRAugment, apply_mask, center_square_mask, random_block_mask
 
 from vision_benchmarks.methods.base import Method, Setting
@@ -85,9 +85,9 @@ class ContextEncoder(Method):
         if self.discriminator is None:
             return {}
         if self._discriminator_optimizer is None:
-            params = list(self.discriminator.parameters())
-            self._discriminator_optimizer = torch.optim.Adam(
-                params, lr=self.cfg.discriminator_lr, betas=self.discriminator_betas, **fused_optimizer_kwargs(params))
+            self._discriminator_optimizer = fused_optimizer(
+                torch.optim.Adam, self.discriminator.parameters(), lr=self.cfg.discriminator_lr,
+                betas=self.discriminator_betas)
         return {"discriminator": self._discriminator_optimizer}
 
     def hide(self, views: torch.Tensor) -> torch.Tensor:
