@@ -145,3 +145,33 @@ def test_semisup_fine_tunes_a_weights_file_as_it_fine_tunes_the_run(tiny, tmp_pa
     from_file = semisup.main(["--runs", f"v2={path}", "--out", str(tmp_path / "b"), *common])
     assert from_file["cells"][0]["top1"] == pytest.approx(from_run["cells"][0]["top1"], abs=1e-9)
     assert from_file["cells"][0]["method"] == "simclrv2" and from_file["cells"][0]["labelled_images"] == 40
+
+
+def test_median_seed_cells_pick_each_method_s_middle_seed_and_skip_the_random_encoder():
+    from benchmarks.vision_table import median_seed_cells
+
+    def row(method, values):
+        return {"method": method, "cells": [{"seed": s, "linear_top1": v} for s, v in enumerate(values)]}
+
+    chosen = median_seed_cells([row("random", [0.4, 0.5, 0.3]), row("simclr", [0.52, 0.55, 0.50]),
+                                row("byol", [0.4, 0.4, 0.4]), row("rotnet", [0.6, 0.5])])
+    assert set(chosen) == {"simclr", "byol", "rotnet"}
+    assert chosen["simclr"]["seed"] == 0          # 0.52 is the middle of 0.50, 0.52, 0.55
+    assert chosen["byol"]["seed"] == 1            # ties: by seed, the middle one
+    assert chosen["rotnet"]["seed"] == 1          # two seeds: the lower of the two (0.5)
+
+
+def test_vision_table_ships_the_median_seed_encoder_with_its_listing(tiny, tmp_path):
+    from benchmarks.vision_table import ship_weights
+
+    _, run = tiny
+    cells = [{"label": "SimCLRv2", "method": "simclrv2", "seed": seed, "run": str(run), "linear_top1": top1,
+              "knn_top1": 0.3} for seed, top1 in ((0, 0.31), (1, 0.29), (2, 0.35))]
+    text = ship_weights([{"method": "simclrv2", "cells": cells}], tmp_path / "shipped")
+    path = tmp_path / "shipped" / "simclrv2.safetensors"
+    loaded = load_encoder_weights(path)
+    stored, measured = verify_knn_check(loaded)
+    assert measured == pytest.approx(stored, abs=1e-9)
+    listing = (tmp_path / "shipped" / "weights.md").read_text()
+    assert listing == text and "| SimCLRv2 | `simclrv2.safetensors` |" in listing
+    assert "(0) | 0.3100 | 0.3000 |" in listing and f"{stored:.4f} |" in listing
