@@ -13,8 +13,9 @@ dashed). With several runs it adds a comparison table of their last evaluations,
 run folders are named ``<arm>-s<seed>`` (``scripts/cut_compare.sh``) and an arm has two seeds or
 more, a table over seeds: per arm the mean of the last evaluations and its 95% Student-t
 interval over seeds (:func:`core_ssl.stats.t_interval`), so the spread between trainings, not
-only between held-out images, enters the comparison. Runs logged before the intervals existed
-(``kid_std`` only) are shown with what they have.
+only between held-out images, enters the comparison; and ``arms.png`` beside the runs (or
+``--plot``): each arm's mean curve over seeds with its 95% t band. Runs logged before the
+intervals existed (``kid_std`` only) are shown with what they have.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.stats import t_interval
 
-__all__ = ["run_report", "compare_runs", "compare_arms", "plot_metrics", "main"]
+__all__ = ["run_report", "compare_runs", "compare_arms", "arm_curves", "plot_arms", "plot_metrics", "main"]
 
 # (key, column title, scale) of the measures in the table and the plot.
 MEASURES = (
@@ -228,11 +229,72 @@ def compare_arms(run_dirs: list[str | Path]) -> str:
     return "\n".join(lines)
 
 
+def arm_curves(runs: list[Path], key: str, scale: float = 1.0) -> list[tuple[int, float, float | None, float | None]]:
+    """``(epoch, mean, low, high)`` over the arm's seeds at every epoch > 0 that all its runs
+    evaluated: the mean of ``scale * key`` and its 95% Student-t interval (None with one seed)."""
+    by_epoch: dict[int, list[float]] = {}
+    for run_dir in runs:
+        for row in _eval_rows(run_dir):
+            if row["epoch"] > 0 and key in row:
+                by_epoch.setdefault(row["epoch"], []).append(scale * row[key])
+    curve = []
+    for epoch in sorted(by_epoch):
+        values = np.array(by_epoch[epoch], dtype=float)
+        if len(values) < len(runs):
+            continue  # a run still in progress: keep the curve over the same seeds
+        if len(values) == 1:
+            curve.append((epoch, float(values[0]), None, None))
+        else:
+            interval = t_interval(values)
+            curve.append((epoch, interval.point, interval.low, interval.high))
+    return curve
+
+
+def plot_arms(run_dirs: list[str | Path], path: str | Path) -> Path | None:
+    """``path``: per measure, each arm's mean over seeds by epoch with its 95% t band (runs
+    named ``<arm>-s<seed>``), the identity baseline (mean over the runs' epoch 0) dashed and,
+    for the domain-B share, real B images dotted. None when no run is so named."""
+    arms = group_by_arm(run_dirs)
+    if not arms:
+        return None
+    rows = [r for runs in arms.values() for run_dir in runs for r in _eval_rows(run_dir)]
+    identity = [r for r in rows if r["epoch"] == 0]
+    present = [m for m in MEASURES if any(m[0] in r for r in rows if r["epoch"] > 0)]
+    fig, axes = pyplot().subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
+    for ax, (key, label, scale) in zip(axes[0], present):
+        for arm, runs in arms.items():
+            curve = arm_curves(runs, key, scale)
+            if not curve:
+                continue
+            epochs = [c[0] for c in curve]
+            line, = ax.plot(epochs, [c[1] for c in curve], marker="o", label=f"{arm} ({len(runs)} seeds)")
+            if all(c[2] is not None for c in curve):
+                ax.fill_between(epochs, [c[2] for c in curve], [c[3] for c in curve], color=line.get_color(), alpha=0.2)
+        baseline = [scale * r[key] for r in identity if key in r]
+        if baseline:
+            ax.axhline(float(np.mean(baseline)), color="grey", linestyle="--", label="identity (untranslated A)")
+        real_b = [scale * r["domain_share_real_b"] for r in identity if "domain_share_real_b" in r]
+        if key == "domain_share" and real_b:
+            ax.axhline(float(np.mean(real_b)), color="black", linestyle=":", label="real B images")
+        if key == "fid_gain":
+            ax.axhline(0.0, color="grey", linestyle="--")
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("mean over seeds, 95% t interval shaded", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m cut_translation.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*", metavar="RUN", help="run folders written by cut_translation.train")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv).runs
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="curves over seeds per arm (runs named <arm>-s<seed>); default: arms.png beside the runs")
+    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = options.runs
     if not args:  # no run: say what the command does
         parser.print_help()
         return ""
@@ -245,6 +307,8 @@ def main(argv: list[str] | None = None) -> str:
         if any(len(runs) > 1 for runs in arms.values()):
             parts.append("Over seeds (mean of each run's last evaluation, 95% t interval over seeds):\n\n"
                          + compare_arms(args))
+            plot = plot_arms(args, options.plot or Path(args[0]).parent / "arms.png")
+            parts.append(f"Curves over seeds: `{plot}`")
     text = "\n\n".join(parts)
     print(text)
     return text

@@ -50,3 +50,23 @@ def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_pa
 def test_a_folder_that_is_not_a_run_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="is .* a finished cut_translation.train run folder"):
         report.run_report(tmp_path)
+
+
+def test_arm_curves_average_the_seeds_epoch_by_epoch_and_the_plot_is_written(tmp_path):
+    cut = [_run(tmp_path, f"cut-s{seed}", fid, share) for seed, fid, share in [(1, 150, 0.6), (2, 160, 0.5), (3, 140, 0.7)]]
+    curve = report.arm_curves(cut, "fid")
+    assert [c[0] for c in curve] == [1, 2]
+    assert curve[0][1:] == (190.0, 190.0, 190.0)  # every seed logged 190 at epoch 1: a zero-width interval
+    fids = np.array([150.0, 160.0, 140.0])
+    half = stats.t.ppf(0.975, 2) * fids.std(ddof=1) / np.sqrt(3)
+    assert curve[1][1:] == pytest.approx((150.0, 150.0 - half, 150.0 + half))
+    # one seed: the bare value, no interval
+    assert report.arm_curves(cut[:1], "domain_share") == [(1, 0.2, None, None), (2, 0.6, None, None)]
+    # an epoch not yet evaluated by every seed is left out
+    rows = [json.loads(line) for line in (cut[2] / "eval.jsonl").read_text().splitlines()][:-1]
+    (cut[2] / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [c[0] for c in report.arm_curves(cut, "fid")] == [1]
+
+    text = report.main([*map(str, cut), "--plot", str(tmp_path / "curves.png")])
+    assert (tmp_path / "curves.png").stat().st_size > 10_000 and "curves.png" in text
+    assert report.plot_arms([tmp_path / "catdog-64"], tmp_path / "none.png") is None
