@@ -9,7 +9,9 @@ The run folder (``--run-dir``) receives:
   a classifier on Inception features, the content (edge) correlation, each with a bootstrap
   interval (``*_low``, ``*_high``); epoch 0 is the identity baseline (untranslated A images)
   with the other ends of the scales (``domain_share_real_b``, ``content_unrelated``);
-- ``eval_features.pt``: the real images' Inception features, computed once per run;
+- ``eval_features.pt``: the real images' Inception features, computed once per run (or kept
+  in ``--eval-cache``, a file that runs on the same data, size, hold-out and seed share; its
+  key is checked, so a file from other settings is recomputed, never misused);
 - ``tensorboard/``: the same scalars;
 - ``samples/epoch_NNN.png``: held-out images, one column each; rows: input A, G(A), input B,
   G(B) (the identity mapping);
@@ -57,7 +59,7 @@ from cut_translation.model import CUTModel, CUTSettings
 __all__ = ["TrainConfig", "PRESETS", "train", "main"]
 
 COMMAND = "python -m cut_translation.train"
-RUNTIME_FIELDS = ("device", "threads")  # may change on --resume
+RUNTIME_FIELDS = ("device", "threads", "eval_cache")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -93,6 +95,7 @@ class TrainConfig:
     eval_images: int | None = field(default=None, metadata={"help": "held-out images per domain used for the evaluation; None = all"})
     classifier_images: int = field(default=400, metadata={"help": "training images per domain for the domain classifier (0: none)"})
     eval_bootstrap: int = field(default=1000, metadata={"help": "bootstrap replicates per evaluation interval"})
+    eval_cache: Path | None = field(default=None, metadata={"help": "file keeping the real images' Inception features, shareable by runs with the same data, size, hold-out and seed (default: <run-dir>/eval_features.pt)"})
     samples: int = field(default=6, metadata={"help": "held-out images in each sample grid"})
     log_every: int = field(default=50, metadata={"help": "log losses every N steps"})
     seed: int = field(default=0, metadata={"help": "random seed (initialisation, data order, held-out split)"})
@@ -199,7 +202,8 @@ def _train(cfg: TrainConfig, run: RunFolder, device: torch.device) -> dict:
     if cfg.eval_every > 0:
         evaluator = TranslationEvaluator(
             data, device, cfg.eval_images, classifier_images=cfg.classifier_images,
-            bootstrap_reps=cfg.eval_bootstrap, seed=cfg.seed, cache=run_dir / "eval_features.pt",
+            bootstrap_reps=cfg.eval_bootstrap, seed=cfg.seed,
+            cache=Path(cfg.eval_cache) if cfg.eval_cache is not None else run_dir / "eval_features.pt",
             cache_key={**run_info, "load_size": data.load_size, "channels": data.channels})
     logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
 

@@ -249,3 +249,22 @@ def test_translate_validates_its_flags_and_names_an_image_given_as_checkpoint(tm
         run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png")])
     assert stopped.value.code == 1
     assert "is not a PyTorch checkpoint (a PNG image)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runs_on_the_same_held_out_images_share_one_eval_cache(tmp_path):
+    """--eval-cache: the second run (another arm, same data, size, hold-out and seed) reads the
+    real images' features from the first run's file instead of recomputing them."""
+    data = write_subset(tmp_path / "catdog", 16)
+    cache = tmp_path / "eval_features-s0.pt"
+    common = ["--preset", "smoke", "--data", str(data), "--holdout", "6", "--eval-images", "4",
+              "--classifier-images", "5", "--epochs", "1", "--epochs-decay", "0", "--eval-cache", str(cache)]
+    first = train.main([*common, "--run-dir", str(tmp_path / "cut-s0")])
+    written = cache.stat().st_mtime_ns
+    second = train.main([*common, "--mode", "fastcut", "--run-dir", str(tmp_path / "fastcut-s0")])
+    assert cache.stat().st_mtime_ns == written  # read, not rewritten
+    assert second["identity_baseline"] == first["identity_baseline"]
+    assert not (tmp_path / "fastcut-s0" / "eval_features.pt").exists()
+    # another hold-out seed does not match the key: its features are computed (and the file replaced)
+    train.main([*common, "--seed", "1", "--run-dir", str(tmp_path / "cut-s1")])
+    assert cache.stat().st_mtime_ns != written
