@@ -14,10 +14,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/sweep_lib.sh
 ROOT=${CUT_COMPARE_ROOT:-runs/cut_compare/cifar}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per training, NumPy / SciPy (the evaluation) included
 # The budget (see docs/results.md): the cifar preset (6 residual blocks, batch 1, 500 held-out
 # test images per domain for FID / KID / the domain classifier / content) with a generator of
 # width 32 instead of 64, 3 epochs at constant lr then 3 of linear decay, 1,000 steps each
-# (6,000 steps), an evaluation after every epoch.
+# (6,000 steps), an evaluation after every epoch. The arms of one seed hold out the same images
+# and share their real images' Inception features (eval_features-s<seed>.pt in the root).
 BUDGET=(--preset cifar --ngf 32 --epochs 3 --epochs-decay 3 --steps-per-epoch 1000 --eval-every 1 --threads 1)
 SWEEP=(cut:1 fastcut:1 gan-only:1 cut:2 fastcut:2 gan-only:2 cut:3 fastcut:3 gan-only:3)
 [ $# -gt 0 ] && SWEEP=("$@")
@@ -31,6 +33,7 @@ for item in "${SWEEP[@]}"; do
         *) echo "error: unknown arm '$arm' — use cut, fastcut or gan-only" >&2; exit 2 ;;
     esac
     # summary.json is written when a training finishes
-    run_cell "$ROOT/$arm-s$seed" summary.json python -m cut_translation.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed"
+    run_cell "$ROOT/$arm-s$seed" summary.json python -m cut_translation.train "${BUDGET[@]}" "${flags[@]}" --seed "$seed" \
+        --eval-cache "$ROOT/eval_features-s$seed.pt"
 done
 exit "${failed:-0}"
