@@ -16,6 +16,13 @@ continues from its checkpoint, so it can run across sessions.
     python benchmarks/vision_table.py --epochs 2 --seeds 0 1 2 --out runs/vision_table_e2 \
         --ship docs/weights/vision                                          # + the shipped encoders
 
+With ``--transfer D [D ...]`` (names such as ``fashion-mnist`` and ``catdog``, or folders /
+zips) every cell's encoder is also evaluated on each dataset (``vision_benchmarks.evaluate
+--run <cell> --dataset D``: linear probe and kNN, images resized once to the encoder's input and
+grey ones replicated to RGB; skipped where ``eval_transfer_<tag>.json`` exists) and
+``transfer.md`` / ``transfer.json`` give per method and dataset the mean top-1 over seeds with
+its 95% t interval, beside the CIFAR-10 columns.
+
 Prints one JSON line per (method, seed), then the table. With ``--ship DIR``, every method's
 median seed by linear top-1 (:func:`median_seed_cells`; the random encoder is not shipped) is
 exported with ``vision_benchmarks.weights`` to ``DIR/<method>.safetensors`` and listed in
@@ -37,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core_ssl.run import find_checkpoint  # noqa: E402
 from core_ssl.stats import t_interval  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
+from vision_benchmarks.transfer import dataset_tag  # noqa: E402
 from vision_benchmarks.weights import ExportConfig, export_run  # noqa: E402
 from vision_benchmarks.plots import plot_results_bars  # noqa: E402
 
@@ -109,6 +117,58 @@ def aggregate(cells: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
+def transfer_cell(cell: dict, dataset: str, device: str) -> dict:
+    """The transfer record of one cell on ``dataset`` (read back, or evaluated and written)."""
+    path = Path(cell["run"]) / f"eval_transfer_{dataset_tag(dataset)}.json"
+    if not path.is_file():
+        evaluate.main(["--run", cell["run"], "--dataset", dataset, "--device", device])
+    return json.loads(path.read_text())
+
+
+def transfer_rows(rows: list[dict], records: dict[tuple[str, int, str], dict], datasets: list[str]) -> list[dict]:
+    """Per method: the CIFAR-10 linear / kNN means with intervals (from ``rows``) and, per
+    dataset tag, the mean top-1 over seeds of each protocol and its 95% t interval (None with
+    one seed). ``records`` maps (method, seed, dataset tag) to a transfer record."""
+    table = []
+    for row in rows:
+        entry = {k: row[k] for k in ("label", "method", "uses_labels", "seeds")}
+        entry["cifar10"] = {p: {"mean": row[f"{p}_top1"], "low": row[f"{p}_top1_low"], "high": row[f"{p}_top1_high"]}
+                            for p in ("linear", "knn")}
+        for dataset in datasets:
+            tag = dataset_tag(dataset)
+            per_protocol = {}
+            for protocol in ("linear", "knn"):
+                values = np.array([records[(row["method"], seed, tag)]["protocols"][protocol]["top1"]
+                                   for seed in row["seeds"]], dtype=float)
+                interval = t_interval(values) if len(values) > 1 else None
+                per_protocol[protocol] = {"mean": float(values.mean()), "seeds": values.tolist(),
+                                          "low": None if interval is None else interval.low,
+                                          "high": None if interval is None else interval.high}
+            entry[tag] = per_protocol
+        table.append(entry)
+    return table
+
+
+def transfer_markdown(table: list[dict], datasets: list[str], budget: str) -> str:
+    tags = ["cifar10", *(dataset_tag(d) for d in datasets)]
+    lines = [f"Top-1 of frozen encoders pre-trained on CIFAR-10 ({budget} each, `cpu` preset), linear probe / "
+             "weighted kNN (k = 200) on each dataset's own training and test split; mean over seeds "
+             "[95% t interval].", "",
+             "| method | labels | seeds | " + " | ".join(f"{t} linear | {t} kNN" for t in tags) + " |",
+             "| --- | --- | ---: |" + " --- | --- |" * len(tags)]
+
+    def cell(value: dict) -> str:
+        if value["low"] is None:
+            return f"{value['mean']:.4f}"
+        return f"{value['mean']:.4f} [{value['low']:.4f}, {value['high']:.4f}]"
+
+    for entry in table:
+        cells = [cell(entry[t][p]) for t in tags for p in ("linear", "knn")]
+        lines.append(f"| {entry['label']} | {'yes' if entry['uses_labels'] else 'no'} | {len(entry['seeds'])} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def median_seed_cells(rows: list[dict], key: str = "linear_top1") -> dict[str, dict]:
     """Per method (the random encoder left out), the cell whose ``key`` is the median over its
     seeds; with an even number of seeds, the lower of the two middle cells. Ties keep the
@@ -175,6 +235,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--methods", nargs="*", default=None,
                         help=f"subset of rows to run (default all): {' '.join(m for _, m, _ in ROWS)}")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--transfer", nargs="+", default=[], metavar="DATASET",
+                        help="also evaluate every cell on these datasets (e.g. fashion-mnist catdog, or a folder / zip)")
     parser.add_argument("--ship", type=Path, default=None,
                         help="also export every method's median-seed encoder into this folder (with weights.md)")
     parser.add_argument("pretrain_flags", nargs="*", default=[],
@@ -204,6 +266,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     plot_results_bars(rows, args.out / "results.png", title=f"CIFAR-10, ConvNet, {budget_text} each, "
                       f"{len(args.seeds)} seed(s), 95% t intervals")
     print(table)
+    if args.transfer:
+        records = {(cell["method"], cell["seed"], dataset_tag(dataset)): transfer_cell(cell, dataset, args.device)
+                   for cell in cells for dataset in args.transfer}
+        transfer = transfer_rows(rows, records, args.transfer)
+        (args.out / "transfer.json").write_text(json.dumps({"budget": budget_text, "datasets": args.transfer,
+                                                            "rows": transfer}, indent=2) + "\n")
+        text = transfer_markdown(transfer, args.transfer, budget_text)
+        (args.out / "transfer.md").write_text(text)
+        print(text)
     if args.ship is not None:
         print(ship_weights(rows, args.ship))
     return rows

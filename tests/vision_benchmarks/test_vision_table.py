@@ -1,0 +1,50 @@
+"""benchmarks/vision_table.py's transfer table: per method and dataset, the mean top-1 over
+seeds and its 95% t interval, checked against a direct computation; finished evaluations are
+read back, not recomputed."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmarks import vision_table
+
+
+def _row(method, label, linear, knn):
+    return {"label": label, "method": method, "uses_labels": False, "seeds": [0, 1, 2],
+            "linear_top1": float(np.mean(linear)), "linear_top1_low": 0.1, "linear_top1_high": 0.9,
+            "knn_top1": float(np.mean(knn)), "knn_top1_low": None, "knn_top1_high": None}
+
+
+def _record(linear, knn):
+    return {"protocols": {"linear": {"top1": linear}, "knn": {"top1": knn}}}
+
+
+def test_transfer_rows_average_each_dataset_over_seeds_with_t_intervals():
+    rows = [_row("simclr", "SimCLR", [0.5, 0.52, 0.54], [0.4, 0.41, 0.42])]
+    fashion = [0.80, 0.82, 0.78]
+    records = {("simclr", seed, "fashion-mnist"): _record(value, value - 0.1) for seed, value in enumerate(fashion)}
+    records |= {("simclr", seed, "catdog"): _record(0.6, 0.55) for seed in range(3)}
+    table = vision_table.transfer_rows(rows, records, ["fashion-mnist", "catdog"])
+    entry = table[0]
+    half = stats.t.ppf(0.975, 2) * np.std(fashion, ddof=1) / np.sqrt(3)
+    assert entry["fashion-mnist"]["linear"]["mean"] == pytest.approx(0.80)
+    assert (entry["fashion-mnist"]["linear"]["low"], entry["fashion-mnist"]["linear"]["high"]) == \
+        pytest.approx((0.80 - half, 0.80 + half))
+    assert entry["fashion-mnist"]["knn"]["seeds"] == pytest.approx([0.70, 0.72, 0.68])
+    assert entry["catdog"]["linear"]["low"] == pytest.approx(0.6)  # identical seeds: a zero-width interval
+    assert entry["cifar10"]["linear"] == {"mean": pytest.approx(0.52), "low": 0.1, "high": 0.9}
+
+    text = vision_table.transfer_markdown(table, ["fashion-mnist", "catdog"], "2 epochs")
+    assert "| method | labels | seeds | cifar10 linear | cifar10 kNN | fashion-mnist linear |" in text
+    assert (f"| SimCLR | no | 3 | 0.5200 [0.1000, 0.9000] | 0.4100 | 0.8000 [{0.80 - half:.4f}, {0.80 + half:.4f}] |"
+            in text)
+
+
+def test_a_finished_transfer_evaluation_is_read_back(tmp_path):
+    run = tmp_path / "simclr-s0"
+    run.mkdir()
+    (run / "eval_transfer_fashion-mnist.json").write_text(json.dumps(_record(0.81, 0.75)))
+    cell = {"run": str(run), "method": "simclr", "seed": 0}
+    assert vision_table.transfer_cell(cell, "fashion-mnist", "cpu")["protocols"]["linear"]["top1"] == 0.81
