@@ -23,6 +23,13 @@ grey ones replicated to RGB; skipped where ``eval_transfer_<tag>.json`` exists) 
 ``transfer.md`` / ``transfer.json`` give per method and dataset the mean top-1 over seeds with
 its 95% t interval, beside the CIFAR-10 columns.
 
+With ``--robustness M [M ...]`` (e.g. ``supcon``) each seed of those methods is probed on
+corrupted CIFAR-10 test images (``--corruption-images`` of them, the same corrupted images for
+every model) and scored against the same seed of ``--robustness-baseline`` (default the
+cross-entropy row): ``robustness.md`` / ``robustness.json`` (clean top-1, top-1 per severity,
+mCE and relative mCE, mean over seeds [95% t interval]) and ``robustness.png`` (the severity
+curves with their bands).
+
 Prints one JSON line per (method, seed), then the table. With ``--ship DIR``, every method's
 median seed by linear top-1 (:func:`median_seed_cells`; the random encoder is not shipped) is
 exported with ``vision_benchmarks.weights`` to ``DIR/<method>.safetensors`` and listed in
@@ -44,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core_ssl.run import find_checkpoint  # noqa: E402
 from core_ssl.stats import t_interval  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
+from vision_benchmarks.robustness import (RESULT_FILE, format_robustness_over_seeds,  # noqa: E402
+                                          plot_robustness_over_seeds, robustness_over_seeds)
 from vision_benchmarks.transfer import dataset_tag  # noqa: E402
 from vision_benchmarks.weights import ExportConfig, export_run  # noqa: E402
 from vision_benchmarks.plots import plot_results_bars  # noqa: E402
@@ -169,6 +178,49 @@ def transfer_markdown(table: list[dict], datasets: list[str], budget: str) -> st
     return "\n".join(lines) + "\n"
 
 
+def robustness_cell(cell: dict, images: int, device: str, baseline: dict | None = None) -> dict:
+    """The robustness record of one cell on ``images`` corrupted test images (read back when it
+    was written with that many, else evaluated), scored against ``baseline``'s cell if given."""
+    path = Path(cell["run"]) / RESULT_FILE
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("test_images") == images and (baseline is None or record.get("baseline") == baseline["run"]):
+            return record
+    flags = ["--run", cell["run"], "--protocol", "robustness", "--corruption-images", str(images), "--seed", "0",
+             "--device", device]
+    return evaluate.main(flags + ([] if baseline is None else ["--baseline", baseline["run"]]))
+
+
+def run_robustness(cells: list[dict], methods: list[str], baseline_method: str, images: int, device: str,
+                   out: Path) -> str:
+    """Every seed of ``methods`` against the same seed of ``baseline_method``; writes
+    ``robustness.{json,md,png}`` into ``out`` and returns the markdown."""
+    by_key = {(c["method"], c["seed"]): c for c in cells}
+    labels = {c["method"]: c["label"] for c in cells}
+    missing = [m for m in [baseline_method, *methods] if m not in labels]
+    if missing:
+        raise SystemExit(f"error: --robustness needs rows {missing} in the table; add them to --methods")
+    records: dict[str, list[dict]] = {labels[baseline_method] + " (baseline)": []}
+    for method in methods:
+        records.setdefault(labels[method], [])
+    for (method, seed), cell in sorted(by_key.items(), key=lambda item: item[0][1]):
+        if method != baseline_method:
+            continue
+        base = robustness_cell(cell, images, device)
+        records[labels[baseline_method] + " (baseline)"].append(base)
+        for other in methods:
+            if (other, seed) in by_key and other != baseline_method:
+                records[labels[other]].append(robustness_cell(by_key[(other, seed)], images, device, cell))
+    summary = robustness_over_seeds({k: v for k, v in records.items() if v})
+    (out / "robustness.json").write_text(json.dumps({"corruption_images": images, "models": summary}, indent=2) + "\n")
+    plot_robustness_over_seeds(summary, out / "robustness.png")
+    text = (f"Corrupted CIFAR-10 test images ({images} images x 10 corruptions x 5 severities), linear probe on "
+            "frozen features; each seed against the baseline's same seed; mean over seeds [95% t interval].\n\n"
+            + format_robustness_over_seeds(summary))
+    (out / "robustness.md").write_text(text)
+    return text
+
+
 def median_seed_cells(rows: list[dict], key: str = "linear_top1") -> dict[str, dict]:
     """Per method (the random encoder left out), the cell whose ``key`` is the median over its
     seeds; with an even number of seeds, the lower of the two middle cells. Ties keep the
@@ -237,6 +289,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--transfer", nargs="+", default=[], metavar="DATASET",
                         help="also evaluate every cell on these datasets (e.g. fashion-mnist catdog, or a folder / zip)")
+    parser.add_argument("--robustness", nargs="+", default=[], metavar="METHOD",
+                        help="also score these methods on corrupted test images against --robustness-baseline")
+    parser.add_argument("--robustness-baseline", default="supervised", help="the mCE denominator's method")
+    parser.add_argument("--corruption-images", type=int, default=2000,
+                        help="corrupted test images per corruption and severity (a fixed random subset)")
     parser.add_argument("--ship", type=Path, default=None,
                         help="also export every method's median-seed encoder into this folder (with weights.md)")
     parser.add_argument("pretrain_flags", nargs="*", default=[],
@@ -275,6 +332,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         text = transfer_markdown(transfer, args.transfer, budget_text)
         (args.out / "transfer.md").write_text(text)
         print(text)
+    if args.robustness:
+        print(run_robustness(cells, args.robustness, args.robustness_baseline, args.corruption_images, args.device,
+                             args.out))
     if args.ship is not None:
         print(ship_weights(rows, args.ship))
     return rows

@@ -13,6 +13,12 @@ chunk by chunk with a seed derived from (seed, corruption, severity, chunk), and
 - a plot of accuracy against severity (0 = clean), averaged over the corruptions, for the run
   and the baseline (as Figure 3 of the SupCon paper), thin lines per corruption.
 
+Over seeds (:func:`robustness_over_seeds`): each model's seed k is scored against the
+baseline's seed k (same corrupted images: the corruption seed is fixed), and per model the mean
+over seeds of the clean top-1, of the top-1 at each severity (averaged over corruptions) and of
+mCE / relative mCE is given with its 95% Student-t interval; :func:`plot_robustness_over_seeds`
+draws the severity curves with their bands.
+
 mCE here averages the corruptions implemented, not all 15 of CIFAR-10-C: compare it between
 models evaluated by this module, not with published numbers.
 """
@@ -34,6 +40,7 @@ from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import progress
 from core_ssl.plotting import pyplot, save_figure
+from core_ssl.stats import t_interval
 
 from vision_benchmarks.corruptions import SEVERITIES, corrupt, corruption_names
 from vision_benchmarks.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
@@ -250,3 +257,73 @@ def format_robustness_table(record: dict[str, Any]) -> str:
                                                           f"{record['relative_mce']:.3f} against {record['baseline']}"
                                                           if "mce" in record else ""))
     return "\n".join(lines)
+
+
+def _mean_interval(values: Sequence[float]) -> dict[str, Any]:
+    """``{"mean", "low", "high", "seeds"}``: the 95% t interval (None ends with one value)."""
+    array = [float(v) for v in values]
+    interval = t_interval(array) if len(array) > 1 else None
+    return {"mean": sum(array) / len(array), "low": None if interval is None else interval.low,
+            "high": None if interval is None else interval.high, "seeds": array}
+
+
+def robustness_over_seeds(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per model (``{label: [record of each seed]}``, records written by
+    :func:`evaluate_robustness`): the mean over seeds and 95% t interval of the clean top-1,
+    of the mean top-1 over corruptions at each severity (``by_severity``: clean first) and,
+    for records scored against a baseline, of mCE and relative mCE. The baseline's own
+    records (no ``mce``) get mCE = relative mCE = 1 by definition."""
+    summary = {}
+    for label, runs in records.items():
+        if not runs:
+            raise ValueError(f"{label}: no robustness records")
+        curves = [mean_by_severity(r) for r in runs]
+        if len({len(c) for c in curves}) != 1:
+            raise ValueError(f"{label}: the seeds were evaluated at different severities")
+        entry = {"seeds": len(runs), "clean": _mean_interval([r["clean"] for r in runs]),
+                 "by_severity": [_mean_interval([c[i] for c in curves]) for i in range(len(curves[0]))]}
+        for key in ("mce", "relative_mce"):
+            values = [r.get(key, 1.0 if "mce" not in r else None) for r in runs]
+            if any(v is None for v in values):
+                raise ValueError(f"{label}: some seeds have no {key}; score every seed against its baseline")
+            entry[key] = _mean_interval(values)
+        summary[label] = entry
+    return summary
+
+
+def format_robustness_over_seeds(summary: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of :func:`robustness_over_seeds`: one row per model."""
+    def cell(value: dict[str, Any], digits: int = 4) -> str:
+        if value["low"] is None:
+            return f"{value['mean']:.{digits}f}"
+        return f"{value['mean']:.{digits}f} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
+
+    severities = len(next(iter(summary.values()))["by_severity"]) - 1
+    lines = ["| model | seeds | clean top-1 | " + " | ".join(f"severity {s}" for s in range(1, severities + 1))
+             + " | mCE | relative mCE |", "| --- | ---: |" + " --- |" * (severities + 3)]
+    for label, entry in summary.items():
+        lines.append(f"| {label} | {entry['seeds']} | {cell(entry['clean'])} | "
+                     + " | ".join(cell(v) for v in entry["by_severity"][1:])
+                     + f" | {cell(entry['mce'], 3)} | {cell(entry['relative_mce'], 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_robustness_over_seeds(summary: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Top-1 (mean over corruptions) against severity, 0 = clean: each model's mean over seeds
+    with its 95% t band (SupCon paper, Figure 3)."""
+    fig, ax = pyplot().subplots(figsize=(6, 4))
+    for label, entry in summary.items():
+        points = entry["by_severity"]
+        x = range(len(points))
+        line, = ax.plot(x, [p["mean"] for p in points], marker="o", linewidth=2,
+                        label=f"{label} ({entry['seeds']} seeds)")
+        if all(p["low"] is not None for p in points):
+            ax.fill_between(x, [p["low"] for p in points], [p["high"] for p in points], color=line.get_color(),
+                            alpha=0.2)
+    ax.set_xlabel("corruption severity (0 = clean)")
+    ax.set_ylabel("top-1, mean over corruptions")
+    ax.set_xticks(range(len(SEVERITIES) + 1))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "Accuracy under common corruptions (95% t bands over seeds)", fontsize=9)
+    return save_figure(fig, path)

@@ -48,3 +48,44 @@ def test_a_finished_transfer_evaluation_is_read_back(tmp_path):
     (run / "eval_transfer_fashion-mnist.json").write_text(json.dumps(_record(0.81, 0.75)))
     cell = {"run": str(run), "method": "simclr", "seed": 0}
     assert vision_table.transfer_cell(cell, "fashion-mnist", "cpu")["protocols"]["linear"]["top1"] == 0.81
+
+
+def _robustness_record(run, clean, per_severity, baseline=None, mce=None):
+    record = {"run": str(run), "test_images": 100, "seed": 0, "clean": clean,
+              "accuracy": {"gaussian_noise": {str(s + 1): a for s, a in enumerate(per_severity)},
+                           "fog": {str(s + 1): a - 0.1 for s, a in enumerate(per_severity)}}}
+    if baseline is not None:
+        record.update(baseline=str(baseline), mce=mce, relative_mce=mce + 0.1)
+    return record
+
+
+def test_robustness_over_seeds_scores_each_seed_against_the_baseline_s_same_seed(tmp_path):
+    from vision_benchmarks.robustness import format_robustness_over_seeds
+
+    cells, curves = [], [0.7, 0.6, 0.5, 0.4, 0.3]
+    for seed, (mce, shift) in enumerate([(0.90, 0.00), (0.80, 0.02), (0.85, 0.04)]):
+        for method, label in (("supervised", "supervised (CE)"), ("supcon", "SupCon")):
+            run = tmp_path / f"{method}-s{seed}"
+            run.mkdir()
+            base = tmp_path / f"supervised-s{seed}"
+            record = (_robustness_record(run, 0.8, curves) if method == "supervised" else
+                      _robustness_record(run, 0.75, [a + shift for a in curves], baseline=base, mce=mce))
+            (run / "eval_robustness.json").write_text(json.dumps(record))
+            cells.append({"method": method, "label": label, "seed": seed, "run": str(run)})
+    text = vision_table.run_robustness(cells, ["supcon"], "supervised", 100, "cpu", tmp_path)
+    summary = json.loads((tmp_path / "robustness.json").read_text())["models"]
+    supcon, base = summary["SupCon"], summary["supervised (CE) (baseline)"]
+    mces = [0.90, 0.80, 0.85]
+    half = stats.t.ppf(0.975, 2) * np.std(mces, ddof=1) / np.sqrt(3)
+    assert (supcon["mce"]["mean"], supcon["mce"]["low"], supcon["mce"]["high"]) == \
+        pytest.approx((0.85, 0.85 - half, 0.85 + half))
+    assert base["mce"]["mean"] == 1.0 and base["relative_mce"]["seeds"] == [1.0, 1.0, 1.0]
+    # severity 1: the mean over the two corruptions (0.7 + shift and 0.6 + shift), averaged over seeds
+    assert supcon["by_severity"][0]["mean"] == pytest.approx(0.75)
+    assert supcon["by_severity"][1]["mean"] == pytest.approx(0.65 + 0.02)
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000
+    assert "| SupCon | 3 | 0.7500 [0.7500, 0.7500] | 0.6700 [" in text
+    assert text.endswith(format_robustness_over_seeds(summary))
+
+    with pytest.raises(SystemExit, match="needs rows"):
+        vision_table.run_robustness(cells, ["byol"], "supervised", 100, "cpu", tmp_path)
