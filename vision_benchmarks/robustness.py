@@ -130,8 +130,10 @@ def mean_corruption_error(accuracy: dict[str, dict[Any, float]], baseline: dict[
     ``accuracy`` (each ``{severity: top1}``), against ``baseline``'s accuracies:
 
     ``CE_c = sum_s (1 - a_cs) / sum_s (1 - b_cs)``, ``mCE = mean_c CE_c``;
-    ``rCE_c = sum_s (a0 - a_cs) / sum_s (b0 - b_cs)``, ``relative mCE = mean_c rCE_c``.
-    Returns ``{"ce": {c: CE_c}, "mce": ..., ["rce": {...}, "relative_mce": ...]}``.
+    ``rCE_c = sum_s (a0 - a_cs) / sum_s (b0 - b_cs)``, ``relative mCE = mean_c rCE_c``. rCE_c is
+    undefined (None, listed in ``rce_undefined``, left out of the mean) when the corruption does
+    not lower the baseline's accuracy on the whole (``sum_s (b0 - b_cs) <= 0``).
+    Returns ``{"ce": {c: CE_c}, "mce": ..., ["rce": {...}, "relative_mce": ..., "rce_undefined": [...]]}``.
     """
     missing = sorted(set(accuracy) - set(baseline))
     if missing:
@@ -146,11 +148,15 @@ def mean_corruption_error(accuracy: dict[str, dict[Any, float]], baseline: dict[
         base_errors = [1 - base[int(s)] for s in severities]
         ce[name] = corruption_error(errors, base_errors)
         if clean is not None and baseline_clean is not None:
-            rce[name] = corruption_error([e - (1 - clean) for e in errors],
-                                         [e - (1 - baseline_clean) for e in base_errors])
+            base_cost = [e - (1 - baseline_clean) for e in base_errors]
+            # a corruption that costs the baseline nothing (or helps it) has no relative error
+            rce[name] = (corruption_error([e - (1 - clean) for e in errors], base_cost) if sum(base_cost) > 0
+                         else None)
     result: dict[str, Any] = {"ce": ce, "mce": sum(ce.values()) / len(ce)}
     if rce:
-        result.update(rce=rce, relative_mce=sum(rce.values()) / len(rce))
+        defined = [v for v in rce.values() if v is not None]
+        result.update(rce=rce, relative_mce=sum(defined) / len(defined) if defined else None,
+                      rce_undefined=sorted(k for k, v in rce.items() if v is None))
     return result
 
 
@@ -253,9 +259,13 @@ def format_robustness_table(record: dict[str, Any]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    relative = record.get("relative_mce")
     lines.append(f"clean top-1 {record['clean']:.4f}" + (f"; mCE {record['mce']:.3f}, relative mCE "
-                                                          f"{record['relative_mce']:.3f} against {record['baseline']}"
-                                                          if "mce" in record else ""))
+                                                          f"{'undefined' if relative is None else f'{relative:.3f}'}"
+                                                          f" against {record['baseline']}" if "mce" in record else ""))
+    if record.get("rce_undefined"):
+        lines.append(f"relative CE undefined (the corruption does not lower the baseline's accuracy): "
+                     f"{', '.join(record['rce_undefined'])}")
     return "\n".join(lines)
 
 
@@ -272,7 +282,8 @@ def robustness_over_seeds(records: dict[str, list[dict[str, Any]]]) -> dict[str,
     :func:`evaluate_robustness`): the mean over seeds and 95% t interval of the clean top-1,
     of the mean top-1 over corruptions at each severity (``by_severity``: clean first) and,
     for records scored against a baseline, of mCE and relative mCE. The baseline's own
-    records (no ``mce``) get mCE = relative mCE = 1 by definition."""
+    records (no ``mce``) get mCE = relative mCE = 1 by definition; a seed whose relative mCE is
+    undefined is left out of that mean (None when no seed has one)."""
     summary = {}
     for label, runs in records.items():
         if not runs:
@@ -283,17 +294,20 @@ def robustness_over_seeds(records: dict[str, list[dict[str, Any]]]) -> dict[str,
         entry = {"seeds": len(runs), "clean": _mean_interval([r["clean"] for r in runs]),
                  "by_severity": [_mean_interval([c[i] for c in curves]) for i in range(len(curves[0]))]}
         for key in ("mce", "relative_mce"):
-            values = [r.get(key, 1.0 if "mce" not in r else None) for r in runs]
-            if any(v is None for v in values):
-                raise ValueError(f"{label}: some seeds have no {key}; score every seed against its baseline")
-            entry[key] = _mean_interval(values)
+            values = [1.0 if "mce" not in r else r.get(key) for r in runs]
+            if key == "mce" and any(v is None for v in values):
+                raise ValueError(f"{label}: some seeds have no mce; score every seed against its baseline")
+            defined = [v for v in values if v is not None]  # a relative mCE can be undefined (see above)
+            entry[key] = _mean_interval(defined) if defined else None
         summary[label] = entry
     return summary
 
 
 def format_robustness_over_seeds(summary: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of :func:`robustness_over_seeds`: one row per model."""
-    def cell(value: dict[str, Any], digits: int = 4) -> str:
+    def cell(value: dict[str, Any] | None, digits: int = 4) -> str:
+        if value is None:
+            return "undefined"
         if value["low"] is None:
             return f"{value['mean']:.{digits}f}"
         return f"{value['mean']:.{digits}f} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"

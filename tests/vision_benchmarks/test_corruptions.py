@@ -150,6 +150,13 @@ def test_mce_on_hand_numbers():
     assert corruption_error([0.1, 0.2], [0.1, 0.2]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="baseline has no accuracies"):
         mean_corruption_error(model, {"fog": baseline["fog"]})
+    # a corruption that does not lower the baseline's accuracy (here it raises it: 0.92 > clean 0.9)
+    # has no relative error; the relative mCE is the mean over the others, and CE is unaffected
+    helped = {**baseline, "contrast": {"1": 0.92, "2": 0.9, "3": 0.9}}
+    result = mean_corruption_error(model, helped, clean=0.95, baseline_clean=0.9)
+    assert result["rce"]["contrast"] is None and result["rce_undefined"] == ["contrast"]
+    assert result["relative_mce"] == pytest.approx(0.5)
+    assert result["ce"]["contrast"] == pytest.approx(1.5 / 0.28)
 
 
 def test_robustness_accuracies_of_a_colour_classifier():

@@ -89,3 +89,17 @@ def test_robustness_over_seeds_scores_each_seed_against_the_baseline_s_same_seed
 
     with pytest.raises(SystemExit, match="needs rows"):
         vision_table.run_robustness(cells, ["byol"], "supervised", 100, "cpu", tmp_path)
+
+
+def test_a_seed_without_a_relative_mce_is_left_out_of_that_mean():
+    from vision_benchmarks.robustness import format_robustness_over_seeds, robustness_over_seeds
+
+    records = [_robustness_record("a", 0.8, [0.7] * 5, baseline="b", mce=0.9),
+               _robustness_record("a", 0.8, [0.7] * 5, baseline="b", mce=0.7)]
+    records[1]["relative_mce"] = None
+    summary = robustness_over_seeds({"SupCon": records})
+    assert summary["SupCon"]["relative_mce"]["seeds"] == [1.0] and summary["SupCon"]["mce"]["mean"] == pytest.approx(0.8)
+    records[0]["relative_mce"] = None
+    summary = robustness_over_seeds({"SupCon": records})
+    assert summary["SupCon"]["relative_mce"] is None
+    assert format_robustness_over_seeds(summary).rstrip().endswith("| undefined |")
