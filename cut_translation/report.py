@@ -14,7 +14,8 @@ run folders are named ``<arm>-s<seed>`` (``scripts/cut_compare.sh``) and an arm 
 more, a table over seeds: per arm the mean of the last evaluations and its 95% Student-t
 interval over seeds (:func:`core_ssl.stats.t_interval`), so the spread between trainings, not
 only between held-out images, enters the comparison; and ``arms.png`` beside the runs (or
-``--plot``): each arm's mean curve over seeds with its 95% t band. Runs logged before the
+``--plot``): each arm's mean curve over seeds with its 95% t band; and ``samples.png``: the same
+held-out A images translated by each arm (one seed, each run's newest sample grid). Runs logged before the
 intervals existed (``kid_std`` only) are shown with what they have.
 """
 
@@ -33,7 +34,8 @@ from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.stats import t_interval
 
-__all__ = ["run_report", "compare_runs", "compare_arms", "arm_curves", "plot_arms", "plot_metrics", "main"]
+__all__ = ["run_report", "compare_runs", "compare_arms", "arm_curves", "plot_arms", "compare_samples", "plot_metrics",
+           "main"]
 
 # (key, column title, scale) of the measures in the table and the plot.
 MEASURES = (
@@ -287,6 +289,61 @@ def plot_arms(run_dirs: list[str | Path], path: str | Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def _grid_rows(path: Path, size: int) -> list:
+    """The four image rows (A, G(A), B, G(B)) of a sample grid written with 2-pixel padding."""
+    from PIL import Image
+
+    with Image.open(path) as grid:
+        grid = grid.convert("RGB")
+        rows = (grid.height - 2) // (size + 2)
+        if grid.height != 2 + rows * (size + 2) or rows != 4:
+            raise ValueError(f"{path} is not a 4-row sample grid of {size} px images")
+        return [grid.crop((0, r * (size + 2), grid.width, (r + 1) * (size + 2) + 2)) for r in range(rows)]
+
+
+def compare_samples(run_dirs: list[str | Path], path: str | Path, seed: int | None = None, scale: int = 2) -> Path | None:
+    """``path``: the held-out A images of one seed (the smallest that every arm ran, or
+    ``seed``) and, below them, each arm's translation of them (its newest sample grid), labelled
+    and enlarged ``scale`` times. None when no run is named ``<arm>-s<seed>`` or has samples."""
+    from PIL import Image, ImageDraw
+
+    arms = group_by_arm(run_dirs)
+    seeds_of = {arm: {int(SEEDED_RUN.match(r.name)["seed"]): r for r in runs} for arm, runs in arms.items()}
+    common = set.intersection(*(set(s) for s in seeds_of.values())) if seeds_of else set()
+    if not common or (seed is not None and seed not in common):
+        return None
+    seed = min(common) if seed is None else seed
+    rows, labels = [], []
+    for arm, runs in seeds_of.items():
+        run = runs[seed]
+        grids = sorted((run / "samples").glob("epoch_*.png"))
+        if not grids:
+            continue
+        size = int(_read_json(run / "config.json")["size"])
+        grid_rows = _grid_rows(grids[-1], size)
+        if not rows:
+            rows.append(grid_rows[0])
+            labels.append("input A")
+        rows.append(grid_rows[1])
+        labels.append(f"{arm} ({grids[-1].stem.replace('_', ' ')})")
+    if not rows:
+        return None
+    margin = 150
+    width, height = rows[0].width, sum(r.height for r in rows)
+    canvas = Image.new("RGB", (margin + width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for row, label in zip(rows, labels):
+        canvas.paste(row, (margin, y))
+        draw.text((4, y + row.height // 2 - 5), label, fill="black")
+        y += row.height
+    canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m cut_translation.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,6 +366,9 @@ def main(argv: list[str] | None = None) -> str:
                          + compare_arms(args))
             plot = plot_arms(args, options.plot or Path(args[0]).parent / "arms.png")
             parts.append(f"Curves over seeds: `{plot}`")
+            samples = compare_samples(args, Path(plot).parent / "samples.png")
+            if samples is not None:
+                parts.append(f"The same held-out images translated by each arm: `{samples}`")
     text = "\n\n".join(parts)
     print(text)
     return text

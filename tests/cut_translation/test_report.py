@@ -70,3 +70,32 @@ def test_arm_curves_average_the_seeds_epoch_by_epoch_and_the_plot_is_written(tmp
     text = report.main([*map(str, cut), "--plot", str(tmp_path / "curves.png")])
     assert (tmp_path / "curves.png").stat().st_size > 10_000 and "curves.png" in text
     assert report.plot_arms([tmp_path / "catdog-64"], tmp_path / "none.png") is None
+
+
+def test_compare_samples_stacks_the_inputs_and_each_arm_s_translations(tmp_path):
+    import torch
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    colours = {"cut": (1.0, 0.0, 0.0), "gan-only": (0.0, 0.0, 1.0)}
+    runs = []
+    for arm, colour in colours.items():
+        for seed in (1, 2):
+            run = _run(tmp_path, f"{arm}-s{seed}", 150.0, 0.5)
+            (run / "samples").mkdir()
+            rows = [torch.full((3, 3, 32, 32), 0.5),                                       # input A: grey
+                    torch.tensor(colour).view(1, 3, 1, 1).expand(3, 3, 32, 32),          # G(A): the arm's colour
+                    torch.zeros(3, 3, 32, 32), torch.ones(3, 3, 32, 32)]
+            save_image(torch.cat(rows), run / "samples" / "epoch_002.png", nrow=3, padding=2)
+            runs.append(run)
+    path = report.compare_samples(runs, tmp_path / "samples.png", scale=1)
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        # label margin + the grid's width (2 + 3 x 34); three rows of 32 px images with 2 px padding on each side
+        assert image.size == (150 + 2 + 3 * 34, 3 * 36)
+        # the middle of the first image of each row: grey input, then red (cut), then blue (gan-only)
+        x = 150 + 2 + 16
+        assert image.getpixel((x, 2 + 16))[0] in range(126, 130)
+        assert image.getpixel((x, 36 + 2 + 16)) == (255, 0, 0)
+        assert image.getpixel((x, 72 + 2 + 16)) == (0, 0, 255)
+    assert report.compare_samples(runs, tmp_path / "none.png", seed=7) is None
