@@ -40,3 +40,11 @@ def test_locked_run_is_left_to_its_holder_and_failures_are_reported(tmp_path):
     assert out.startswith(f"busy: {tmp_path / 'busy-s1'}") and "train" not in out
     out, err = _run_cell(tmp_path, "bad-s1", "false")
     assert "failed=1" in out and f"failed (1): {tmp_path / 'bad-s1'}" in err
+
+
+def test_vision_evidence_script_lists_its_steps_and_refuses_unknown_ones():
+    script = LIB.parent / "vision_evidence.sh"
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "ablate-head" in usage.stdout and "set -euo" not in usage.stdout
+    wrong = subprocess.run(["bash", str(script), "tabel"], capture_output=True, text=True, timeout=30)
+    assert wrong.returncode == 2 and "unknown step 'tabel'" in wrong.stderr
