@@ -118,16 +118,19 @@ def _header(keys: list[tuple[str, str, float]], first: str) -> list[str]:
 def run_report(run_dir: str | Path) -> str:
     """The Markdown report of the run in ``run_dir``."""
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json")
     config = _read_json(run_dir / "config.json")
     rows = _eval_rows(run_dir)
+    finished = (run_dir / "summary.json").is_file()
+    summary = _read_json(run_dir / "summary.json") if finished else {}
     best_epoch = (summary.get("best") or {}).get("epoch")
     keys = [m for m in MEASURES if any(m[0] in r for r in rows)]
     lambda_nce = config.get("lambda_nce")
+    length = (f"{summary['epochs']} epochs ({summary['steps']} steps), wall-clock "
+              f"{summary['wall_clock_seconds'] / 3600:.2f} h" if finished else
+              f"in progress (no summary.json yet), evaluated up to epoch {max(r['epoch'] for r in rows)}")
     lines = [
         f"Run `{run_dir.name}`: {config['mode']}{'' if lambda_nce is None else f' (lambda_NCE {lambda_nce:g})'} "
-        f"on `{config['data']}` at {config['size']} px, {summary['epochs']} epochs ({summary['steps']} steps), "
-        f"wall-clock {summary['wall_clock_seconds'] / 3600:.2f} h. Intervals: 95% bootstrap over the held-out images; "
+        f"on `{config['data']}` at {config['size']} px, {length}. Intervals: 95% bootstrap over the held-out images; "
         "FID's (and its gain's) is the basic interval, corrected for FID's small-sample bias, so it is one for the "
         "distributions' FID and can lie below the point (the biased FID of these n images).",
         "",

@@ -47,6 +47,14 @@ def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_pa
     assert report.compare_arms([stray]) == ""
 
 
+def test_a_run_in_progress_is_reported_as_such(tmp_path):
+    run = _run(tmp_path, "cut-s1", 150.0, 0.6)
+    (run / "summary.json").unlink()
+    text = report.run_report(run)
+    assert "in progress (no summary.json yet), evaluated up to epoch 2" in text
+    assert "| 2 | 150.0 [145.0, 155.0] | 0.600 | 50 |" in text
+
+
 def test_a_folder_that_is_not_a_run_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="is .* a finished cut_translation.train run folder"):
         report.run_report(tmp_path)
