@@ -48,6 +48,25 @@ def test_inception_weights_come_from_the_installed_wheel():
 
 
 @pytest.mark.slow
+def test_channels_last_inception_gives_the_stored_network_s_features():
+    """InceptionFeatures runs the network channels-last (faster on a CPU); the features are the
+    stored NCHW network's to float rounding."""
+    import warnings
+
+    _, cats = read_image_files("catdog-128.zip", "trainA")
+    inception = InceptionFeatures()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        stored = torch.jit.load(str(find_inception_weights())).eval()
+    images = cats[:4].float() / 127.5 - 1.0
+    resized = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+    with torch.inference_mode():
+        expected = stored(resized).float()
+    got = inception(images)
+    assert got.shape == (4, 2048)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
 def test_fid_separates_cats_from_dogs():
     """On 32 real photos per set: FID(set, itself) = 0; cats against other cats score far
     lower than cats against dogs, for FID and for KID."""
