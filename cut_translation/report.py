@@ -49,7 +49,7 @@ MEASURES = (
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {path.parent} a finished cut_translation.train run folder?")
+        raise FileNotFoundError(f"{path} not found: is {path.parent} a cut_translation.train run folder?")
     return json.loads(path.read_text())
 
 

@@ -56,7 +56,7 @@ def test_a_run_in_progress_is_reported_as_such(tmp_path):
 
 
 def test_a_folder_that_is_not_a_run_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is .* a finished cut_translation.train run folder"):
+    with pytest.raises(FileNotFoundError, match="is .* a cut_translation.train run folder"):
         report.run_report(tmp_path)
 
 
