@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core_ssl.run import find_checkpoint  # noqa: E402
-from core_ssl.stats import t_interval  # noqa: E402
+from core_ssl.stats import format_seed_summary, seed_summary, t_interval  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
 from vision_benchmarks.robustness import (RESULT_FILE, format_robustness_over_seeds,  # noqa: E402
                                           plot_robustness_over_seeds, robustness_over_seeds)
@@ -145,15 +145,9 @@ def transfer_rows(rows: list[dict], records: dict[tuple[str, int, str], dict], d
                             for p in ("linear", "knn")}
         for dataset in datasets:
             tag = dataset_tag(dataset)
-            per_protocol = {}
-            for protocol in ("linear", "knn"):
-                values = np.array([records[(row["method"], seed, tag)]["protocols"][protocol]["top1"]
-                                   for seed in row["seeds"]], dtype=float)
-                interval = t_interval(values) if len(values) > 1 else None
-                per_protocol[protocol] = {"mean": float(values.mean()), "seeds": values.tolist(),
-                                          "low": None if interval is None else interval.low,
-                                          "high": None if interval is None else interval.high}
-            entry[tag] = per_protocol
+            entry[tag] = {protocol: seed_summary([records[(row["method"], seed, tag)]["protocols"][protocol]["top1"]
+                                                  for seed in row["seeds"]])
+                          for protocol in ("linear", "knn")}
         table.append(entry)
     return table
 
@@ -165,14 +159,8 @@ def transfer_markdown(table: list[dict], datasets: list[str], budget: str) -> st
              "[95% t interval].", "",
              "| method | labels | seeds | " + " | ".join(f"{t} linear | {t} kNN" for t in tags) + " |",
              "| --- | --- | ---: |" + " --- | --- |" * len(tags)]
-
-    def cell(value: dict) -> str:
-        if value["low"] is None:
-            return f"{value['mean']:.4f}"
-        return f"{value['mean']:.4f} [{value['low']:.4f}, {value['high']:.4f}]"
-
     for entry in table:
-        cells = [cell(entry[t][p]) for t in tags for p in ("linear", "knn")]
+        cells = [format_seed_summary(entry[t][p]) for t in tags for p in ("linear", "knn")]
         lines.append(f"| {entry['label']} | {'yes' if entry['uses_labels'] else 'no'} | {len(entry['seeds'])} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -203,14 +191,12 @@ def run_robustness(cells: list[dict], methods: list[str], baseline_method: str, 
     records: dict[str, list[dict]] = {labels[baseline_method] + " (baseline)": []}
     for method in methods:
         records.setdefault(labels[method], [])
-    for (method, seed), cell in sorted(by_key.items(), key=lambda item: item[0][1]):
-        if method != baseline_method:
-            continue
-        base = robustness_cell(cell, images, device)
-        records[labels[baseline_method] + " (baseline)"].append(base)
+    for seed in sorted(seed for method, seed in by_key if method == baseline_method):
+        base = by_key[(baseline_method, seed)]
+        records[labels[baseline_method] + " (baseline)"].append(robustness_cell(base, images, device))
         for other in methods:
             if (other, seed) in by_key and other != baseline_method:
-                records[labels[other]].append(robustness_cell(by_key[(other, seed)], images, device, cell))
+                records[labels[other]].append(robustness_cell(by_key[(other, seed)], images, device, base))
     summary = robustness_over_seeds({k: v for k, v in records.items() if v})
     (out / "robustness.json").write_text(json.dumps({"corruption_images": images, "models": summary}, indent=2) + "\n")
     plot_robustness_over_seeds(summary, out / "robustness.png")

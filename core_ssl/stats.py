@@ -31,8 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval",
-           "probability_of_improvement", "probability_of_improvement_interval"]
+__all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval", "seed_summary",
+           "format_seed_summary", "probability_of_improvement", "probability_of_improvement_interval"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,22 @@ def t_interval(sample: np.ndarray, confidence: float = 0.95) -> Interval:
     mean = float(x.mean())
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
     return Interval(mean, mean - half, mean + half, confidence)
+
+
+def seed_summary(values, confidence: float = 0.95) -> dict:
+    """A result over seeds for a report: ``{"mean", "low", "high", "seeds"}``, the ends the
+    :func:`t_interval` of the values (None with a single value, which has no interval)."""
+    seeds = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    interval = t_interval(seeds, confidence) if len(seeds) > 1 else None
+    return {"mean": float(np.mean(seeds)), "low": None if interval is None else interval.low,
+            "high": None if interval is None else interval.high, "seeds": seeds}
+
+
+def format_seed_summary(summary: dict, digits: int = 4) -> str:
+    """``mean [low, high]`` of a :func:`seed_summary` (the bare mean when it has no interval)."""
+    if summary["low"] is None:
+        return f"{summary['mean']:.{digits}f}"
+    return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:

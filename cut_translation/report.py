@@ -32,7 +32,7 @@ import numpy as np
 from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
-from core_ssl.stats import t_interval
+from core_ssl.stats import format_seed_summary, seed_summary
 
 __all__ = ["run_report", "compare_runs", "compare_arms", "arm_curves", "plot_arms", "compare_samples", "plot_metrics",
            "main"]
@@ -221,15 +221,8 @@ def compare_arms(run_dirs: list[str | Path]) -> str:
         epochs = sorted({r["epoch"] for r in group})
         cells = []
         for key, _, scale in keys:
-            values = np.array([scale * r[key] for r in group if key in r], dtype=float)
-            digits = _digits(key)
-            if len(values) == 0:
-                cells.append("-")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.{digits}f}")
-            else:
-                interval = t_interval(values)
-                cells.append(f"{interval.point:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]")
+            values = [scale * r[key] for r in group if key in r]
+            cells.append(format_seed_summary(seed_summary(values), _digits(key)) if values else "-")
         lines.append(f"| {name} | {len(group)} | {', '.join(map(str, epochs))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -244,14 +237,10 @@ def arm_curves(runs: list[Path], key: str, scale: float = 1.0) -> list[tuple[int
                 by_epoch.setdefault(row["epoch"], []).append(scale * row[key])
     curve = []
     for epoch in sorted(by_epoch):
-        values = np.array(by_epoch[epoch], dtype=float)
-        if len(values) < len(runs):
+        if len(by_epoch[epoch]) < len(runs):
             continue  # a run still in progress: keep the curve over the same seeds
-        if len(values) == 1:
-            curve.append((epoch, float(values[0]), None, None))
-        else:
-            interval = t_interval(values)
-            curve.append((epoch, interval.point, interval.low, interval.high))
+        summary = seed_summary(by_epoch[epoch])
+        curve.append((epoch, summary["mean"], summary["low"], summary["high"]))
     return curve
 
 

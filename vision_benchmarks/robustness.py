@@ -40,7 +40,7 @@ from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import progress
 from core_ssl.plotting import pyplot, save_figure
-from core_ssl.stats import t_interval
+from core_ssl.stats import format_seed_summary, seed_summary
 
 from vision_benchmarks.corruptions import SEVERITIES, corrupt, corruption_names
 from vision_benchmarks.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
@@ -269,14 +269,6 @@ def format_robustness_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _mean_interval(values: Sequence[float]) -> dict[str, Any]:
-    """``{"mean", "low", "high", "seeds"}``: the 95% t interval (None ends with one value)."""
-    array = [float(v) for v in values]
-    interval = t_interval(array) if len(array) > 1 else None
-    return {"mean": sum(array) / len(array), "low": None if interval is None else interval.low,
-            "high": None if interval is None else interval.high, "seeds": array}
-
-
 def robustness_over_seeds(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Per model (``{label: [record of each seed]}``, records written by
     :func:`evaluate_robustness`): the mean over seeds and 95% t interval of the clean top-1,
@@ -291,14 +283,14 @@ def robustness_over_seeds(records: dict[str, list[dict[str, Any]]]) -> dict[str,
         curves = [mean_by_severity(r) for r in runs]
         if len({len(c) for c in curves}) != 1:
             raise ValueError(f"{label}: the seeds were evaluated at different severities")
-        entry = {"seeds": len(runs), "clean": _mean_interval([r["clean"] for r in runs]),
-                 "by_severity": [_mean_interval([c[i] for c in curves]) for i in range(len(curves[0]))]}
+        entry = {"seeds": len(runs), "clean": seed_summary([r["clean"] for r in runs]),
+                 "by_severity": [seed_summary([c[i] for c in curves]) for i in range(len(curves[0]))]}
         for key in ("mce", "relative_mce"):
             values = [1.0 if "mce" not in r else r.get(key) for r in runs]
             if key == "mce" and any(v is None for v in values):
                 raise ValueError(f"{label}: some seeds have no mce; score every seed against its baseline")
             defined = [v for v in values if v is not None]  # a relative mCE can be undefined (see above)
-            entry[key] = _mean_interval(defined) if defined else None
+            entry[key] = seed_summary(defined) if defined else None
         summary[label] = entry
     return summary
 
@@ -306,11 +298,7 @@ def robustness_over_seeds(records: dict[str, list[dict[str, Any]]]) -> dict[str,
 def format_robustness_over_seeds(summary: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of :func:`robustness_over_seeds`: one row per model."""
     def cell(value: dict[str, Any] | None, digits: int = 4) -> str:
-        if value is None:
-            return "undefined"
-        if value["low"] is None:
-            return f"{value['mean']:.{digits}f}"
-        return f"{value['mean']:.{digits}f} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
+        return "undefined" if value is None else format_seed_summary(value, digits)
 
     severities = len(next(iter(summary.values()))["by_severity"]) - 1
     lines = ["| model | seeds | clean top-1 | " + " | ".join(f"severity {s}" for s in range(1, severities + 1))

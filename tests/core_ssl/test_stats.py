@@ -90,3 +90,15 @@ def test_probability_of_improvement_counts_pairs_and_its_interval_covers():
     assert covered >= 33  # nominal 95% of 40 is 38; a percentile bootstrap undercovers a little
     with pytest.raises(ValueError, match="at least one run of each"):
         probability_of_improvement([], [1.0])
+
+
+def test_seed_summary_is_the_mean_with_its_t_interval_and_formats_itself():
+    from core_ssl.stats import format_seed_summary, seed_summary, t_interval
+
+    values = [0.50, 0.52, 0.57]
+    summary = seed_summary(values)
+    interval = t_interval(np.array(values))
+    assert summary == {"mean": pytest.approx(0.53), "low": interval.low, "high": interval.high, "seeds": values}
+    assert format_seed_summary(summary, 3) == f"0.530 [{interval.low:.3f}, {interval.high:.3f}]"
+    single = seed_summary([0.4])
+    assert (single["low"], single["high"], format_seed_summary(single)) == (None, None, "0.4000")
