@@ -8,7 +8,9 @@ test set, with the whole training set as the labelled set. Per method the table 
 over seeds and its 95% Student-t interval (``core_ssl.stats.t_interval``), and the per-seed
 values. Writes into ``--out``: one run folder per method and seed (``<method>-s<seed>``),
 ``results.json``, ``results.md`` (a markdown table) and ``results.png`` (bars with the 95%
-intervals). Resumable: finished (method, seed) cells are skipped, an interrupted pre-training
+intervals), and ``claims.md`` / ``claims.json``: each of the papers' comparative claims
+(``vision_benchmarks.claims``) judged on linear and kNN top-1 by Welch's 95% interval of the
+difference of the two rows' means (holds / fails / not resolved). Resumable: finished (method, seed) cells are skipped, an interrupted pre-training
 continues from its checkpoint, so it can run across sessions.
 
     python benchmarks/vision_table.py --epochs 3 --seeds 0 1 2 --out runs/vision_table_e3
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core_ssl.run import find_checkpoint  # noqa: E402
 from core_ssl.stats import format_seed_summary, seed_summary, t_interval  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
+from vision_benchmarks.claims import claims_markdown, judge_claims  # noqa: E402
 from vision_benchmarks.robustness import (RESULT_FILE, format_robustness_over_seeds,  # noqa: E402
                                           plot_robustness_over_seeds, robustness_over_seeds)
 from vision_benchmarks.transfer import dataset_tag  # noqa: E402
@@ -261,6 +264,17 @@ def markdown_table(rows: list[dict], budget: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_claims(rows: list[dict], budget: str, out: Path) -> str:
+    """``claims.json`` and ``claims.md`` in ``out``: the papers' claims judged on linear and kNN
+    top-1 (only those whose rows have two seeds or more); returns the markdown."""
+    judged = {key: judge_claims(rows, key) for key in ("linear_top1", "knn_top1")}
+    (out / "claims.json").write_text(json.dumps({"budget": budget, **judged}, indent=2) + "\n")
+    text = "\n".join(claims_markdown(judged[key], f"{name}, {budget} of pre-training each:")
+                      for key, name in (("linear_top1", "Linear top-1"), ("knn_top1", "kNN top-1")))
+    (out / "claims.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -309,6 +323,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     plot_results_bars(rows, args.out / "results.png", title=f"CIFAR-10, ConvNet, {budget_text} each, "
                       f"{len(args.seeds)} seed(s), 95% t intervals")
     print(table)
+    print(write_claims(rows, budget_text, args.out))
     if args.transfer:
         records = {(cell["method"], cell["seed"], dataset_tag(dataset)): transfer_cell(cell, dataset, args.device)
                    for cell in cells for dataset in args.transfer}

@@ -19,6 +19,9 @@ bootstrap interval from these functions.
   X and a run of Y, the Mann-Whitney U statistic over ``n m`` (rliable's
   ``probability_of_improvement`` for one task); its interval resamples the runs of X and of Y
   independently, as rliable's stratified bootstrap does for the pair of score matrices.
+* :func:`difference_interval`: Welch's t interval of ``mean(x) - mean(y)`` for two independent
+  groups of seeds, ``d +- t_{nu, 1-alpha/2} sqrt(s_x^2/n_x + s_y^2/n_y)`` with the
+  Welch-Satterthwaite ``nu``; :func:`verdict` reads a claim "x beats y" off it.
 
 All functions are vectorised over the replicates (no Python loop over resamples), seeded, and
 take numpy arrays; they never modify their input.
@@ -32,7 +35,8 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval", "seed_summary",
-           "format_seed_summary", "probability_of_improvement", "probability_of_improvement_interval"]
+           "format_seed_summary", "difference_interval", "verdict", "probability_of_improvement",
+           "probability_of_improvement_interval"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,39 @@ def format_seed_summary(summary: dict, digits: int = 4) -> str:
     if summary["low"] is None:
         return f"{summary['mean']:.{digits}f}"
     return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
+
+
+def difference_interval(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Interval:
+    """Welch's interval of ``mean(x) - mean(y)`` (independent groups, unequal variances):
+    ``d +- t_{nu, 1-alpha/2} * se`` with ``se^2 = s_x^2 / n_x + s_y^2 / n_y`` and
+    ``nu = se^4 / ((s_x^2/n_x)^2 / (n_x - 1) + (s_y^2/n_y)^2 / (n_y - 1))``, as
+    ``scipy.stats.ttest_ind(x, y, equal_var=False).confidence_interval()``. When both groups
+    have no spread the interval is the point."""
+    from scipy import stats
+
+    x, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (x, y))
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"a difference interval needs at least two values per group (got {len(x)} and {len(y)}): "
+                         "run more seeds")
+    point = float(x.mean() - y.mean())
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se2 = vx + vy
+    if se2 == 0:
+        return Interval(point, point, point, confidence)
+    nu = se2**2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, nu) * np.sqrt(se2))
+    return Interval(point, point - half, point + half, confidence)
+
+
+def verdict(difference: Interval) -> str:
+    """The reading of a claim "x > y" from the interval of ``x - y``: ``"holds"`` when the
+    whole interval is above 0, ``"fails"`` when it is below (y is better), ``"not resolved"``
+    when it contains 0 (the runs cannot tell them apart)."""
+    if difference.low > 0:
+        return "holds"
+    if difference.high < 0:
+        return "fails"
+    return "not resolved"
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:

@@ -65,6 +65,33 @@ def test_t_interval_matches_scipy():
     assert (ci.low, ci.high) == pytest.approx((low, high))
 
 
+def test_difference_interval_is_welch_s_interval_and_verdicts_read_its_sign():
+    from core_ssl.stats import Interval, difference_interval, verdict
+
+    x, y = np.array([0.53, 0.54, 0.56]), np.array([0.55, 0.56, 0.555, 0.58])
+    ci = difference_interval(x, y)
+    expected = scipy_stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+    assert ci.point == pytest.approx(x.mean() - y.mean())
+    assert (ci.low, ci.high) == pytest.approx((expected.low, expected.high))
+    # restated: Welch-Satterthwaite degrees of freedom
+    vx, vy = x.var(ddof=1) / 3, y.var(ddof=1) / 4
+    nu = (vx + vy) ** 2 / (vx**2 / 2 + vy**2 / 3)
+    half = scipy_stats.t.ppf(0.975, nu) * np.sqrt(vx + vy)
+    assert ci.high - ci.point == pytest.approx(half)
+    assert difference_interval([1.0, 1.0], [0.5, 0.5]) == Interval(0.5, 0.5, 0.5)
+    assert [verdict(Interval(0.1, 0.02, 0.2)), verdict(Interval(-0.1, -0.2, -0.01)),
+            verdict(Interval(0.1, -0.01, 0.2))] == ["holds", "fails", "not resolved"]
+    # coverage: the true difference 0.3 lies inside about 95% of intervals
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        ci = difference_interval(rng.normal(1.3, 0.2, 3), rng.normal(1.0, 0.5, 4))
+        hits += ci.low <= 0.3 <= ci.high
+    assert 0.93 <= hits / 2000 <= 0.98
+    with pytest.raises(ValueError, match="more seeds"):
+        difference_interval([1.0], [1.0, 2.0])
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="non-empty"):
         bootstrap_interval(np.array([]))

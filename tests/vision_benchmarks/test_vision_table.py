@@ -103,3 +103,27 @@ def test_a_seed_without_a_relative_mce_is_left_out_of_that_mean():
     summary = robustness_over_seeds({"SupCon": records})
     assert summary["SupCon"]["relative_mce"] is None
     assert format_robustness_over_seeds(summary).rstrip().endswith("| undefined |")
+
+
+def _cell(method, seed, linear, knn):
+    return {"label": method.upper(), "method": method, "uses_labels": False, "seed": seed, "linear_top1": linear,
+            "knn_top1": knn, "epochs": 2.0, "steps": 10, "train_minutes": 1.0, "images_per_second": 100.0}
+
+
+def test_claims_are_judged_by_welch_s_interval_of_the_seed_means(tmp_path):
+    cells = [_cell("simclr", s, v, k) for s, (v, k) in enumerate([(0.53, 0.46), (0.54, 0.47), (0.535, 0.45)])]
+    cells += [_cell("rotnet", s, v, k) for s, (v, k) in enumerate([(0.557, 0.485), (0.559, 0.487), (0.556, 0.48)])]
+    cells += [_cell("jigsaw", s, v, k) for s, (v, k) in enumerate([(0.44, 0.40), (0.45, 0.46), (0.445, 0.43)])]
+    cells += [_cell("mocov2", 0, 0.52, 0.43)]  # one seed: its claims are left out, not judged
+    rows = vision_table.aggregate(cells)
+    text = vision_table.write_claims(rows, "2 epochs", tmp_path)
+    saved = json.loads((tmp_path / "claims.json").read_text())
+    linear = {(r["better"], r["worse"]): r for r in saved["linear_top1"]}
+    assert set(linear) == {("simclr", "rotnet"), ("simclr", "jigsaw")}
+    expected = stats.ttest_ind([0.53, 0.54, 0.535], [0.557, 0.559, 0.556], equal_var=False).confidence_interval()
+    assert (linear["simclr", "rotnet"]["difference"]["low"], linear["simclr", "rotnet"]["difference"]["high"]) == \
+        pytest.approx((expected.low, expected.high))
+    assert linear["simclr", "rotnet"]["verdict"] == "fails" and linear["simclr", "jigsaw"]["verdict"] == "holds"
+    knn = {(r["better"], r["worse"]): r["verdict"] for r in saved["knn_top1"]}
+    assert knn["simclr", "jigsaw"] == "not resolved"  # 0.46 vs 0.43 with a wide Jigsaw spread
+    assert "| SIMCLR > ROTNET |" in text and "**fails**" in text and (tmp_path / "claims.md").read_text() == text
