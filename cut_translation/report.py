@@ -343,10 +343,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--plot", type=Path, default=None,
                         help="curves over seeds per arm (runs named <arm>-s<seed>); default: arms.png beside the runs")
     options = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    args = options.runs
-    if not args:  # no run: say what the command does
+    if not options.runs:  # no run: say what the command does
         parser.print_help()
         return ""
+    args = [run for run in options.runs if Path(run).is_dir()]
+    for path in sorted(set(options.runs) - set(args)):  # e.g. a shared feature cache caught by a glob
+        print(f"note: skipping {path}: not a folder (runs are folders)", file=sys.stderr)
+    if not args:
+        raise FileNotFoundError(f"none of {options.runs} is a run folder: give the folders written by "
+                                "cut_translation.train")
     parts = []
     for run_dir in args:
         parts.append(run_report(run_dir) + f"\n\nMeasures by epoch: `{plot_metrics(run_dir)}`")

@@ -42,7 +42,12 @@ def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_pa
     assert f"| cut | 3 | 2 | {fids.mean():.1f} [{fids.mean() - half:.1f}, {fids.mean() + half:.1f}] | 0.600 [" in table
     assert "| identity (untranslated A) | 5 | 0 | 200.0 [200.0, 200.0] | 0.100 [" in table
     assert "| gan-only | 2 | 2 | 175.0 [" in table
-    text = report.main([str(r) for r in [*cut, *gan]])
+    cache = tmp_path / "eval_features-s1.pt"  # a file a shell glob such as *-s* also catches
+    cache.write_bytes(b"features")
+    text = report.main([str(r) for r in [*cut, *gan, cache]])
+    assert "eval_features" not in text and cache.read_bytes() == b"features"
+    with pytest.raises(FileNotFoundError, match="none of .* is a run folder"):
+        report.main([str(cache)])
     assert "Over seeds" in text and "Last evaluation of each run" in text
     assert report.compare_arms([stray]) == ""
 
