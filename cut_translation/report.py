@@ -200,20 +200,25 @@ def compare_arms(run_dirs: list[str | Path]) -> str:
     """A Markdown table over seeds: per arm (runs named ``<arm>-s<seed>``), the number of seeds,
     the epoch of the last evaluations and, per measure, the mean over seeds of each run's last
     evaluation with its 95% Student-t interval (the bare mean for one seed), plus the identity
-    baseline (epoch 0) averaged the same way over every run. Empty when no run is so named."""
+    baseline (epoch 0): the arms of one seed share its held-out images, so each seed's identity
+    is the first of its runs' epoch-0 evaluations, and the row is over seeds like the others.
+    Empty when no run is so named."""
     arms = group_by_arm(run_dirs)
     if not arms:
         return ""
     lasts: dict[str, list[dict]] = {}
-    identities: list[dict] = []
+    identities: dict[str, dict] = {}
     for arm, runs in arms.items():
         for run_dir in runs:
             evaluations = _eval_rows(run_dir)
-            identities += [r for r in evaluations if r["epoch"] == 0]
+            seed = SEEDED_RUN.match(run_dir.name)["seed"]
+            identity = next((r for r in evaluations if r["epoch"] == 0), None)
+            if identity is not None:
+                identities.setdefault(seed, identity)
             trained = [r for r in evaluations if r["epoch"] > 0]
             if trained:
                 lasts.setdefault(arm, []).append(trained[-1])
-    rows = ([("identity (untranslated A)", identities)] if identities else []) + list(lasts.items())
+    rows = ([("identity (untranslated A)", list(identities.values()))] if identities else []) + list(lasts.items())
     keys = [m for m in MEASURES if any(m[0] in r for _, group in rows for r in group)]
     lines = [f"| arm | seeds | epoch | " + " | ".join(label for _, label, _ in keys) + " |",
              "| --- " * (len(keys) + 3) + "|"]

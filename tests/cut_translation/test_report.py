@@ -40,7 +40,7 @@ def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_pa
     fids = np.array([150.0, 160.0, 140.0])
     half = stats.t.ppf(0.975, 2) * fids.std(ddof=1) / np.sqrt(3)
     assert f"| cut | 3 | 2 | {fids.mean():.1f} [{fids.mean() - half:.1f}, {fids.mean() + half:.1f}] | 0.600 [" in table
-    assert "| identity (untranslated A) | 5 | 0 | 200.0 [200.0, 200.0] | 0.100 [" in table
+    assert "| identity (untranslated A) | 3 | 0 | 200.0 [200.0, 200.0] | 0.100 [" in table  # one per seed
     assert "| gan-only | 2 | 2 | 175.0 [" in table
     cache = tmp_path / "eval_features-s1.pt"  # a file a shell glob such as *-s* also catches
     cache.write_bytes(b"features")
