@@ -11,10 +11,13 @@ values. Writes into ``--out``: one run folder per method and seed (``<method>-s<
 intervals), and ``claims.md`` / ``claims.json``: each of the papers' comparative claims
 (``vision_benchmarks.claims``) judged on linear and kNN top-1 by Welch's 95% interval of the
 difference of the two rows' means (holds / fails / not resolved). Resumable: finished (method, seed) cells are skipped, an interrupted pre-training
-continues from its checkpoint, so it can run across sessions.
+continues from its checkpoint, so it can run across sessions. ``--report-only`` never trains
+or evaluates: it rebuilds every table and plot from the cells' saved records, e.g. from the
+copies committed under ``results/`` (unfinished cells are listed and left out).
 
     python benchmarks/vision_table.py --epochs 3 --seeds 0 1 2 --out runs/vision_table_e3
     python benchmarks/vision_table.py --minutes 0.2 --out runs/table-smoke   # a quick check
+    python benchmarks/vision_table.py --epochs 2 --seeds 0 1 2 --out results/vision_table_e2 --report-only
     python benchmarks/vision_table.py --epochs 2 --seeds 0 1 2 --out runs/vision_table_e2 \
         --ship docs/weights/vision                                          # + the shipped encoders
 
@@ -90,11 +93,15 @@ def pretrain_args(method: str, run: Path, budget: list[str], seed: int, device: 
 
 
 def run_row(label: str, method: str, uses_labels: bool, out: Path, budget: list[str], seed: int, device: str,
-            extra: list[str]) -> dict:
+            extra: list[str], report_only: bool = False) -> dict | None:
+    """The cell's ``table_row.json`` record: read back when it exists, else pre-trained and
+    evaluated (None under ``report_only``, which never trains)."""
     run = out / f"{method}-s{seed}"
     result_path = run / "table_row.json"
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
+    if result_path.is_file():  # where the cell is now (its folder may have been copied, e.g. into results/)
+        return json.loads(result_path.read_text()) | {"run": str(run)}
+    if report_only:
+        return None
     summary = pretrain.main(pretrain_args(method, run, budget, seed, device, extra))
     frozen = evaluate.main(["--run", str(run), "--protocol", "linear+knn", "--device", device])
     linear, knn = frozen["linear"], frozen["knn"]
@@ -169,21 +176,29 @@ def transfer_markdown(table: list[dict], datasets: list[str], budget: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def robustness_cell(cell: dict, images: int, device: str, baseline: dict | None = None) -> dict:
+def robustness_cell(cell: dict, images: int, device: str, baseline: dict | None = None,
+                    report_only: bool = False) -> dict:
     """The robustness record of one cell on ``images`` corrupted test images (read back when it
-    was written with that many, else evaluated), scored against ``baseline``'s cell if given."""
+    was written with that many, else evaluated; under ``report_only`` a missing record is an
+    error), scored against ``baseline``'s cell if given."""
     path = Path(cell["run"]) / RESULT_FILE
     if path.is_file():
         record = json.loads(path.read_text())
-        if record.get("test_images") == images and (baseline is None or record.get("baseline") == baseline["run"]):
+        scored_against = record.get("baseline")  # compared by folder name: the cells may have been copied
+        if record.get("test_images") == images and (
+                baseline is None or (scored_against is not None and Path(scored_against).name == Path(baseline["run"]).name)):
             return record
+    if report_only:
+        raise SystemExit(f"error: {path} holds no robustness record on {images} images"
+                         + ("" if baseline is None else f" against {Path(baseline['run']).name}")
+                         + ": run the table without --report-only to evaluate it")
     flags = ["--run", cell["run"], "--protocol", "robustness", "--corruption-images", str(images), "--seed", "0",
              "--device", device]
     return evaluate.main(flags + ([] if baseline is None else ["--baseline", baseline["run"]]))
 
 
 def run_robustness(cells: list[dict], methods: list[str], baseline_method: str, images: int, device: str,
-                   out: Path) -> str:
+                   out: Path, report_only: bool = False) -> str:
     """Every seed of ``methods`` against the same seed of ``baseline_method``; writes
     ``robustness.{json,md,png}`` into ``out`` and returns the markdown."""
     by_key = {(c["method"], c["seed"]): c for c in cells}
@@ -196,10 +211,12 @@ def run_robustness(cells: list[dict], methods: list[str], baseline_method: str, 
         records.setdefault(labels[method], [])
     for seed in sorted(seed for method, seed in by_key if method == baseline_method):
         base = by_key[(baseline_method, seed)]
-        records[labels[baseline_method] + " (baseline)"].append(robustness_cell(base, images, device))
+        records[labels[baseline_method] + " (baseline)"].append(robustness_cell(base, images, device,
+                                                                                report_only=report_only))
         for other in methods:
             if (other, seed) in by_key and other != baseline_method:
-                records[labels[other]].append(robustness_cell(by_key[(other, seed)], images, device, base))
+                records[labels[other]].append(robustness_cell(by_key[(other, seed)], images, device, base,
+                                                              report_only))
     summary = robustness_over_seeds({k: v for k, v in records.items() if v})
     (out / "robustness.json").write_text(json.dumps({"corruption_images": images, "models": summary}, indent=2) + "\n")
     plot_robustness_over_seeds(summary, out / "robustness.png")
@@ -296,6 +313,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="corrupted test images per corruption and severity (a fixed random subset)")
     parser.add_argument("--ship", type=Path, default=None,
                         help="also export every method's median-seed encoder into this folder (with weights.md)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="never pre-train or evaluate: rebuild the tables and plots from the cells' saved "
+                             "records (e.g. --out results/vision_table_e2); unfinished cells are listed and left out")
     parser.add_argument("pretrain_flags", nargs="*", default=[],
                         help="extra flags for every pre-training run, after a '--' (e.g. -- --knn-every 5)")
     args = parser.parse_args(argv)
@@ -303,18 +323,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = set(args.methods or []) - {m for _, m, _ in ROWS}
     if unknown:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {[m for _, m, _ in ROWS]}")
+    if args.report_only and args.ship is not None:
+        parser.error("--ship exports weights from the runs' checkpoints: run it without --report-only")
     if args.epochs is not None:
         budget, budget_text = ["--epochs", str(args.epochs)], f"{args.epochs} epochs"
     else:
         minutes = 20.0 if args.minutes is None else args.minutes
         budget, budget_text = ["--minutes", str(minutes)], f"{minutes:g} CPU minutes"
     args.out.mkdir(parents=True, exist_ok=True)
-    cells = []
+    cells, unfinished = [], []
     for seed in args.seeds:  # seed-major: every method gets its first seed before any gets a second
         for label, method, uses_labels in selected:
-            cell = run_row(label, method, uses_labels, args.out, budget, seed, args.device, args.pretrain_flags)
+            cell = run_row(label, method, uses_labels, args.out, budget, seed, args.device, args.pretrain_flags,
+                           args.report_only)
+            if cell is None:
+                unfinished.append(f"{method}-s{seed}")
+                continue
             print(json.dumps(cell), flush=True)
             cells.append(cell)
+    if unfinished:
+        print(f"note: {len(unfinished)} cell(s) not finished, left out: {' '.join(unfinished)}", file=sys.stderr)
+    if not cells:
+        raise SystemExit(f"error: no finished cell in {args.out}: run the table without --report-only first")
     rows = aggregate(cells)
     (args.out / "results.json").write_text(json.dumps({"budget": budget_text, "seeds": args.seeds, "rows": rows},
                                                       indent=2) + "\n")
@@ -324,6 +354,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       f"{len(args.seeds)} seed(s), 95% t intervals")
     print(table)
     print(write_claims(rows, budget_text, args.out))
+    if args.transfer and args.report_only:
+        absent = [f"{c['run']}/eval_transfer_{dataset_tag(d)}.json" for c in cells for d in args.transfer
+                  if not (Path(c["run"]) / f"eval_transfer_{dataset_tag(d)}.json").is_file()]
+        if absent:
+            raise SystemExit(f"error: {len(absent)} transfer record(s) missing (first: {absent[0]}): "
+                             "run the table without --report-only to evaluate them")
     if args.transfer:
         records = {(cell["method"], cell["seed"], dataset_tag(dataset)): transfer_cell(cell, dataset, args.device)
                    for cell in cells for dataset in args.transfer}
@@ -335,7 +371,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(text)
     if args.robustness:
         print(run_robustness(cells, args.robustness, args.robustness_baseline, args.corruption_images, args.device,
-                             args.out))
+                             args.out, args.report_only))
     if args.ship is not None:
         print(ship_weights(rows, args.ship))
     return rows

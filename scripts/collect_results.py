@@ -4,7 +4,8 @@
 
 Run folders hold checkpoints and replay buffers (hundreds of MB) and are not committed. This
 copies, for every run folder under SOURCE (a folder with ``config.json``), its configuration,
-logs and summaries (``*.json``, ``*.jsonl``, ``*.csv``) and its plots (``*.png``), keeping the
+logs and summaries (``*.json``, ``*.jsonl``, ``*.csv``), its plots (``*.png``) and its sample
+grids (``samples/*.png``, which the CUT report's side-by-side figure reads), keeping the
 relative layout, into DEST. Every report command of the toolkit reads these files only, so
 tables and plots regenerate from the repository, e.g.
 ``python -m rl_curl.report results/rl_compare/cartpole-swingup``. Runs still in progress are
@@ -18,7 +19,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-PATTERNS = ("*.json", "*.jsonl", "*.csv", "*.png")
+PATTERNS = ("*.json", "*.jsonl", "*.csv", "*.png", "samples/*.png")
 MAX_BYTES = 2 * 2**20
 
 
@@ -34,9 +35,10 @@ def collect(source: Path, dest: Path, finished_only: bool = False) -> list[Path]
                 if path.stat().st_size > MAX_BYTES:
                     print(f"skipped (over 2 MB): {path}")
                     continue
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target / path.name)
-                copied.append(target / path.name)
+                copy = target / path.relative_to(run)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+                copied.append(copy)
     return copied
 
 

@@ -127,3 +127,31 @@ def test_claims_are_judged_by_welch_s_interval_of_the_seed_means(tmp_path):
     knn = {(r["better"], r["worse"]): r["verdict"] for r in saved["knn_top1"]}
     assert knn["simclr", "jigsaw"] == "not resolved"  # 0.46 vs 0.43 with a wide Jigsaw spread
     assert "| SIMCLR > ROTNET |" in text and "**fails**" in text and (tmp_path / "claims.md").read_text() == text
+
+
+def test_a_copied_table_regenerates_from_its_files_alone(tmp_path):
+    """Cells copied elsewhere (runs/ -> results/) are read back where they now are: the table,
+    claims, transfer and robustness records come from the copies, nothing is re-evaluated."""
+    for method, seed, linear in [("supervised", 0, 0.58), ("supervised", 1, 0.59), ("supcon", 0, 0.54),
+                                 ("supcon", 1, 0.55)]:
+        run = tmp_path / "results" / f"{method}-s{seed}"
+        run.mkdir(parents=True)
+        row = _cell(method, seed, linear, linear - 0.05) | {"run": f"runs/gone/{method}-s{seed}"}
+        (run / "table_row.json").write_text(json.dumps(row))
+        (run / "eval_transfer_catdog.json").write_text(json.dumps(_record(0.6, 0.55)))
+        base = f"runs/gone/supervised-s{seed}"
+        record = (_robustness_record(run, linear, [0.5] * 5) if method == "supervised" else
+                  _robustness_record(run, linear, [0.45] * 5, baseline=base, mce=0.9))
+        (run / "eval_robustness.json").write_text(json.dumps(record))
+    flags = ["--epochs", "2", "--methods", "supcon", "supervised", "--out", str(tmp_path / "results"),
+             "--transfer", "catdog", "--robustness", "supcon", "--corruption-images", "100", "--report-only"]
+    rows = vision_table.main(flags + ["--seeds", "0", "1", "2"])  # seed 2 never ran: listed, left out, not trained
+    assert not (tmp_path / "results" / "supcon-s2").exists()
+    assert [r["linear_top1"] for r in rows] == pytest.approx([0.545, 0.585])
+    assert all(c["run"].startswith(str(tmp_path / "results")) for r in rows for c in r["cells"])
+    assert "| SUPCON | 2 |" in (tmp_path / "results" / "robustness.md").read_text()
+    assert (tmp_path / "results" / "transfer.md").is_file() and (tmp_path / "results" / "claims.md").is_file()
+    with pytest.raises(SystemExit, match="no robustness record on 500 images"):
+        vision_table.main([*flags[:-2], "500", "--report-only", "--seeds", "0", "1"])
+    with pytest.raises(SystemExit, match="no finished cell"):
+        vision_table.main(["--epochs", "2", "--out", str(tmp_path / "empty"), "--report-only"])
