@@ -3,7 +3,7 @@
 PYTHON ?= python3
 STAMP := .make/installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench reports clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,9 @@ demo: setup
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+reports: setup
+	bash scripts/reports.sh
 
 bench: setup
 	$(PYTHON) benchmarks/augment.py

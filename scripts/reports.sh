@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every results table and plot of docs/results.md, rebuilt from the small run files committed under
+# results/ (configs, evaluation logs, summaries): nothing trains or evaluates, a few minutes on a laptop.
+# Each report is written beside its runs (rl_report.md, arms.png, results.md, claims.md, ...).
+#
+# usage: scripts/reports.sh            (make reports)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== rl_curl: CURL vs pixel SAC vs state SAC on cartpole-swingup"
+python -m rl_curl.report results/rl_compare/cartpole-swingup > /dev/null
+echo "   results/rl_compare/cartpole-swingup/rl_report.md"
+
+echo "== cut_translation: CUT vs FastCUT vs GAN only, CIFAR-10 automobile -> truck"
+python -m cut_translation.report results/cut_compare/cifar/*-s* > results/cut_compare/cifar/report.md
+echo "   results/cut_compare/cifar/report.md, arms.png, samples.png"
+
+echo "== vision_benchmarks: the seeded CIFAR-10 table and the papers' claims"
+vision=(--epochs 2 --seeds 0 1 2 --out results/vision_table_e2 --report-only)
+[ -f results/vision_table_e2/transfer.json ] && vision+=(--transfer fashion-mnist catdog)
+[ -f results/vision_table_e2/robustness.json ] && vision+=(--robustness supcon --corruption-images 2000)
+python benchmarks/vision_table.py "${vision[@]}" > /dev/null
+echo "   results/vision_table_e2/results.md, claims.md, results.png"
