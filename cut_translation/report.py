@@ -13,7 +13,8 @@ dashed). With several runs it adds a comparison table of their last evaluations,
 run folders are named ``<arm>-s<seed>`` (``scripts/cut_compare.sh``) and an arm has two seeds or
 more, a table over seeds: per arm the mean of the last evaluations and its 95% Student-t
 interval over seeds (:func:`core_ssl.stats.t_interval`), so the spread between trainings, not
-only between held-out images, enters the comparison; and ``arms.png`` beside the runs (or
+only between held-out images, enters the comparison; the paper's claims judged by Welch's
+interval over seeds (:mod:`cut_translation.claims`); and ``arms.png`` beside the runs (or
 ``--plot``): each arm's mean curve over seeds with its 95% t band; and ``samples.png``: the same
 held-out A images translated by each arm (one seed, each run's newest sample grid). Runs logged before the
 intervals existed (``kid_std`` only) are shown with what they have.
@@ -32,9 +33,11 @@ import numpy as np
 from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
+from core_ssl.claims import claims_markdown
 from core_ssl.stats import format_seed_summary, seed_summary
+from cut_translation.claims import judge_arms
 
-__all__ = ["run_report", "compare_runs", "compare_arms", "arm_curves", "plot_arms", "compare_samples", "plot_metrics",
+__all__ = ["run_report", "compare_runs", "compare_arms", "compare_claims", "last_evaluations", "arm_curves", "plot_arms", "compare_samples", "plot_metrics",
            "main"]
 
 # (key, column title, scale) of the measures in the table and the plot.
@@ -196,6 +199,38 @@ def group_by_arm(run_dirs: list[str | Path]) -> dict[str, list[Path]]:
     return arms
 
 
+def last_evaluations(run_dirs: list[str | Path], finished_only: bool = False
+                     ) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """For runs named ``<arm>-s<seed>``: the identity baseline per seed (the first epoch-0
+    evaluation among the seed's runs, which share its held-out images) and, per arm, each
+    run's last evaluation after training; ``finished_only`` leaves out runs still training
+    (no ``summary.json``)."""
+    lasts: dict[str, list[dict]] = {}
+    identities: dict[str, dict] = {}
+    for arm, runs in group_by_arm(run_dirs).items():
+        for run_dir in runs:
+            if finished_only and not (run_dir / "summary.json").is_file():
+                continue
+            evaluations = _eval_rows(run_dir)
+            identity = next((r for r in evaluations if r["epoch"] == 0), None)
+            if identity is not None:
+                identities.setdefault(SEEDED_RUN.match(run_dir.name)["seed"], identity)
+            trained = [r for r in evaluations if r["epoch"] > 0]
+            if trained:
+                lasts.setdefault(arm, []).append(trained[-1])
+    return identities, lasts
+
+
+def compare_claims(run_dirs: list[str | Path]) -> str:
+    """The CUT paper's claims (:mod:`cut_translation.claims`) judged on the last evaluations
+    of the finished runs, over seeds; empty when no claim has two seeds on both sides."""
+    identities, lasts = last_evaluations(run_dirs, finished_only=True)
+    judged = judge_arms({"identity": list(identities.values()), **lasts})
+    if not judged:
+        return ""
+    return claims_markdown(judged, "The paper's claims (last evaluations of the finished runs, over seeds):", digits=3)
+
+
 def compare_arms(run_dirs: list[str | Path]) -> str:
     """A Markdown table over seeds: per arm (runs named ``<arm>-s<seed>``), the number of seeds,
     the epoch of the last evaluations and, per measure, the mean over seeds of each run's last
@@ -203,21 +238,9 @@ def compare_arms(run_dirs: list[str | Path]) -> str:
     baseline (epoch 0): the arms of one seed share its held-out images, so each seed's identity
     is the first of its runs' epoch-0 evaluations, and the row is over seeds like the others.
     Empty when no run is so named."""
-    arms = group_by_arm(run_dirs)
-    if not arms:
+    identities, lasts = last_evaluations(run_dirs)
+    if not identities and not lasts:
         return ""
-    lasts: dict[str, list[dict]] = {}
-    identities: dict[str, dict] = {}
-    for arm, runs in arms.items():
-        for run_dir in runs:
-            evaluations = _eval_rows(run_dir)
-            seed = SEEDED_RUN.match(run_dir.name)["seed"]
-            identity = next((r for r in evaluations if r["epoch"] == 0), None)
-            if identity is not None:
-                identities.setdefault(seed, identity)
-            trained = [r for r in evaluations if r["epoch"] > 0]
-            if trained:
-                lasts.setdefault(arm, []).append(trained[-1])
     rows = ([("identity (untranslated A)", list(identities.values()))] if identities else []) + list(lasts.items())
     keys = [m for m in MEASURES if any(m[0] in r for _, group in rows for r in group)]
     lines = [f"| arm | seeds | epoch | " + " | ".join(label for _, label, _ in keys) + " |",
@@ -366,6 +389,9 @@ def main(argv: list[str] | None = None) -> str:
         if any(len(runs) > 1 for runs in arms.values()):
             parts.append("Over seeds (mean of each run's last evaluation, 95% t interval over seeds):\n\n"
                          + compare_arms(args))
+            claims = compare_claims(args)
+            if claims:
+                parts.append(claims)
             plot = plot_arms(args, options.plot or Path(args[0]).parent / "arms.png")
             parts.append(f"Curves over seeds: `{plot}`")
             samples = compare_samples(args, Path(plot).parent / "samples.png")

@@ -2,29 +2,19 @@
 
 Each claim is "method X scores higher than method Y" on a CIFAR-10 protocol (linear probe or
 kNN top-1). With the per-seed values of both rows it is judged by Welch's 95% interval of the
-difference of their means (:func:`core_ssl.stats.difference_interval`): **holds** when the
-whole interval is above 0, **fails** when it is below (Y is better here), **not resolved** when
-it contains 0 (the seeds cannot tell them apart at this budget). The verdict is about this
+difference of their means (:mod:`core_ssl.claims`): **holds** when the whole interval is above 0,
+**fails** when it is below (Y is better here), **not resolved** when it contains 0 (the seeds
+cannot tell them apart at this budget). The verdict is about this
 budget and this encoder only; the papers' settings are far larger.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
-from core_ssl.stats import difference_interval, verdict
+from core_ssl.claims import Claim, claims_markdown, judge_claim
 
-__all__ = ["Claim", "PAPER_CLAIMS", "judge_claims", "claims_markdown"]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """``better`` scores higher than ``worse``, as ``source`` reports."""
-
-    better: str
-    worse: str
-    source: str
+__all__ = ["PAPER_CLAIMS", "judge_claims", "claims_markdown"]
 
 
 PAPER_CLAIMS: tuple[Claim, ...] = (
@@ -43,9 +33,9 @@ PAPER_CLAIMS: tuple[Claim, ...] = (
 
 def judge_claims(rows: Sequence[dict], key: str = "linear_top1",
                  claims: Sequence[Claim] = PAPER_CLAIMS) -> list[dict]:
-    """One record per claim whose two methods are both in ``rows`` (each row with ``method``
-    and ``<key>_seeds``, as ``vision_table.aggregate`` gives them) with at least two seeds:
-    the means, the difference with its Welch interval and the verdict."""
+    """One :func:`core_ssl.claims.judge_claim` record per claim whose two methods are both in
+    ``rows`` (each row with ``method``, ``label`` and ``<key>_seeds``, as
+    ``vision_table.aggregate`` gives them) with at least two seeds each."""
     by_method = {row["method"]: row for row in rows}
     judged = []
     for claim in claims:
@@ -54,23 +44,6 @@ def judge_claims(rows: Sequence[dict], key: str = "linear_top1",
         better, worse = (by_method[m][f"{key}_seeds"] for m in (claim.better, claim.worse))
         if len(better) < 2 or len(worse) < 2:
             continue
-        difference = difference_interval(better, worse)
-        judged.append({"better": claim.better, "worse": claim.worse, "source": claim.source, "key": key,
-                       "better_label": by_method[claim.better].get("label", claim.better),
-                       "worse_label": by_method[claim.worse].get("label", claim.worse),
-                       "better_mean": sum(better) / len(better), "worse_mean": sum(worse) / len(worse),
-                       "seeds": (len(better), len(worse)), "difference": difference.as_dict(),
-                       "verdict": verdict(difference)})
+        judged.append(judge_claim(claim, better, worse, key, by_method[claim.better].get("label"),
+                                  by_method[claim.worse].get("label")))
     return judged
-
-
-def claims_markdown(judged: Sequence[dict], title: str) -> str:
-    """A markdown table of :func:`judge_claims` records under ``title``."""
-    lines = [title, "", "| claim | source | means | difference [95% Welch interval] | here |",
-             "| --- | --- | --- | --- | --- |"]
-    for record in judged:
-        d = record["difference"]
-        lines.append(f"| {record['better_label']} > {record['worse_label']} | {record['source']} | "
-                     f"{record['better_mean']:.4f} vs {record['worse_mean']:.4f} | "
-                     f"{d['point']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] | **{record['verdict']}** |")
-    return "\n".join(lines) + "\n"

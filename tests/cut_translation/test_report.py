@@ -49,6 +49,13 @@ def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_pa
     with pytest.raises(FileNotFoundError, match="none of .* is a run folder"):
         report.main([str(cache)])
     assert "Over seeds" in text and "Last evaluation of each run" in text
+    # the claims: CUT's FID against GAN-only's (lower is better), Welch's interval of gan - cut
+    welch = stats.ttest_ind([170.0, 180.0], [150.0, 160.0, 140.0], equal_var=False).confidence_interval()
+    assert (f"| cut > gan-only | fid (lower is better) | CUT ablation: without PatchNCE FID is worse | "
+            f"150.000 vs 175.000 | +25.000 [{welch.low:+.3f}, {welch.high:+.3f}] | **holds** |") in text
+    assert "| cut > identity | domain_share (higher is better) |" in text and "content" not in report.compare_claims(cut)
+    (gan[1] / "summary.json").unlink()  # a run still training is left out: one gan-only seed, no claim
+    assert "gan-only" not in report.compare_claims([*cut, *gan])
     assert report.compare_arms([stray]) == ""
 
 
