@@ -374,6 +374,9 @@ def main(argv: list[str] | None = None) -> str:
     if not options.runs:  # no run: say what the command does
         parser.print_help()
         return ""
+    absent = [run for run in options.runs if not Path(run).exists()]
+    if absent:
+        raise FileNotFoundError(f"{absent[0]} does not exist: give the run folders written by cut_translation.train")
     args = [run for run in options.runs if Path(run).is_dir()]
     for path in sorted(set(options.runs) - set(args)):  # e.g. a shared feature cache caught by a glob
         print(f"note: skipping {path}: not a folder (runs are folders)", file=sys.stderr)

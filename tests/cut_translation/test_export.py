@@ -95,7 +95,7 @@ def test_export_command_from_a_checkpoint_and_architecture_only_metadata(tmp_pat
 @pytest.mark.parametrize("command, argv, says", [
     ("export", ["--checkpoint", "{missing}/best.pt"], "--checkpoint {missing}/best.pt does not exist"),
     ("evaluate", ["--checkpoint", "{missing}/best.pt"], "--checkpoint {missing}/best.pt does not exist"),
-    ("report", ["{missing}"], "{missing}/config.json not found"),
+    ("report", ["{missing}"], "{missing} does not exist: give the run folders"),
 ])
 def test_commands_report_a_missing_input_in_one_line(command, argv, says, tmp_path, capsys):
     """export, evaluate and report run under core_ssl.cli.run_command: exit 1, one ``error:`` line."""
