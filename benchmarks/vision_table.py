@@ -10,8 +10,9 @@ values. Writes into ``--out``: one run folder per method and seed (``<method>-s<
 ``results.json``, ``results.md`` (a markdown table) and ``results.png`` (bars with the 95%
 intervals), and ``claims.md`` / ``claims.json``: each of the papers' comparative claims
 (``vision_benchmarks.claims``) judged on linear and kNN top-1 by Welch's 95% interval of the
-difference of the two rows' means (holds / fails / not resolved). Resumable: finished (method, seed) cells are skipped, an interrupted pre-training
-continues from its checkpoint, so it can run across sessions. ``--report-only`` never trains
+difference of the two rows' means (holds / fails / not resolved). Resumable: finished
+(method, seed) cells are skipped, an interrupted pre-training continues from its checkpoint,
+so it can run across sessions. ``--report-only`` never trains
 or evaluates: it rebuilds every table and plot from the cells' saved records, e.g. from the
 copies committed under ``results/`` (unfinished cells are listed and left out).
 
@@ -54,7 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core_ssl.run import find_checkpoint  # noqa: E402
-from core_ssl.stats import format_seed_summary, seed_summary, t_interval  # noqa: E402
+from core_ssl.stats import format_seed_summary, seed_summary  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
 from vision_benchmarks.claims import claims_markdown, judge_claims  # noqa: E402
 from vision_benchmarks.robustness import (RESULT_FILE, format_robustness_over_seeds,  # noqa: E402
@@ -122,12 +123,9 @@ def aggregate(cells: list[dict]) -> list[dict]:
         row["cells"].append(cell)
     for row in rows.values():
         for key in ("linear_top1", "knn_top1"):
-            values = np.array([c[key] for c in row["cells"]], dtype=float)
-            row[key] = float(values.mean())
-            row[f"{key}_seeds"] = values.tolist()
-            interval = t_interval(values) if len(values) > 1 else None
-            row[f"{key}_low"] = None if interval is None else interval.low
-            row[f"{key}_high"] = None if interval is None else interval.high
+            summary = seed_summary([c[key] for c in row["cells"]])
+            row[key], row[f"{key}_seeds"] = summary["mean"], summary["seeds"]
+            row[f"{key}_low"], row[f"{key}_high"] = summary["low"], summary["high"]
         row["seeds"] = [c["seed"] for c in row["cells"]]
         for key in ("epochs", "steps", "train_minutes"):
             row[key] = float(np.mean([c[key] for c in row["cells"]]))
@@ -136,10 +134,13 @@ def aggregate(cells: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
-def transfer_cell(cell: dict, dataset: str, device: str) -> dict:
-    """The transfer record of one cell on ``dataset`` (read back, or evaluated and written)."""
+def transfer_cell(cell: dict, dataset: str, device: str, report_only: bool = False) -> dict:
+    """The transfer record of one cell on ``dataset`` (read back, or evaluated and written;
+    under ``report_only`` a missing record is an error)."""
     path = Path(cell["run"]) / f"eval_transfer_{dataset_tag(dataset)}.json"
     if not path.is_file():
+        if report_only:
+            raise SystemExit(f"error: {path} is missing: run the table without --report-only to evaluate it")
         evaluate.main(["--run", cell["run"], "--dataset", dataset, "--device", device])
     return json.loads(path.read_text())
 
@@ -185,8 +186,9 @@ def robustness_cell(cell: dict, images: int, device: str, baseline: dict | None 
     if path.is_file():
         record = json.loads(path.read_text())
         scored_against = record.get("baseline")  # compared by folder name: the cells may have been copied
-        if record.get("test_images") == images and (
-                baseline is None or (scored_against is not None and Path(scored_against).name == Path(baseline["run"]).name)):
+        same_baseline = baseline is None or (scored_against is not None
+                                             and Path(scored_against).name == Path(baseline["run"]).name)
+        if record.get("test_images") == images and same_baseline:
             return record
     if report_only:
         raise SystemExit(f"error: {path} holds no robustness record on {images} images"
@@ -354,14 +356,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       f"{len(args.seeds)} seed(s), 95% t intervals")
     print(table)
     print(write_claims(rows, budget_text, args.out))
-    if args.transfer and args.report_only:
-        absent = [f"{c['run']}/eval_transfer_{dataset_tag(d)}.json" for c in cells for d in args.transfer
-                  if not (Path(c["run"]) / f"eval_transfer_{dataset_tag(d)}.json").is_file()]
-        if absent:
-            raise SystemExit(f"error: {len(absent)} transfer record(s) missing (first: {absent[0]}): "
-                             "run the table without --report-only to evaluate them")
     if args.transfer:
-        records = {(cell["method"], cell["seed"], dataset_tag(dataset)): transfer_cell(cell, dataset, args.device)
+        records = {(cell["method"], cell["seed"], dataset_tag(dataset)):
+                   transfer_cell(cell, dataset, args.device, args.report_only)
                    for cell in cells for dataset in args.transfer}
         transfer = transfer_rows(rows, records, args.transfer)
         (args.out / "transfer.json").write_text(json.dumps({"budget": budget_text, "datasets": args.transfer,

@@ -37,8 +37,8 @@ from core_ssl.claims import claims_markdown
 from core_ssl.stats import format_seed_summary, seed_summary
 from cut_translation.claims import judge_arms
 
-__all__ = ["run_report", "compare_runs", "compare_arms", "compare_claims", "last_evaluations", "arm_curves", "plot_arms", "compare_samples", "plot_metrics",
-           "main"]
+__all__ = ["run_report", "compare_runs", "compare_arms", "compare_claims", "last_evaluations", "arm_curves",
+           "plot_arms", "compare_samples", "plot_metrics", "main"]
 
 # (key, column title, scale) of the measures in the table and the plot.
 MEASURES = (
