@@ -11,7 +11,10 @@ ngf 64 with 6 residual blocks; ``--no-fp16`` keeps fp32) and, in the safetensors
   the arguments of :class:`cut_translation.networks.ResnetGenerator`;
 - ``settings``: the full :class:`cut_translation.model.CUTSettings` as JSON;
 - ``run``: the run's data description (``data``, ``size``, ``holdout``, ``seed``) as JSON;
-- ``dtype``: ``float16`` or ``float32``.
+- ``dtype``: ``float16`` or ``float32``;
+- ``check`` (with ``--check-images N``): JSON ``{"images", "content", "change"}`` measured with the
+  weights as stored, on the first N held-out A images of the run (:func:`held_out_check`), so a
+  copy of the file can be verified by measuring them again.
 
 :func:`cut_translation.translate.load_generator` reads it back (fp16 weights are converted to
 fp32) and ``python -m cut_translation.translate --checkpoint FILE.safetensors`` translates with it.
@@ -26,12 +29,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core_ssl.checkpoint import export_weights
+from core_ssl.checkpoint import export_weights, load_weights
 from core_ssl.cli import run_command
 from core_ssl.config import parse_config
 from cut_translation.model import CUTSettings
 
-__all__ = ["GENERATOR_FORMAT", "generator_metadata", "export_generator", "ExportConfig", "main"]
+__all__ = ["GENERATOR_FORMAT", "generator_metadata", "export_generator", "held_out_check", "ExportConfig", "main"]
 
 GENERATOR_FORMAT = "cut_translation.generator/1"
 _DTYPES = {torch.float16: "float16", torch.float32: "float32"}
@@ -57,6 +60,31 @@ def export_generator(generator: nn.Module | dict[str, torch.Tensor], settings: C
     return export_weights(tensors, path, metadata=generator_metadata(settings, run, dtype))
 
 
+def held_out_check(model, run: dict, images: int = 16) -> dict:
+    """What ``model`` (a :class:`cut_translation.translate.LoadedGenerator`) does to the first
+    ``images`` held-out A images of ``run`` (its ``data``, ``size``, ``holdout`` and ``seed``,
+    read again with :func:`cut_translation.data.load_unpaired`), on uint8 outputs::
+
+        content = mean_i edge_correlation(x_i, G(x_i))      (cut_translation.content)
+        change  = mean over pixels of |G(x) - x| / 255
+
+    Raises:
+        ValueError: ``run`` lacks one of those keys (the checkpoint predates them).
+    """
+    from cut_translation.content import edge_correlation
+    from cut_translation.data import load_unpaired, to_model_range, to_uint8
+
+    missing = [key for key in ("data", "size", "holdout", "seed") if key not in run]
+    if missing:
+        raise ValueError(f"the checkpoint's run description lacks {missing}: its held-out images cannot be "
+                         "found again; export without --check-images")
+    data = load_unpaired(run["data"], size=run["size"], holdout=run["holdout"], seed=run["seed"])
+    inputs = data.test_a[:images]
+    outputs = to_uint8(model.translate(to_model_range(inputs)))
+    change = (outputs.float() - inputs.float()).abs().mean().item() / 255.0
+    return {"images": len(inputs), "content": float(edge_correlation(inputs, outputs).mean()), "change": change}
+
+
 @dataclass
 class ExportConfig:
     """Write a run's generator as a safetensors file with its architecture in the metadata."""
@@ -64,6 +92,7 @@ class ExportConfig:
     checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt or generator*.safetensors"})
     output: Path | None = field(default=None, metadata={"help": "the .safetensors file to write; None = <checkpoint stem>_generator.safetensors beside it"})
     fp16: bool = field(default=True, metadata={"help": "store the weights in fp16 (--no-fp16: fp32)"})
+    check_images: int = field(default=0, metadata={"help": "also store the content and change of the stored weights on this many held-out A images (0: none)"})
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -77,8 +106,14 @@ def main(argv: list[str] | None = None) -> Path:
         Path(cfg.checkpoint).with_name(f"{Path(cfg.checkpoint).stem}_generator.safetensors")
     if output.suffix != ".safetensors":
         raise ValueError(f"--output {output} must end in .safetensors (translate recognises the file by it)")
-    path = export_generator(model.generator, model.settings, output, run,
-                            torch.float16 if cfg.fp16 else torch.float32)
+    dtype = torch.float16 if cfg.fp16 else torch.float32
+    path = export_generator(model.generator, model.settings, output, run, dtype)
+    if cfg.check_images > 0:  # measured with the weights as stored (fp16 rounding included), then stored too
+        check = held_out_check(load_generator(path)[0], run, cfg.check_images)
+        metadata = generator_metadata(model.settings, run, dtype) | {"check": json.dumps(check)}
+        path = export_weights(load_weights(path), path, metadata=metadata)
+        print(f"held-out check on {check['images']} A images: content {check['content']:.4f}, "
+              f"change {check['change']:.4f}")
     parameters = sum(p.numel() for p in model.generator.parameters())
     print(f"wrote {path}: {parameters / 1e6:.2f} M parameters, {path.stat().st_size / 2**20:.1f} MiB "
           f"({'fp16' if cfg.fp16 else 'fp32'})")

@@ -106,3 +106,33 @@ def test_commands_report_a_missing_input_in_one_line(command, argv, says, tmp_pa
     assert stopped.value.code == 1
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: " + says.format(missing=missing)) and "\n" not in message
+
+
+def test_held_out_check_is_stored_and_measured_with_the_stored_weights(tmp_path):
+    """--check-images N stores content and change of the fp16 weights on the run's first N
+    held-out A images, as restated here from their definitions."""
+    from cut_translation.content import edge_correlation
+    from cut_translation.data import load_unpaired, to_model_range, to_uint8
+
+    generator, settings = tiny_generator()
+    checkpoint = tmp_path / "best.pt"
+    run = {"data": "catdog-128.zip", "size": 32, "holdout": 20, "seed": 3}
+    save_checkpoint({"settings": settings.to_dict(), "generator": generator.state_dict(), "run": run}, checkpoint)
+    path = export.main(["--checkpoint", str(checkpoint), "--output", str(tmp_path / "g.safetensors"),
+                        "--check-images", "5"])
+    with safe_open(str(path), framework="pt") as f:
+        check = json.loads(f.metadata()["check"])
+        assert all(f.get_tensor(name).dtype == torch.float16 for name in f.keys())
+
+    rounded = ResnetGenerator(3, 3, 4, 1, settings.nce_layers).eval()
+    rounded.load_state_dict({k: v.half().float() for k, v in generator.state_dict().items()})
+    inputs = load_unpaired("catdog-128.zip", size=32, holdout=20, seed=3).test_a[:5]
+    with torch.no_grad():
+        outputs = to_uint8(rounded(to_model_range(inputs)))
+    assert check["images"] == 5
+    assert check["content"] == pytest.approx(float(edge_correlation(inputs, outputs).mean()), abs=1e-3)
+    assert check["change"] == pytest.approx((outputs.float() - inputs.float()).abs().mean().item() / 255, abs=1e-3)
+    assert translate.load_generator(path)[1] == run  # the rest of the metadata is unchanged
+
+    with pytest.raises(ValueError, match="lacks \\['holdout', 'seed'\\]"):
+        export.held_out_check(translate.load_generator(path)[0], {"data": "catdog-128.zip", "size": 32})
