@@ -15,6 +15,10 @@ echo "== cut_translation: CUT vs FastCUT vs GAN only, CIFAR-10 automobile -> tru
 python -m cut_translation.report results/cut_compare/cifar/*-s* > results/cut_compare/cifar/report.md
 echo "   results/cut_compare/cifar/report.md, arms.png, samples.png"
 
+echo "== cut_translation: the shipped cats -> dogs generator's run"
+python -m cut_translation.report results/cut/catdog-64-ngf32 > results/cut/catdog-64-ngf32/report.md
+echo "   results/cut/catdog-64-ngf32/report.md, metrics.png"
+
 echo "== vision_benchmarks: the seeded CIFAR-10 table and the papers' claims"
 vision=(--epochs 2 --seeds 0 1 2 --out results/vision_table_e2 --report-only)
 [ -f results/vision_table_e2/transfer.json ] && vision+=(--transfer fashion-mnist catdog)
