@@ -25,3 +25,8 @@ vision=(--epochs 2 --seeds 0 1 2 --out results/vision_table_e2 --report-only)
 [ -f results/vision_table_e2/robustness.json ] && vision+=(--robustness supcon --corruption-images 2000)
 python benchmarks/vision_table.py "${vision[@]}" > /dev/null
 echo "   results/vision_table_e2/results.md, claims.md, results.png"
+
+echo "== vision_benchmarks: SupCon vs cross-entropy under corruptions"
+python benchmarks/vision_table.py --epochs 2 --seeds 0 1 2 --methods supcon supervised --out results/vision_robust_e2 \
+    --robustness supcon --corruption-images 2000 --report-only > /dev/null
+echo "   results/vision_robust_e2/robustness.md, robustness.png"
