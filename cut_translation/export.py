@@ -22,6 +22,7 @@ fp32) and ``python -m cut_translation.translate --checkpoint FILE.safetensors`` 
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core_ssl.checkpoint import export_weights, load_weights
+from core_ssl.checkpoint import export_weights
 from core_ssl.cli import run_command
 from core_ssl.config import parse_config
 from cut_translation.model import CUTSettings
@@ -41,23 +42,24 @@ _DTYPES = {torch.float16: "float16", torch.float32: "float32"}
 
 
 def generator_metadata(settings: CUTSettings, run: dict | None = None,
-                       dtype: torch.dtype = torch.float32) -> dict[str, str]:
+                       dtype: torch.dtype = torch.float32, check: dict | None = None) -> dict[str, str]:
     """The safetensors metadata of an exported generator (see the module docstring)."""
     architecture = {"in_channels": settings.in_channels, "out_channels": settings.in_channels, "ngf": settings.ngf,
                     "n_blocks": settings.n_blocks, "nce_layers": list(settings.nce_layers)}
     return {"format": GENERATOR_FORMAT, "architecture": json.dumps(architecture),
-            "settings": json.dumps(settings.to_dict()), "run": json.dumps(run or {}), "dtype": _DTYPES[dtype]}
+            "settings": json.dumps(settings.to_dict()), "run": json.dumps(run or {}), "dtype": _DTYPES[dtype],
+            **({} if check is None else {"check": json.dumps(check)})}
 
 
 def export_generator(generator: nn.Module | dict[str, torch.Tensor], settings: CUTSettings, path: str | Path,
-                     run: dict | None = None, dtype: torch.dtype = torch.float32) -> Path:
+                     run: dict | None = None, dtype: torch.dtype = torch.float32, check: dict | None = None) -> Path:
     """Write ``generator`` (a module or its state dict) to ``path`` as safetensors, its floating
     tensors cast to ``dtype`` (float32 or float16), with :func:`generator_metadata`."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be torch.float16 or torch.float32, got {dtype}")
     state = generator.state_dict() if isinstance(generator, nn.Module) else generator
     tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
-    return export_weights(tensors, path, metadata=generator_metadata(settings, run, dtype))
+    return export_weights(tensors, path, metadata=generator_metadata(settings, run, dtype, check))
 
 
 def held_out_check(model, run: dict, images: int = 16) -> dict:
@@ -107,13 +109,15 @@ def main(argv: list[str] | None = None) -> Path:
     if output.suffix != ".safetensors":
         raise ValueError(f"--output {output} must end in .safetensors (translate recognises the file by it)")
     dtype = torch.float16 if cfg.fp16 else torch.float32
-    path = export_generator(model.generator, model.settings, output, run, dtype)
-    if cfg.check_images > 0:  # measured with the weights as stored (fp16 rounding included), then stored too
-        check = held_out_check(load_generator(path)[0], run, cfg.check_images)
-        metadata = generator_metadata(model.settings, run, dtype) | {"check": json.dumps(check)}
-        path = export_weights(load_weights(path), path, metadata=metadata)
+    check = None
+    if cfg.check_images > 0:  # measured with the weights as they will be stored (fp16 rounding included)
+        stored = copy.deepcopy(model)
+        stored.generator.load_state_dict({name: t.to(dtype).float() if t.is_floating_point() else t
+                                          for name, t in model.generator.state_dict().items()})
+        check = held_out_check(stored, run, cfg.check_images)
         print(f"held-out check on {check['images']} A images: content {check['content']:.4f}, "
               f"change {check['change']:.4f}")
+    path = export_generator(model.generator, model.settings, output, run, dtype, check)
     parameters = sum(p.numel() for p in model.generator.parameters())
     print(f"wrote {path}: {parameters / 1e6:.2f} M parameters, {path.stat().st_size / 2**20:.1f} MiB "
           f"({'fp16' if cfg.fp16 else 'fp32'})")

@@ -12,7 +12,6 @@ from safetensors import safe_open
 
 from core_ssl.checkpoint import export_weights, save_checkpoint
 from core_ssl.cli import run_command
-from core_ssl.data import read_image_files
 from cut_translation import export, translate
 from cut_translation.model import CUTSettings
 from cut_translation.networks import ResnetGenerator
@@ -26,14 +25,6 @@ def tiny_generator():
         for parameter in generator.parameters():
             parameter.normal_(0.0, 0.3)
     return generator.eval(), settings
-
-
-@pytest.fixture(scope="module")
-def cat_photo(tmp_path_factory):
-    names, images = read_image_files("catdog-128.zip", "trainA")
-    path = tmp_path_factory.mktemp("photo") / "cat.jpg"
-    Image.fromarray(images[0].permute(1, 2, 0).numpy()).save(path, quality=95)
-    return path
 
 
 def test_fp16_export_loads_and_translates_a_photo(tmp_path, cat_photo):

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from core_ssl.checkpoint import read_safetensors_metadata
-from core_ssl.data import read_image_files
 from cut_translation import export, translate
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "weights" / "cut" / "catdog-64-cut.safetensors"
@@ -32,10 +31,8 @@ def test_shipped_generator_is_small_listed_and_reproduces_its_check():
     assert 0.5 < measured["content"] < 0.99 and measured["change"] > 0.02
 
 
-def test_translate_command_turns_a_photo_with_the_shipped_generator(tmp_path):
-    names, images = read_image_files("catdog-128.zip", "trainA")
-    photo = tmp_path / "cat.jpg"
-    Image.fromarray(images[0].permute(1, 2, 0).numpy()).save(photo, quality=95)
+def test_translate_command_turns_a_photo_with_the_shipped_generator(tmp_path, cat_photo):
+    photo = cat_photo
     written = translate.main(["--checkpoint", str(SHIPPED), "--input", str(photo), "--output", str(tmp_path / "out"),
                               "--device", "cpu"])
     assert written == [tmp_path / "out" / "cat.png"]

@@ -178,5 +178,9 @@ def test_conv_micro_batches_leave_the_update_unchanged(optimizers):
         metrics.append(agent.update(_pixel_batch(size=20)))
     for name in metrics[0]:
         torch.testing.assert_close(metrics[1][name], metrics[0][name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    # Adam's step lr * m / (sqrt(v) + eps) is about lr * sign(g) on the first update, so a
+    # rounding-size difference in a near-zero gradient moves a parameter by a visible fraction of
+    # lr (3e-6 seen at lr 1e-3 on another CPU): parameters agree to 1% of lr, not to 1e-6.
+    step_tolerance = 1e-2 * agents[0].critic_optimizer.param_groups[0]["lr"]
     for (name, a), b in zip(agents[0].critic.named_parameters(), agents[1].critic.parameters()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=step_tolerance, msg=lambda m: f"{name}: {m}")
