@@ -205,7 +205,10 @@ def pairwise_table(pairs: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fmt(interval: dict) -> str:
+def _fmt(interval: dict, seeds: int) -> str:
+    """``point [low, high]``; one seed has no spread to bootstrap, so its value stands alone."""
+    if seeds < 2:
+        return f"{interval['point']:.1f} (1 seed: no interval)"
     return f"{interval['point']:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
 
 
@@ -217,8 +220,8 @@ def markdown_table(records: Sequence[dict]) -> str:
         paper = f"{r['paper_100k']['mean']:.0f} +- {r['paper_100k']['std']:.0f}" if "paper_100k" in r else "-"
         per_seed = ", ".join(f"{x:.0f}" for x in r["returns"])
         steps = f"{r['env_steps']:,}" + (" (in progress)" if r.get("in_progress") else "")
-        lines.append(f"| {r['task']} | {r['arm']} | {steps} | {r['seeds']} | {_fmt(r['mean'])} | "
-                     f"{_fmt(r['iqm'])} | {per_seed} | {paper} |")
+        lines.append(f"| {r['task']} | {r['arm']} | {steps} | {r['seeds']} | {_fmt(r['mean'], r['seeds'])} | "
+                     f"{_fmt(r['iqm'], r['seeds'])} | {per_seed} | {paper} |")
     unfinished = [path for r in records for path in r["unfinished"]]
     if unfinished:
         lines += ["", "Unfinished runs (left out): " + ", ".join(unfinished)]

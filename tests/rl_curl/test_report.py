@@ -61,6 +61,8 @@ def test_command_writes_table_json_and_plot(sweep, tmp_path, capsys):
     table = (out / "rl_report.md").read_text()
     assert "| cartpole-swingup | curl | 10,000 (in progress) | 3 | 410.0 [" in table
     assert "582 +- 146" in table and "Unfinished runs" in table
+    # one seed has no spread: its value stands without a degenerate [x, x] interval
+    assert "| curl (official optimizers) | 10,000 (in progress) | 1 | 200.0 (1 seed: no interval) |" in table
     assert "10,000 (in progress)" in table  # the fake runs wrote no summary.json
     assert json.loads((out / "rl_report.json").read_text())[0]["task"] == "cartpole-swingup"
     assert (out / "rl_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
