@@ -11,6 +11,10 @@ echo "== rl_curl: CURL vs pixel SAC vs state SAC on cartpole-swingup"
 python -m rl_curl.report results/rl_compare/cartpole-swingup > /dev/null
 echo "   results/rl_compare/cartpole-swingup/rl_report.md"
 
+echo "== rl_curl: the flagship, CURL on cheetah-run"
+python -m rl_curl.report results/rl_flagship > /dev/null
+echo "   results/rl_flagship/rl_report.md, rl_curves.png"
+
 echo "== cut_translation: CUT vs FastCUT vs GAN only, CIFAR-10 automobile -> truck"
 python -m cut_translation.report results/cut_compare/cifar/*-s* > results/cut_compare/cifar/report.md
 echo "   results/cut_compare/cifar/report.md, arms.png, samples.png"
@@ -30,3 +34,9 @@ echo "== vision_benchmarks: SupCon vs cross-entropy under corruptions"
 python benchmarks/vision_table.py --epochs 2 --seeds 0 1 2 --methods supcon supervised --out results/vision_robust_e2 \
     --robustness supcon --corruption-images 2000 --report-only > /dev/null
 echo "   results/vision_robust_e2/robustness.md, robustness.png"
+
+echo "== vision_benchmarks: semi-supervised, 1% and 10% of the labels (every cell read back)"
+python -m vision_benchmarks.semisup --runs simclr=docs/weights/vision/simclr.safetensors \
+    simclrv2=docs/weights/vision/simclrv2.safetensors --fractions 0.01 0.1 --seeds 0 1 2 \
+    --distill-epochs 3 --out results/semisup_e2 > /dev/null
+echo "   results/semisup_e2/results.md"
