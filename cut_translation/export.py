@@ -35,7 +35,7 @@ from core_ssl.cli import run_command
 from core_ssl.config import parse_config
 from cut_translation.model import CUTSettings
 
-__all__ = ["GENERATOR_FORMAT", "generator_metadata", "export_generator", "held_out_check", "ExportConfig", "main"]
+__all__ = ["GENERATOR_FORMAT", "generator_metadata", "export_generator", "stored_tensors", "held_out_check", "ExportConfig", "main"]
 
 GENERATOR_FORMAT = "cut_translation.generator/1"
 _DTYPES = {torch.float16: "float16", torch.float32: "float32"}
@@ -58,8 +58,12 @@ def export_generator(generator: nn.Module | dict[str, torch.Tensor], settings: C
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be torch.float16 or torch.float32, got {dtype}")
     state = generator.state_dict() if isinstance(generator, nn.Module) else generator
-    tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
-    return export_weights(tensors, path, metadata=generator_metadata(settings, run, dtype, check))
+    return export_weights(stored_tensors(state, dtype), path, metadata=generator_metadata(settings, run, dtype, check))
+
+
+def stored_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``state`` as an exported file holds it: floating tensors cast to ``dtype``, others as they are."""
+    return {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
 
 
 def held_out_check(model, run: dict, images: int = 16) -> dict:
@@ -111,9 +115,8 @@ def main(argv: list[str] | None = None) -> Path:
     dtype = torch.float16 if cfg.fp16 else torch.float32
     check = None
     if cfg.check_images > 0:  # measured with the weights as they will be stored (fp16 rounding included)
-        stored = copy.deepcopy(model)
-        stored.generator.load_state_dict({name: t.to(dtype).float() if t.is_floating_point() else t
-                                          for name, t in model.generator.state_dict().items()})
+        stored = copy.deepcopy(model)  # load_state_dict copies the rounded values into its fp32 parameters
+        stored.generator.load_state_dict(stored_tensors(model.generator.state_dict(), dtype))
         check = held_out_check(stored, run, cfg.check_images)
         print(f"held-out check on {check['images']} A images: content {check['content']:.4f}, "
               f"change {check['change']:.4f}")

@@ -32,13 +32,12 @@ def test_shipped_generator_is_small_listed_and_reproduces_its_check():
 
 
 def test_translate_command_turns_a_photo_with_the_shipped_generator(tmp_path, cat_photo):
-    photo = cat_photo
-    written = translate.main(["--checkpoint", str(SHIPPED), "--input", str(photo), "--output", str(tmp_path / "out"),
+    written = translate.main(["--checkpoint", str(SHIPPED), "--input", str(cat_photo), "--output", str(tmp_path / "out"),
                               "--device", "cpu"])
     assert written == [tmp_path / "out" / "cat.png"]
     with Image.open(written[0]) as image:
         assert image.size == (128, 128) and image.mode == "RGB"
         out = np.asarray(image).astype(np.float64)
-    with Image.open(photo) as original:
+    with Image.open(cat_photo) as original:
         source = np.asarray(original.convert("RGB")).astype(np.float64)
     assert np.abs(out - source).mean() > 2.0  # not the identity
