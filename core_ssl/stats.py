@@ -22,6 +22,8 @@ bootstrap interval from these functions.
 * :func:`difference_interval`: Welch's t interval of ``mean(x) - mean(y)`` for two independent
   groups of seeds, ``d +- t_{nu, 1-alpha/2} sqrt(s_x^2/n_x + s_y^2/n_y)`` with the
   Welch-Satterthwaite ``nu``; :func:`verdict` reads a claim "x beats y" off it.
+  :func:`contrast_interval` is the same for any weighted sum of group means (an interaction
+  such as "the gap between two settings shrinks with training").
 
 All functions are vectorised over the replicates (no Python loop over resamples), seeded, and
 take numpy arrays; they never modify their input.
@@ -30,12 +32,12 @@ take numpy arrays; they never modify their input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 __all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval", "seed_summary",
-           "format_seed_summary", "difference_interval", "verdict", "probability_of_improvement",
+           "format_seed_summary", "contrast_interval", "difference_interval", "verdict", "probability_of_improvement",
            "probability_of_improvement_interval"]
 
 
@@ -163,26 +165,42 @@ def format_seed_summary(summary: dict, digits: int = 4) -> str:
     return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
 
 
+def contrast_interval(groups: Sequence[np.ndarray], weights: Sequence[float], confidence: float = 0.95) -> Interval:
+    """Welch's interval of the contrast ``sum_i w_i mean(g_i)`` of independent groups with
+    unequal variances: ``c +- t_{nu, 1-alpha/2} * se`` with ``se^2 = sum_i w_i^2 s_i^2 / n_i`` and
+    the Welch-Satterthwaite ``nu = se^4 / sum_i (w_i^2 s_i^2 / n_i)^2 / (n_i - 1)``. With weights
+    (1, -1) it is :func:`difference_interval`; with (1, -1, -1, 1) on (a, b, c, d) it is the
+    interaction ``(a - b) - (c - d)``, e.g. whether a gap shrinks. When no group has spread the
+    interval is the point."""
+    from scipy import stats
+
+    if len(groups) != len(weights) or not groups:
+        raise ValueError(f"a contrast needs one weight per group (got {len(groups)} groups, {len(weights)} weights)")
+    samples = [np.asarray(g, dtype=np.float64).reshape(-1) for g in groups]
+    sizes = [len(g) for g in samples]
+    if min(sizes) < 2:
+        raise ValueError(f"a contrast interval needs at least two values per group (got {sizes}): run more seeds")
+    point = float(sum(w * g.mean() for w, g in zip(weights, samples)))
+    parts = np.array([w**2 * g.var(ddof=1) / len(g) for w, g in zip(weights, samples)])
+    se2 = float(parts.sum())
+    if se2 == 0:
+        return Interval(point, point, point, confidence)
+    nu = se2**2 / float(sum(part**2 / (n - 1) for part, n in zip(parts, sizes)))
+    half = float(stats.t.ppf(0.5 + confidence / 2, nu) * np.sqrt(se2))
+    return Interval(point, point - half, point + half, confidence)
+
+
 def difference_interval(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Interval:
     """Welch's interval of ``mean(x) - mean(y)`` (independent groups, unequal variances):
     ``d +- t_{nu, 1-alpha/2} * se`` with ``se^2 = s_x^2 / n_x + s_y^2 / n_y`` and
     ``nu = se^4 / ((s_x^2/n_x)^2 / (n_x - 1) + (s_y^2/n_y)^2 / (n_y - 1))``, as
-    ``scipy.stats.ttest_ind(x, y, equal_var=False).confidence_interval()``. When both groups
-    have no spread the interval is the point."""
-    from scipy import stats
-
+    ``scipy.stats.ttest_ind(x, y, equal_var=False).confidence_interval()``: the contrast (1, -1)
+    of :func:`contrast_interval`. When both groups have no spread the interval is the point."""
     x, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (x, y))
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"a difference interval needs at least two values per group (got {len(x)} and {len(y)}): "
                          "run more seeds")
-    point = float(x.mean() - y.mean())
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    se2 = vx + vy
-    if se2 == 0:
-        return Interval(point, point, point, confidence)
-    nu = se2**2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, nu) * np.sqrt(se2))
-    return Interval(point, point - half, point + half, confidence)
+    return contrast_interval([x, y], [1.0, -1.0], confidence)
 
 
 def verdict(difference: Interval) -> str:

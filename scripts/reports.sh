@@ -40,3 +40,13 @@ python -m vision_benchmarks.semisup --runs simclr=docs/weights/vision/simclr.saf
     simclrv2=docs/weights/vision/simclrv2.safetensors --fractions 0.01 0.1 --seeds 0 1 2 \
     --distill-epochs 3 --out results/semisup_e2 > /dev/null
 echo "   results/semisup_e2/results.md"
+
+echo "== vision_benchmarks: SimCLR's ablations (Figures 5, 8, 9; every evaluated cell read back)"
+for step in ablate-augment ablate-augment-seeds ablate-head ablate-batch; do
+    folder=results/ablate_e2/$(case $step in ablate-augment) echo augmentations ;; ablate-augment-seeds)
+        echo augmentations-seeds ;; *) echo "${step#ablate-}" ;; esac)
+    if [ -d "$folder/cells" ]; then
+        REPORT_ONLY=1 ABLATE_ROOT=results/ablate_e2 bash scripts/vision_evidence.sh "$step" > /dev/null
+        echo "   $folder/results.md, claims.md"
+    fi
+done

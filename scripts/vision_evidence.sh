@@ -11,7 +11,8 @@
 #   semisup          SimCLRv2's semi-supervised comparison (1% and 10% of the labels, seeds 0 1 2) on the
 #                    shipped SimCLR and SimCLRv2 encoders (run `table` first)
 #   ablate-augment   SimCLR Figure 5: the 7 x 7 grid of transformation pairs, seed 0
-#   ablate-augment-seeds   crop / colour / blur pairs with seeds 0 1 2 (the grid's main contrasts)
+#   ablate-augment-seeds   crop / colour / blur pairs with seeds 0 1 2 (the grid's main contrasts;
+#                    the grid's finished seed-0 cells are reused)
 #   ablate-head      SimCLR Figure 8: no head / linear / MLP x output sizes, seeds 0 1 2
 #   ablate-batch     SimCLR Figure 9: batch size x training length, seeds 0 1 2
 # The ablations pre-train on a fixed 10,000-image subset of CIFAR-10 and probe on 10,000 labelled
@@ -22,7 +23,11 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: two steps fill two cores
 [ $# -gt 0 ] || { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 2; }
 
+# REPORT_ONLY=1: the ablation steps rebuild their reports from the evaluated cells under ABLATE_ROOT
+# (default runs/ablate_e2; make reports uses the committed results/ablate_e2) and train nothing.
+ROOT=${ABLATE_ROOT:-runs/ablate_e2}
 SUBSET=(--eval-train-images 10000 --eval-test-images 2000)
+[ "${REPORT_ONLY:-0}" = 1 ] && SUBSET+=(--report-only)
 CELL=(--train-images 10000 --batch-size 128)
 for step in "$@"; do
     case "$step" in
@@ -36,16 +41,23 @@ for step in "$@"; do
                 --distill-epochs 3 --out runs/semisup_e2 ;;
         ablate-augment)
             python -m vision_benchmarks.ablate augmentations --epochs 4 --seeds 0 "${SUBSET[@]}" \
-                --out runs/ablate_e2/augmentations -- "${CELL[@]}" ;;
+                --out "$ROOT/augmentations" -- "${CELL[@]}" ;;
         ablate-augment-seeds)
+            # the grid's seed-0 cells have these settings: reuse the ones it finished
+            for cell in "$ROOT"/augmentations/cells/{crop,color,blur}{,+crop,+color,+blur}-s0; do
+                target="$ROOT/augmentations-seeds/cells/$(basename "$cell")"
+                if [ "${REPORT_ONLY:-0}" != 1 ] && [ -f "$cell/cell.json" ] && [ ! -e "$target" ]; then
+                    mkdir -p "$(dirname "$target")" && cp -r "$cell" "$target"
+                fi
+            done
             python -m vision_benchmarks.ablate augmentations --epochs 4 --seeds 0 1 2 --transforms crop color blur \
-                "${SUBSET[@]}" --out runs/ablate_e2/augmentations-seeds -- "${CELL[@]}" ;;
+                "${SUBSET[@]}" --out "$ROOT/augmentations-seeds" -- "${CELL[@]}" ;;
         ablate-head)
             python -m vision_benchmarks.ablate head --epochs 4 --seeds 0 1 2 --dims 32 128 512 "${SUBSET[@]}" \
-                --out runs/ablate_e2/head -- "${CELL[@]}" ;;
+                --out "$ROOT/head" -- "${CELL[@]}" ;;
         ablate-batch)
             python -m vision_benchmarks.ablate batch --batch-sizes 64 256 1024 --epoch-grid 2 4 8 --seeds 0 1 2 \
-                "${SUBSET[@]}" --out runs/ablate_e2/batch -- --train-images 10000 ;;
+                "${SUBSET[@]}" --out "$ROOT/batch" -- --train-images 10000 ;;
         *)
             echo "error: unknown step '$step'; steps: table semisup ablate-augment ablate-augment-seeds" \
                  "ablate-head ablate-batch" >&2

@@ -26,8 +26,10 @@ subsets; default all):
 Writes into ``--out``: ``cells/<cell>-s<seed>/`` (the pre-training run folder, and its
 ``cell.json`` once evaluated), ``results.json`` (every cell and, per setting, the mean over
 seeds with its 95% t interval when there are two or more), ``results.md`` and
-``<ablation>.png``. Resumable cell by cell: evaluated cells are read back, an interrupted
-pre-training resumes from its checkpoint.
+``<ablation>.png``, and ``claims.md``: the paper's conclusions judged on the cells with two
+seeds or more (:mod:`vision_benchmarks.ablation_claims`). Resumable cell by cell: evaluated cells
+are read back, an interrupted pre-training resumes from its checkpoint. ``--report-only``
+rebuilds the report from the evaluated cells in ``--out`` and trains nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from core_ssl.features import extract_features
 from core_ssl.run import find_checkpoint, write_json
 
 from vision_benchmarks import pretrain
+from vision_benchmarks.ablation_claims import judge_ablation
 from vision_benchmarks.ablation_report import ABLATIONS, summarize, write_report
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import resolve_method_defaults
@@ -209,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", type=Path, default=Path(f"runs/ablate/{name}"), help="folder of the cells and results")
         sub.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every cell")
         sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        sub.add_argument("--report-only", action="store_true",
+                         help="rebuild the report from the evaluated cells in --out; train nothing")
         sub.add_argument("--eval-train-images", type=_positive, default=None,
                          help="labelled images of the linear probe and the kNN bank (a fixed random subset; default all)")
         sub.add_argument("--eval-test-images", type=_positive, default=None,
@@ -249,13 +254,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     records = []
     for seed in args.seeds:  # seed-major: every cell gets its first seed before any gets a second
         for cell in cells:
+            if args.report_only:
+                done = args.out / "cells" / f"{cell.key}-s{seed}" / CELL_FILE
+                if done.is_file():
+                    records.append(json.loads(done.read_text()))
+                continue
             record = run_cell(args.ablation, cell, seed, args, budget)
             print(json.dumps({k: record[k] for k in ("cell", "seed", "linear_top1", "knn_top1")}), flush=True)
             records.append(record)
+    if not records:
+        raise UsageError(f"no evaluated cells of this ablation in {args.out / 'cells'}",
+                         "run it without --report-only first, or point --out at its folder")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     rows = summarize(records, [cell.key for cell in cells])
     result = {"ablation": args.ablation, "settings": settings, "budget": " ".join(budget) or "epochs of each cell",
-              "rows": rows, "cells": records}
+              "rows": rows, "cells": records, "claims": judge_ablation(args.ablation, records)}
     write_report(result, args.out)
     return result
 

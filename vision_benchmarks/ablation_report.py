@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from core_ssl.claims import claims_markdown
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.run import write_json
 from core_ssl.stats import t_interval
@@ -170,10 +171,22 @@ def _half_widths(rows: list[dict[str, Any]]) -> list[float] | None:
     return [100 * (r["linear_top1_high"] - r["linear_top1_low"]) / 2 for r in rows]
 
 
+def claims_table(result: dict[str, Any]) -> str:
+    """The judged claims of the result (none yet: a line saying what they need)."""
+    title = (f"The paper's conclusions here (linear top-1, {result['budget']}; Welch's 95% interval of the "
+             f"difference of seed means):")
+    if not result.get("claims"):
+        return title + "\n\nNone can be judged yet: each claim needs both its cells with two seeds or more.\n"
+    return claims_markdown(result["claims"], title)
+
+
 def write_report(result: dict[str, Any], out: Path) -> None:
-    """``results.json``, ``results.md`` and ``<ablation>.png`` in ``out``; prints the table."""
+    """``results.json``, ``results.md`` (the table, then the claims), ``claims.md`` and
+    ``<ablation>.png`` in ``out``; prints the table."""
     write_json(out / "results.json", result)
-    table = markdown(result)
+    claims = claims_table(result)
+    (out / "claims.md").write_text(claims)
+    table = markdown(result) + "\n" + claims
     (out / "results.md").write_text(table)
     plot(result, out / f"{result['ablation']}.png")
     print(table)

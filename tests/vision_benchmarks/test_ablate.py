@@ -14,6 +14,8 @@ from scipy import ndimage
 from core_ssl import data as data_mod
 from core_ssl.cli import UsageError
 from vision_benchmarks import ablate
+from core_ssl.stats import contrast_interval, difference_interval
+from vision_benchmarks.ablation_claims import judge_ablation
 from vision_benchmarks.ablation_report import markdown, plot, summarize
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
@@ -155,6 +157,13 @@ def test_a_tiny_augmentation_grid_end_to_end_writes_its_heat_map_and_resumes(cif
 
     monkeypatch.setattr(ablate.pretrain, "main", no_training)
     assert ablate.main(argv)["cells"] == result["cells"]  # every cell read back
+    # --report-only reads the evaluated cells, skips the missing ones (seed 1) and trains nothing
+    (out / "results.md").unlink()
+    again = ablate.main([argv[0], "--report-only", "--seeds", "0", "1", *argv[1:]])
+    assert again["cells"] == result["cells"] and again["claims"] == []  # one seed: nothing can be judged
+    assert "None can be judged yet" in (out / "claims.md").read_text() and (out / "results.md").is_file()
+    with pytest.raises(UsageError, match="no evaluated cells"):
+        ablate.main(["augmentations", "--report-only", "--out", str(tmp_path / "empty")])
 
 
 def _record(cell, seed, top1, **params):
@@ -184,3 +193,35 @@ def test_head_and_batch_reports_give_the_figures_tables(tmp_path):
         path = plot({**result, **outcome, "ablation": name}, tmp_path / f"{name}.png")
         with Image.open(path) as image:
             assert image.size[0] > 300
+
+
+def test_the_papers_conclusions_are_judged_on_cells_with_two_seeds_or_more():
+    # Figure 8 as the paper has it: mlp > linear > none, at every output size
+    head = [_record("none", s, 0.40 + 0.01 * s, head="none", dim=None) for s in (0, 1, 2)]
+    head += [_record(f"{h}-{d}", s, base + 0.01 * s, head=h, dim=d)
+             for h, base in (("linear", 0.50), ("mlp", 0.53)) for d in (32, 128) for s in (0, 1, 2)]
+    judged = judge_ablation("head", head)
+    assert [(r["better"], r["worse"]) for r in judged] == [
+        ("mlp-32", "linear-32"), ("linear-32", "none"), ("mlp-32", "none"),
+        ("mlp-128", "linear-128"), ("linear-128", "none"), ("mlp-128", "none")]
+    assert {r["verdict"] for r in judged} == {"holds"}
+    expected = difference_interval([0.53, 0.54, 0.55], [0.50, 0.51, 0.52])
+    assert judged[0]["difference"]["low"] == pytest.approx(expected.low)
+    # a cell with one seed, or a missing cell, judges nothing
+    assert judge_ablation("head", head[:3] + [_record("mlp-32", 0, 0.6, head="mlp", dim=32)]) == []
+    assert judge_ablation("augmentations", [_record("crop", s, 0.4, first="crop", second="crop") for s in (0, 1)]) == []
+
+    # Figure 9: batch 1024 beats 64 by 6 points at 2 epochs, by 1 point at 8; longer training helps both
+    means = {(64, 2): 0.40, (1024, 2): 0.46, (64, 8): 0.50, (1024, 8): 0.51}
+    noise = (-0.005, 0.0, 0.006)
+    batch = [_record(f"b{b}-e{e}", s, m + noise[s], batch_size=b, epochs=e, lr=1e-3)
+             for (b, e), m in means.items() for s in (0, 1, 2)]
+    judged = {(r["better"], r["worse"]): r for r in judge_ablation("batch", batch)}
+    assert set(judged) == {("b1024-e2", "b64-e2"), ("b64-e8", "b64-e2"), ("b1024-e8", "b1024-e2"),
+                           ("gap-e2", "gap-e8")}
+    gap = judged[("gap-e2", "gap-e8")]
+    assert (gap["better_mean"], gap["worse_mean"]) == pytest.approx((0.06, 0.01))
+    groups = [[means[k] + n for n in noise] for k in ((1024, 2), (64, 2), (1024, 8), (64, 8))]
+    interaction = contrast_interval(groups, [1, -1, -1, 1])
+    assert gap["difference"] == pytest.approx(interaction.as_dict()) and interaction.point == pytest.approx(0.05)
+    assert gap["verdict"] == "holds" and judged[("b1024-e2", "b64-e2")]["verdict"] == "holds"
