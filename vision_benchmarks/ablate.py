@@ -158,9 +158,14 @@ def evaluate_cell(run: Path, device: torch.device, train_images: int | None, tes
             "test_images": len(test)}
 
 
+def cell_folder(out: Path, cell: Cell, seed: int) -> Path:
+    """The run folder of one (cell, seed); its ``cell.json`` marks it evaluated."""
+    return out / "cells" / f"{cell.key}-s{seed}"
+
+
 def run_cell(ablation: str, cell: Cell, seed: int, args: argparse.Namespace, budget: list[str]) -> dict[str, Any]:
     """Pre-train and evaluate one (cell, seed), or read its ``cell.json`` back when done."""
-    run = args.out / "cells" / f"{cell.key}-s{seed}"
+    run = cell_folder(args.out, cell, seed)
     done = run / CELL_FILE
     if done.is_file():
         return json.loads(done.read_text())
@@ -255,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for seed in args.seeds:  # seed-major: every cell gets its first seed before any gets a second
         for cell in cells:
             if args.report_only:
-                done = args.out / "cells" / f"{cell.key}-s{seed}" / CELL_FILE
+                done = cell_folder(args.out, cell, seed) / CELL_FILE
                 if done.is_file():
                     records.append(json.loads(done.read_text()))
                 continue

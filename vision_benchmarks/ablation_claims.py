@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from core_ssl.claims import Claim, claims_markdown, judge_claim
+import numpy as np
+
+from core_ssl.claims import Claim, judge_claim
 from core_ssl.stats import contrast_interval, verdict
 
-__all__ = ["ablation_claims", "judge_ablation", "claims_markdown"]
+__all__ = ["ablation_claims", "judge_ablation"]
 
 FIGURE5 = "Figure 5: composing crop and colour"
 FIGURE8 = "Figure 8: non-linear > linear (+3%) > none (>10%)"
@@ -40,6 +42,11 @@ def _seeds(records: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     return {key: [value for _, value in sorted(values)] for key, values in by_cell.items()}
 
 
+def _grid(records: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """The batch ablation's batch sizes and training lengths present in ``records``, sorted."""
+    return sorted({r["batch_size"] for r in records}), sorted({r["epochs"] for r in records})
+
+
 def ablation_claims(ablation: str, records: Sequence[dict[str, Any]]) -> list[Claim]:
     """The pairwise claims of the ablation over the cells present in ``records``."""
     present = {r["cell"] for r in records}
@@ -52,8 +59,7 @@ def ablation_claims(ablation: str, records: Sequence[dict[str, Any]]) -> list[Cl
                                                     Claim(f"linear-{d}", "none", FIGURE8),
                                                     Claim(f"mlp-{d}", "none", FIGURE8))]
     elif ablation == "batch":
-        batches = sorted({r["batch_size"] for r in records})
-        epochs = sorted({r["epochs"] for r in records})
+        batches, epochs = _grid(records)
         claims = []
         if len(batches) > 1:
             claims.append(Claim(f"b{batches[-1]}-e{epochs[0]}", f"b{batches[0]}-e{epochs[0]}", FIGURE9))
@@ -66,8 +72,7 @@ def ablation_claims(ablation: str, records: Sequence[dict[str, Any]]) -> list[Cl
 
 def _gap_shrinks(records: Sequence[dict[str, Any]], seeds: dict[str, list[float]]) -> dict[str, Any] | None:
     """The batch-size gap at the shortest training exceeds the gap at the longest (Figure 9)."""
-    batches = sorted({r["batch_size"] for r in records})
-    epochs = sorted({r["epochs"] for r in records})
+    batches, epochs = _grid(records)
     if len(batches) < 2 or len(epochs) < 2:
         return None
     large, small = batches[-1], batches[0]
@@ -77,8 +82,8 @@ def _gap_shrinks(records: Sequence[dict[str, Any]], seeds: dict[str, list[float]
         return None
     groups = [seeds[k] for k in keys]
     interaction = contrast_interval(groups, [1.0, -1.0, -1.0, 1.0])
-    gap = [sum(groups[0]) / len(groups[0]) - sum(groups[1]) / len(groups[1]),
-           sum(groups[2]) / len(groups[2]) - sum(groups[3]) / len(groups[3])]
+    means = [float(np.mean(g)) for g in groups]
+    gap = [means[0] - means[1], means[2] - means[3]]
     return {"better": f"gap-e{short}", "worse": f"gap-e{long}", "source": "Figure 9: the batch gap shrinks with training",
             "measure": f"{METRIC} of batch {large} - batch {small}", "lower_is_better": False,
             "better_label": f"gap at {short} epochs", "worse_label": f"gap at {long} epochs",
