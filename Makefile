@@ -7,7 +7,7 @@ STAMP := .make/installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@bash scripts/setup.sh "$(PYTHON)"
 	@mkdir -p .make && touch $(STAMP)
 

@@ -13,6 +13,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 \
+"$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]" 2>&1 \
     | grep -v -e "^WARNING: Location" -e "^WARNING: Running pip as" || true
 "$PYTHON" -c "import core_ssl, torch; print(f'ssl-toolkit ready: torch {torch.__version__}')"

@@ -24,6 +24,7 @@ good checkpoint kept.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 import sys
 import time
@@ -102,7 +103,15 @@ def distribute(method: Method, device: torch.device) -> nn.Module:
         return method
     method = convert_batchnorm(method, device)
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(method, device_ids=device_ids, forward_sync_buffers=False)
+    return nn.parallel.DistributedDataParallel(method, device_ids=device_ids, **no_forward_buffer_sync())
+
+
+def no_forward_buffer_sync() -> dict[str, bool]:
+    """DDP's flag for "do not re-broadcast rank 0's buffers before every forward" (batch norm statistics
+    are synchronised by SyncBatchNorm instead): ``forward_sync_buffers=False`` where torch has it (2.14+),
+    else its older spelling ``broadcast_buffers=False`` (torch 2.11 - 2.13)."""
+    parameters = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in parameters else {"broadcast_buffers": False}
 
 
 @torch.no_grad()

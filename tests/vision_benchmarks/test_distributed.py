@@ -91,3 +91,17 @@ def test_two_process_loss_and_gradients_equal_one_process_with_the_combined_batc
             for rank_result in per_rank:  # DDP leaves the averaged gradient on every process
                 error = (rank_result[name][1][param_name] - grad).norm()
                 assert error <= 1e-2 * grad.norm() + 1e-4 * largest, (name, param_name, float(error))
+
+
+def test_ddp_buffer_flag_is_one_this_torch_accepts():
+    """torch 2.14 names it forward_sync_buffers, torch 2.11-2.13 broadcast_buffers: the wrapper must pass the one the
+    installed DistributedDataParallel takes, set to False (SyncBatchNorm keeps the statistics in step)."""
+    import inspect
+
+    from torch import nn
+
+    from vision_benchmarks.pretrain import no_forward_buffer_sync
+
+    flag = no_forward_buffer_sync()
+    assert list(flag.values()) == [False]
+    assert next(iter(flag)) in inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Prepare, on a machine with package registries, what an offline GPU machine needs to run this
+# project and its test suite (`scripts/gpu_check.sh` then runs there). Writes the ignored folder
+# .gpu/ in the project's root:
+#   .gpu/site.tgz        the Python packages a stock CUDA image (CPython 3.12, torch, torchvision,
+#                        numpy, scipy, matplotlib, pytest) lacks: kornia, dm-control, mujoco,
+#                        gymnasium and their small dependencies, for manylinux x86_64. Unused
+#                        package data (dm_control's locomotion and dog assets, labmaze, Blender
+#                        files, mujoco's experimental code) is left out: about 25 MB.
+#   .gpu/gl/*.deb        the EGL / GLVND loader libraries, for headless MuJoCo rendering (EGL).
+#   .gpu/data/           with DATA=1 (the default): the data the tests read, kept small:
+#                        cifar10-jpeg.zip with the whole test split and TRAIN_PER_CLASS training
+#                        images per class (default 100), and catdog-128.zip as it is.
+#
+#   bash scripts/gpu_bundle.sh                       # everything, about 50 MB
+#   DATA=0 bash scripts/gpu_bundle.sh                # packages and loaders only
+#   EXTRA="pytest-xdist==3.8.0" bash scripts/gpu_bundle.sh   # more wheels into the site
+#   PY=3.11 bash scripts/gpu_bundle.sh               # for another CPython on the GPU machine
+#
+# The whole tree a GPU job sends must often stay small (a few tens of MB): `du -sh .gpu` at the
+# end says what this adds. Data is read from $DATA_ROOT (default ../shared/data).
+set -euo pipefail
+root=$(git rev-parse --show-toplevel)
+cd "$root"
+PY=${PY:-3.12}
+DATA=${DATA:-1}
+TRAIN_PER_CLASS=${TRAIN_PER_CLASS:-100}
+DATA_ROOT=${DATA_ROOT:-../shared/data}
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+rm -rf .gpu && mkdir -p .gpu/gl .gpu/whl
+
+plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+pin() { python3 - "$1" <<'PY'
+import re, sys, tomllib
+deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+name = sys.argv[1]
+for dep in deps:
+    if re.split(r"[<>=!~ ;\[]", dep, maxsplit=1)[0].lower() == name:
+        version = re.search(r"==\s*([\w.]+)", dep)
+        print(f"{name}=={version.group(1)}" if version else name)
+        break
+else:
+    print(name)
+PY
+}
+pkgs="$(pin mujoco) $(pin dm-control) $(pin kornia) kornia-rs==0.2.0 $(pin gymnasium) farama-notifications
+      dm-env dm-tree glfw pyopengl ${EXTRA:-}"
+echo "wheels for CPython $PY: $pkgs" | tr -s ' \n' ' '; echo
+for p in $pkgs; do
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp \
+    "${plat[@]}" -d .gpu/whl "$p" 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
+done
+tmp=$(mktemp -d)
+python3 -m pip install -q --no-deps --no-compile --target "$tmp/site" --python-version "$PY" --implementation cp \
+  "${plat[@]}" --only-binary=:all: .gpu/whl/*.whl 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
+rm -rf "$tmp/site/dm_control/locomotion" "$tmp/site/dm_control/blender" "$tmp/site/mujoco/experimental" \
+       "$tmp/site/dm_control/suite/dog_assets" "$tmp/site/dm_control/suite/all_domains.png" \
+       "$tmp/site/labmaze" "$tmp/site"/labmaze-*.dist-info "$tmp/site/OpenGL/DLLS" "$tmp/site/bin"
+find "$tmp/site" -name __pycache__ -prune -exec rm -rf {} +
+tar -czf .gpu/site.tgz -C "$tmp" site
+rm -rf "$tmp" .gpu/whl
+
+o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+mkdir -p /tmp/amd64/partial
+apt-get $o update -qq >/dev/null
+(cd .gpu/gl && apt-get $o download -qq libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
+
+if [ "$DATA" = 1 ]; then
+  mkdir -p .gpu/data
+  python3 - "$DATA_ROOT" .gpu/data "$TRAIN_PER_CLASS" <<'PY'
+"""cifar10-jpeg.zip: the whole test split and the first N training images of each class,
+copied member by member (no recompression)."""
+import collections, shutil, sys, zipfile
+source, target, per_class = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kept = collections.Counter()
+with zipfile.ZipFile(f"{source}/cifar10-jpeg.zip") as src, \
+        zipfile.ZipFile(f"{target}/cifar10-jpeg.zip", "w", zipfile.ZIP_STORED) as dst:
+    for info in src.infolist():
+        parts = info.filename.split("/")
+        if len(parts) == 4 and parts[1] == "train":
+            if kept[parts[2]] >= per_class:
+                continue
+            kept[parts[2]] += 1
+        dst.writestr(info, src.read(info))
+shutil.copy(f"{source}/catdog-128.zip", f"{target}/catdog-128.zip")
+PY
+fi
+du -sh .gpu/site.tgz .gpu/gl ${DATA:+.gpu/data} 2>/dev/null || true
+du -sh .gpu
+echo "On the GPU machine, from the project's root: bash scripts/gpu_check.sh"

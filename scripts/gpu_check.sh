@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Run on an offline GPU machine, from the project's root, after `scripts/gpu_bundle.sh` has written
+# .gpu/ (on a machine with package registries) and .gpu/ has been copied beside the project.
+#
+# It installs .gpu/site.tgz into a temporary site (nothing is installed system-wide except the EGL
+# loader libraries, unpacked with dpkg -x), then runs what JOBS names, side by side:
+#   rl      CURL / SAC training runs from RL_RUNS (one "name|flags" per line; default: three seeds
+#           of the flagship cheetah-run and of cartpole-swingup at the paper's settings, 100k
+#           environment steps), started first, each in its own process, all in the background;
+#   tests   the whole test suite with CUDA visible, WORKERS pytest-xdist processes, at most
+#           TEST_SECONDS; every test's outcome is written as it finishes;
+#   bench   the GPU benchmarks (benchmarks/rl.py, cut.py, vision_throughput.py, augment.py with
+#           --device cuda), one after the other, after the tests.
+# The RL runs are waited for until DEADLINE seconds after the start, then stopped; each run's
+# small files (config, evaluation and training CSVs, the learning curve) are packed into one
+# archive and the actor of every finished run is kept.
+#
+# Prints one JSON line per result and writes under $OUT (default runs/gpu_check):
+#   facts.json         GPU, driver, torch / CUDA versions, CPU count, start time
+#   pytest.log         the test run, one line per test (xdist -v), its summary line last
+#   results.jsonl      the JSON lines printed here
+#   rl_runs.tgz        every RL run's small files (no checkpoints, no replay)
+#   actor-<name>.safetensors   the actor of each finished RL run (at most 3 are kept)
+#   bench.log          the benchmarks' output
+#
+#   bash scripts/gpu_check.sh                         # JOBS="rl tests", about 9.5 minutes
+#   JOBS=tests WORKERS=16 bash scripts/gpu_check.sh   # the test suite alone, about 3 minutes
+#   DRY_RUN=1 JOBS="rl tests" bash scripts/gpu_check.sh   # on a CPU: every step at toy size
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+START=$(date +%s)
+JOBS=${JOBS:-"rl tests"}
+WORKERS=${WORKERS:-8}
+TEST_SECONDS=${TEST_SECONDS:-300}
+DEADLINE=${DEADLINE:-540}
+DRY_RUN=${DRY_RUN:-0}
+OUT=${OUT:-runs/gpu_check}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+RESULTS=$OUT/results.jsonl
+: > "$RESULTS"
+emit() { echo "$1" | tee -a "$RESULTS"; }
+elapsed() { echo $(( $(date +%s) - START )); }
+
+# --- the kit --------------------------------------------------------------------------------
+if [ -f .gpu/site.tgz ]; then
+  for f in .gpu/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" / ; done
+  command -v ldconfig >/dev/null && ldconfig 2>/dev/null
+  SITE=${SITE:-/tmp/ssl-site}
+  mkdir -p "$SITE" && tar -xzf .gpu/site.tgz -C "$SITE" --strip-components=1 || exit 1
+  if [ "$DRY_RUN" = 1 ]; then
+    export PYTHONPATH=$ROOT  # the kit is built for the GPU machine's Python: a dry run only unpacks it
+  else
+    export PYTHONPATH=$SITE:$ROOT
+  fi
+else
+  export PYTHONPATH=$ROOT  # the packages are installed already (make setup)
+fi
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+[ -d .gpu/data ] && export SSL_DATA_DIR=$ROOT/.gpu/data
+export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1 SSL_CACHE_DIR=${SSL_CACHE_DIR:-/tmp/ssl-cache}
+export PYTHONDONTWRITEBYTECODE=1
+
+python3 - "$OUT/facts.json" <<'PY'
+import json, os, platform, sys, time
+import torch
+facts = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "python": platform.python_version(),
+         "torch": torch.__version__, "cuda": torch.version.cuda, "cpu_count": os.cpu_count(),
+         "cuda_available": torch.cuda.is_available()}
+if torch.cuda.is_available():
+    props = torch.cuda.get_device_properties(0)
+    facts.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                 multiprocessors=props.multi_processor_count, cudnn=torch.backends.cudnn.version())
+for name in ("kornia", "mujoco", "dm_control", "gymnasium"):
+    try:
+        module = __import__(name)
+        facts[name] = getattr(module, "__version__", "present")
+    except Exception as err:  # report, do not stop: the tests say what fails
+        facts[name] = f"missing: {err}"
+json.dump(facts, open(sys.argv[1], "w"), indent=1)
+print(json.dumps({"check": "facts", **facts}))
+PY
+cat "$OUT/facts.json" >/dev/null || exit 1
+
+# --- RL runs, in the background -------------------------------------------------------------
+RL_ROOT=${RL_ROOT:-/tmp/ssl-rl}
+declare -A RL_PID=()
+if [[ " $JOBS " == *" rl "* ]]; then
+  if [ "$DRY_RUN" = 1 ]; then
+    rl_common="--preset tiny --total-env-steps 600 --init-steps 50 --eval-every 300 --eval-episodes 1"
+    device=cpu
+  else
+    rl_common="--total-env-steps 100000 --eval-every 20000 --eval-episodes 10"
+    device=cuda
+  fi
+  RL_RUNS=${RL_RUNS:-"cheetah-run-curl-s1|--env cheetah-run --seed 1
+cheetah-run-curl-s2|--env cheetah-run --seed 2
+cheetah-run-curl-s3|--env cheetah-run --seed 3
+cartpole-swingup-curl-s1|--env cartpole-swingup --batch-size 128 --seed 1
+cartpole-swingup-curl-s2|--env cartpole-swingup --batch-size 128 --seed 2
+cartpole-swingup-curl-s3|--env cartpole-swingup --batch-size 128 --seed 3"}
+  mkdir -p "$RL_ROOT"
+  while IFS='|' read -r name flags; do
+    [ -z "$name" ] && continue
+    # shellcheck disable=SC2086
+    python3 -m rl_curl.train $flags $rl_common --device $device --threads 1 --checkpoint-every 1000000 \
+      --log-every 2000 --no-progress-bar --run-dir "$RL_ROOT/$name" > "$RL_ROOT/$name.log" 2>&1 &
+    RL_PID[$name]=$!
+  done <<< "$RL_RUNS"
+  emit "{\"check\": \"rl_started\", \"runs\": ${#RL_PID[@]}, \"at_s\": $(elapsed)}"
+fi
+
+# --- the test suite -------------------------------------------------------------------------
+if [[ " $JOBS " == *" tests "* ]]; then
+  targets=${TEST_TARGETS:-tests}
+  # shellcheck disable=SC2086
+  timeout -k 10 "$TEST_SECONDS" python3 -m pytest $targets -v -n "$WORKERS" -p no:cacheprovider --timeout 240 \
+    --tb=short -rfE --durations=25 > "$OUT/pytest.log" 2>&1
+  rc=$?
+  summary=$(grep -E "^=+ .*(passed|failed|error).* =+$" "$OUT/pytest.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
+  passed=$(grep -c " PASSED " "$OUT/pytest.log"); failed=$(grep -c " FAILED " "$OUT/pytest.log")
+  errors=$(grep -c " ERROR " "$OUT/pytest.log"); skipped=$(grep -c " SKIPPED " "$OUT/pytest.log")
+  emit "{\"check\": \"tests\", \"exit\": $rc, \"passed\": $passed, \"failed\": $failed, \"errors\": $errors, \"skipped\": $skipped, \"summary\": \"${summary:-none (cut off at ${TEST_SECONDS} s)}\", \"workers\": $WORKERS, \"at_s\": $(elapsed)}"
+  grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -60
+fi
+
+# --- benchmarks -----------------------------------------------------------------------------
+if [[ " $JOBS " == *" bench "* ]]; then
+  for bench in "benchmarks/rl.py --device cuda" "benchmarks/cut.py --device cuda" \
+               "benchmarks/vision_throughput.py --device cuda" "benchmarks/augment.py --device cuda"; do
+    echo "== $bench" >> "$OUT/bench.log"
+    # shellcheck disable=SC2086
+    timeout 120 python3 $bench >> "$OUT/bench.log" 2>&1
+    grep -h '^{' "$OUT/bench.log" | tail -n +1 >/dev/null
+  done
+  grep '^{' "$OUT/bench.log" >> "$RESULTS"
+fi
+
+# --- wait for the RL runs, then pack them ---------------------------------------------------
+if [ ${#RL_PID[@]} -gt 0 ]; then
+  while [ "$(elapsed)" -lt "$DEADLINE" ]; do
+    running=0
+    for name in "${!RL_PID[@]}"; do kill -0 "${RL_PID[$name]}" 2>/dev/null && running=$((running + 1)); done
+    [ "$running" -eq 0 ] && break
+    sleep 5
+  done
+  # Unfinished runs are stopped hard: an interrupt would write a checkpoint with the replay buffer,
+  # which is not brought back. Their CSVs hold every evaluation made so far.
+  for name in "${!RL_PID[@]}"; do kill -KILL "${RL_PID[$name]}" 2>/dev/null; done
+  wait 2>/dev/null
+  kept=0
+  for name in $(printf '%s\n' "${!RL_PID[@]}" | sort); do
+    run=$RL_ROOT/$name
+    finished=false; [ -f "$run/actor.safetensors" ] && finished=true
+    if $finished && [ $kept -lt 3 ] && [[ $name == cheetah* ]]; then
+      cp "$run/actor.safetensors" "$OUT/actor-$name.safetensors" && kept=$((kept + 1))
+    fi
+    last=$(tail -1 "$run/eval.csv" 2>/dev/null | cut -d, -f1-3)
+    emit "{\"check\": \"rl_run\", \"name\": \"$name\", \"finished\": $finished, \"last_eval\": \"$last\"}"
+  done
+  (cd "$RL_ROOT" && tar -czf "$OUT/rl_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='replay*' .)
+fi
+emit "{\"check\": \"done\", \"seconds\": $(elapsed)}"
