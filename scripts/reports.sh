@@ -49,3 +49,10 @@ for pair in ablate-augment:augmentations ablate-augment-seeds:augmentations-seed
         echo "   $folder/results.md, claims.md"
     fi
 done
+
+echo "== GPU checks (scripts/gpu_check.sh): the test suite with CUDA and the RL runs beside it"
+for folder in results/gpu/*/; do
+    [ -f "$folder/facts.json" ] || continue
+    python benchmarks/gpu_check_report.py "$folder" > "$folder/report.md"
+    echo "   $folder""report.md"
+done

@@ -103,7 +103,8 @@ def cifar_test(cifar_cache_dir) -> ImageSet:
     return load_cifar10("test", cache_dir=cifar_cache_dir)
 
 
-@pytest.mark.parametrize(("split", "per_class"), [("train", 5000), ("test", 1000)])
+@pytest.mark.parametrize(("split", "per_class"), [pytest.param("train", 5000, marks=pytest.mark.needs("cifar-train")),
+                                                 ("test", 1000)])
 def test_cifar10_zip_counts_and_shapes(request, split, per_class):
     data = request.getfixturevalue(f"cifar_{split}")
     assert len(data) == 10 * per_class

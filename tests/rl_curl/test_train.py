@@ -17,6 +17,7 @@ from core_ssl.checkpoint import CheckpointError, load_checkpoint
 from core_ssl.logger import read_jsonl
 from rl_curl import video
 from rl_curl.train import parse_args
+from tests.spawn import project_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--env", "cartpole-swingup", "--preset", "tiny", "--device", "cpu", "--threads", "1",
@@ -24,8 +25,7 @@ TINY = ["--env", "cartpole-swingup", "--preset", "tiny", "--device", "cpu", "--t
 
 
 def _train(args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "rl_curl.train", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "rl_curl.train", *args], cwd=ROOT, env=project_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -210,8 +210,8 @@ def test_importing_sets_nothing_up_and_an_unusable_renderer_leaves_no_run_folder
               "os.environ['MUJOCO_GL'] = 'nonsense'\n"
               "from core_ssl.cli import run_command\n"
               f"run_command(train.main, {[*TINY, '--run-dir', str(run)]!r})\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    failed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+    env = {k: v for k, v in project_env().items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    failed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
     assert failed.stderr.strip().startswith("error: dm_control cannot start with MUJOCO_GL='nonsense'")

@@ -22,6 +22,7 @@ def test_every_method_of_the_table_ships_and_is_listed():
         assert f"`{path.name}`" in listing
 
 
+@pytest.mark.needs("cifar-train")
 @pytest.mark.parametrize("method", METHODS)
 def test_shipped_encoder_reproduces_its_stored_knn_top1(method, cifar_test):
     weights = load_encoder_weights(SHIPPED / f"{method}.safetensors")
