@@ -9,7 +9,10 @@ threads, load average):
    Contenders: ours (:meth:`rl_curl.agent.SacAgent.update` on
    :meth:`rl_curl.replay.FrameReplayBuffer.sample`) in fp32 and, where the CPU runs bf16
    natively (or ``--precisions bf16``), with bf16 convs, each with the conv micro-batch of
-   ``--conv-micro-batch`` (default auto: 32 on a CPU; ``off 32`` times both); with ``--reference CURL_TREE`` the
+   ``--conv-micro-batch`` (default auto: 32 on a CPU; ``off 32`` times both) and each optimiser
+   sequence of ``--optimizers`` (default ``joint``, the training default: one encoder step per
+   update; ``joint official`` adds the official sequence's three, the like-for-like contender of
+   the reference); with ``--reference CURL_TREE`` the
    official ``CurlSacAgent.update(replay_buffer, logger, step)`` of a MishaLaskin/curl
    checkout on its own ``ReplayBuffer`` (``sample_cpc``: numpy crops); with
    ``--official-style`` the official call sequence rebuilt from our modules. They run in
@@ -84,11 +87,14 @@ def transitions(capacity: int, seed: int):
 
 # ------------------------------------------------------------------------------ contenders
 
-def ours(batch_size: int, bf16: bool, capacity: int, micro_batch: str = "auto") -> Contender:
+def ours(batch_size: int, bf16: bool, capacity: int, micro_batch: str = "auto",
+         optimizers: str = "joint") -> Contender:
     """SacAgent.update on batches sampled from a filled FrameReplayBuffer (crops included), the
-    conv stacks in micro-batches as ``--conv-micro-batch`` of ``rl_curl.train`` sets them."""
+    conv stacks in micro-batches as ``--conv-micro-batch`` of ``rl_curl.train`` sets them, the
+    optimiser sequence as its ``--optimizers`` (``joint``: one encoder step per update;
+    ``official``: the official code's three)."""
     torch.manual_seed(0)
-    agent = SacAgent(PRE_SHAPE, ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16,
+    agent = SacAgent(PRE_SHAPE, ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16, optimizers=optimizers,
                      conv_micro_batch=resolve_conv_micro_batch(micro_batch, torch.device("cpu")))
     replay = FrameReplayBuffer(PRE_SHAPE, ACTION_DIM, capacity)
     for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
@@ -229,14 +235,20 @@ def official_style(batch_size: int) -> Contender:
 
 def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict | None) -> None:
     contenders: dict[str, Contender] = {}
+    sequence: dict[str, str] = {}  # which optimiser sequence each contender runs
     for precision in precisions:
         for micro_batch in args.conv_micro_batch:
-            name = f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
-            contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch)
+            for optimizers in args.optimizers:
+                name = (f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
+                        + ("" if optimizers == "joint" else f"_opt{optimizers}"))
+                contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch, optimizers)
+                sequence[name] = optimizers
     if args.official_style:
         contenders["official_style_fp32"] = official_style(batch_size)
+        sequence["official_style_fp32"] = "official"
     if curl is not None:
         contenders[REFERENCE] = official(*curl[:2], batch_size, args.capacity)
+        sequence[REFERENCE] = "official"
 
     def show(r: int, seconds: dict[str, float]) -> None:
         emit({"bench": "rl_update_round", "batch": batch_size, "round": r,
@@ -248,7 +260,7 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
         precision = "bf16" if "bf16" in name else "fp32"
         flops = count_flops(contenders[name].step, calls=2)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
-              **row, **peak_fractions(flops, row["median_s"], precision, peak),
+              "optimizers": sequence[name], **row, **peak_fractions(flops, row["median_s"], precision, peak),
               **(curl[2] if name == REFERENCE else {})})
     if curl is None:
         emit({"bench": "rl_update", "batch": batch_size, "contender": REFERENCE,
@@ -313,6 +325,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conv-micro-batch", nargs="+", default=["auto"], metavar="SETTING",
                         help="our conv micro-batch settings to time, each a contender: auto (32 on a CPU; "
                              "named ours_<precision>), off or N (named ours_<precision>_mb<setting>)")
+    parser.add_argument("--optimizers", nargs="+", choices=["joint", "official"], default=["joint"],
+                        help="our optimiser sequences to time, each a contender: joint (the default update, one "
+                             "encoder step; named ours_<precision>) and official (the official code's sequence, "
+                             "three encoder steps: the like-for-like contender of --reference; named "
+                             "ours_<precision>_optofficial)")
     parser.add_argument("--capacity", type=int, default=2000, help="transitions in each replay buffer")
     parser.add_argument("--reference", metavar="CURL_TREE", help="a MishaLaskin/curl checkout to time alongside")
     parser.add_argument("--official-style", action="store_true",

@@ -60,6 +60,21 @@ def _machine(rows: list[dict]) -> str:
             f"{facts.get('torch')}{load}")
 
 
+ENCODER_STEPS = {"joint": "joint: 1 encoder step", "official": "official sequence: 3 encoder steps"}
+
+
+def _contender(row: dict) -> str:
+    """The contender's name; for a CURL update also its optimiser sequence, since our default
+    joint update does fewer FLOPs than the official sequence and a ratio must say which it is.
+    Lines written before ``rl.py --optimizers`` existed carry no ``optimizers`` field: ours were
+    then always the joint update, the reference and the official-style rebuild the official one."""
+    name = row["contender"]
+    if row.get("bench") != "rl_update":
+        return name
+    sequence = row.get("optimizers") or ("joint" if name.startswith("ours") else "official")
+    return f"{name} ({ENCODER_STEPS.get(sequence, sequence)})"
+
+
 def peak_table(rows: list[dict]) -> str:
     summary = next((r for r in rows if r.get("bench") == "peak"), None)
     if summary is None:
@@ -83,7 +98,7 @@ def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s
     for r in measured:
         flops = r.get("flops_per_step")
         cells = [str(r.get(k, "")) for k in keys] + [
-            r["contender"], f"{r['median_s']:.3f}", _ratio(r), "" if flops is None else f"{flops / 1e9:.1f}",
+            _contender(r), f"{r['median_s']:.3f}", _ratio(r), "" if flops is None else f"{flops / 1e9:.1f}",
             _gflops(r), _fraction(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([_machine(rows), "", *lines])

@@ -242,18 +242,31 @@ def median_seed_cells(rows: list[dict], key: str = "linear_top1") -> dict[str, d
     return chosen
 
 
+def shipping_note(row: dict, rows: list[dict]) -> str:
+    """What a shipped encoder is (not) good for, where the table says so: a method whose mean
+    linear top-1 over seeds is below the random encoder's is no better a starting point than a
+    random initialisation. Empty when there is nothing to warn about."""
+    random = next((r for r in rows if r["method"] == "random"), None)
+    if random is None or row["linear_top1"] >= random["linear_top1"]:
+        return ""
+    return (f"**below the random encoder** (linear top-1 {row['linear_top1']:.3f} against "
+            f"{random['linear_top1']:.3f}, mean over seeds): not a useful starting point; why is untested "
+            "(docs/vision_benchmarks.md, Known limits)")
+
+
 def ship_weights(rows: list[dict], folder: Path) -> str:
     """Export the median-seed encoder of every method into ``folder`` and write ``weights.md``,
     the list of what ships; returns that markdown."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["| method | file | MB | run (seed) | linear top-1 | kNN top-1 | stored kNN check |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
+    lines = ["| method | file | MB | run (seed) | linear top-1 | kNN top-1 | stored kNN check | note |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | --- |"]
+    by_method = {r["method"]: r for r in rows}
     for method, cell in median_seed_cells(rows).items():
         path = folder / f"{method}.safetensors"
         result = export_run(ExportConfig(run=Path(cell["run"]), out=path))
         lines.append(f"| {cell['label']} | `{path.name}` | {result['megabytes']:.2f} | `{Path(cell['run']).name}` "
                      f"({cell['seed']}) | {cell['linear_top1']:.4f} | {cell['knn_top1']:.4f} | "
-                     f"{result['knn_check']['top1']:.4f} |")
+                     f"{result['knn_check']['top1']:.4f} | {shipping_note(by_method[method], rows)} |")
     text = ("The median seed (by linear top-1) of every method of the table, exported with "
             "`python -m vision_benchmarks.weights`; the stored kNN check is the weighted kNN top-1 "
             "(k = 200) of the stored fp16 weights on 1,000 test images against a 2,000-image bank.\n\n"

@@ -23,6 +23,9 @@ A training command opens its folder with :class:`RunFolder` and keeps to these r
 - **Non-finite losses.** :meth:`RunFolder.check_finite` on values the loop already computed
   (the logged losses, and the last loss before every checkpoint) raises :class:`NonFiniteLoss`
   naming the loss and the step; the last good checkpoint is never overwritten by NaN weights.
+- **Machine facts.** Every start and resume appends one line to ``machine.jsonl``
+  (:func:`core_ssl.device.machine_facts`: CPU model, SIMD level, native bf16, threads, torch,
+  GPU), so a result names the machine it ran on and its times are read against it.
 - A folder this process created and left empty (a failure before anything was written) is
   removed again.
 """
@@ -51,6 +54,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LEGACY_CHECKPOINT_FILES = ("last.pt",)
 LOCK_FILE = ".lock"
 SUMMARY_FILE = "summary.json"
+MACHINE_FILE = "machine.jsonl"
 
 
 class RunLocked(CommandError):
@@ -283,9 +287,23 @@ class RunFolder:
         self.saved_at = position
 
     def save_config(self, cfg: Any) -> None:
-        """Write ``config.json`` atomically (main process only)."""
+        """Write ``config.json`` atomically and append this start's machine facts to
+        ``machine.jsonl`` (main process only)."""
         if self.main_process:
             save_config(cfg, self.path)
+            self.record_machine()
+
+    def record_machine(self) -> dict[str, Any]:
+        """Append the machine facts of this start (or resume) to ``machine.jsonl``; returns them."""
+        import datetime
+
+        from core_ssl.device import machine_facts
+
+        facts = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "resume": self.resume, **machine_facts()}
+        with open(self.path / MACHINE_FILE, "a") as f:
+            f.write(json.dumps(facts) + "\n")
+        return facts
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` atomically (main process only)."""

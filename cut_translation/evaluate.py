@@ -47,7 +47,7 @@ from cut_translation.content import content_interval
 from cut_translation.data import UnpairedData, load_unpaired, to_model_range, to_uint8
 from cut_translation.domain_classifier import DomainClassifier
 from cut_translation.fid import InceptionFeatures
-from cut_translation.intervals import distance_intervals, flatten
+from cut_translation.intervals import FID_INTERVAL_NOTE, distance_intervals, flatten
 from cut_translation.translate import load_generator, read_images
 
 __all__ = ["TranslationEvaluator", "EvaluateConfig", "evaluate", "main"]
@@ -199,7 +199,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         fake = inception.extract(fake_images[:n], cfg.batch_size)
         real = inception.extract(real_images[:n], cfg.batch_size)
         return {"fake": str(cfg.fake), "real": str(cfg.real), "images": n,
-                **flatten(distance_intervals(fake, real, reps=cfg.bootstrap_reps))}
+                **flatten(distance_intervals(fake, real, reps=cfg.bootstrap_reps)), "fid_interval": FID_INTERVAL_NOTE}
     if cfg.checkpoint is None:
         raise ValueError("nothing to evaluate: pass --checkpoint (a run's best.pt / checkpoint.pt), or --fake and --real")
     model, run_data = load_generator(cfg.checkpoint, device)
@@ -214,7 +214,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
                                      cfg.bootstrap_reps)
     return {"checkpoint": str(cfg.checkpoint), "data": str(source), "size": data.size,
             "translated": evaluator.evaluate(model), "identity_baseline": evaluator.baseline(),
-            "domain_b_drift": evaluator.domain_b_drift(model)}
+            "domain_b_drift": evaluator.domain_b_drift(model), "fid_interval": FID_INTERVAL_NOTE}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -48,7 +48,17 @@ from core_ssl.stats import Interval, stratified_bootstrap_interval
 from cut_translation.fid import frechet_distance
 
 __all__ = ["resampled_fid", "kid_from_counts", "two_sample_interval", "basic_interval", "distance_intervals",
-           "flatten"]
+           "flatten", "BASIC_KEYS", "EXCLUDES_MARK", "EXCLUDES_NOTE", "FID_INTERVAL_NOTE", "excludes_point",
+           "interval_text"]
+
+BASIC_KEYS = ("fid", "fid_gain")  # the measures whose interval is the basic interval (module docstring)
+EXCLUDES_MARK = "†"
+EXCLUDES_NOTE = (f"{EXCLUDES_MARK} the interval excludes its point: the point is the FID of these n images, "
+                 "biased upwards at small n; the interval (basic bootstrap) is for the large-sample FID of the "
+                 "two distributions, so it can lie wholly below the point")
+FID_INTERVAL_NOTE = ("fid_low / fid_high (and fid_gain's) bound the large-sample FID (basic bootstrap interval); "
+                     "fid is the FID of these n images, biased upwards at small n, so the interval can lie wholly "
+                     "below it")
 
 
 def _array(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -180,6 +190,18 @@ def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.
         results["fid_gain"] = basic_interval(two_sample_interval(fid_gain, n, reps, confidence, seed))
         results["kid_gain"] = two_sample_interval(kid_gain, n, reps, confidence, seed)
     return results
+
+
+def excludes_point(point: float, low: float, high: float) -> bool:
+    """Whether an interval leaves out its own point estimate (a basic interval of FID can)."""
+    return not low <= point <= high
+
+
+def interval_text(point: float, low: float, high: float, digits: int = 1) -> str:
+    """``point [low, high]``, marked with :data:`EXCLUDES_MARK` when the interval excludes the
+    point, so a reader is sent to :data:`EXCLUDES_NOTE`."""
+    text = f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return text + EXCLUDES_MARK if excludes_point(point, low, high) else text
 
 
 def flatten(results: dict[str, Interval]) -> dict[str, float]:

@@ -36,6 +36,7 @@ from core_ssl.plotting import pyplot, save_figure
 from core_ssl.claims import claims_markdown
 from core_ssl.stats import format_seed_summary, seed_summary
 from cut_translation.claims import judge_arms
+from cut_translation.intervals import EXCLUDES_MARK, EXCLUDES_NOTE, interval_text
 
 __all__ = ["run_report", "compare_runs", "compare_arms", "compare_claims", "last_evaluations", "arm_curves",
            "plot_arms", "compare_samples", "plot_metrics", "main"]
@@ -69,7 +70,7 @@ def _cell(row: dict, key: str, scale: float = 1.0, digits: int = 2) -> str:
         return "-"
     point = scale * row[key]
     if f"{key}_low" in row:
-        return f"{point:.{digits}f} [{scale * row[f'{key}_low']:.{digits}f}, {scale * row[f'{key}_high']:.{digits}f}]"
+        return interval_text(point, scale * row[f"{key}_low"], scale * row[f"{key}_high"], digits)
     if f"{key}_std" in row:
         return f"{point:.{digits}f} ± {scale * row[f'{key}_std']:.{digits}f}"
     return f"{point:.{digits}f}"
@@ -113,6 +114,11 @@ def plot_metrics(run_dir: str | Path) -> Path:
     return save_figure(fig, run_dir / "metrics.png")
 
 
+def _excludes_note(lines: list[str]) -> list[str]:
+    """The footnote for table cells whose interval excludes its point (FID's basic interval)."""
+    return ["", EXCLUDES_NOTE + "."] if any(EXCLUDES_MARK in line for line in lines) else []
+
+
 def _header(keys: list[tuple[str, str, float]], first: str) -> list[str]:
     return [f"| {first} | " + " | ".join(label for _, label, _ in keys) + " | images |",
             "| --- " * (len(keys) + 2) + "|"]
@@ -145,6 +151,7 @@ def run_report(run_dir: str | Path) -> str:
             label += " (best FID)"
         cells = [_cell(row, key, scale, _digits(key)) for key, _, scale in keys]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {row.get('images', '-')} |")
+    lines += _excludes_note(lines)
     baseline = next((r for r in rows if r["epoch"] == 0), {})
     ends = []
     if "domain_share_real_b" in baseline:
@@ -183,7 +190,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
     for name, row in zip(names, rows):
         cells = [_cell(row, key, scale, _digits(key)) for key, _, scale in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row.get('images', '-')} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _excludes_note(lines))
 
 
 SEEDED_RUN = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)$")

@@ -139,9 +139,10 @@ def _sample_grid(model: CUTModel, data: UnpairedData, count: int, path: Path) ->
 
 
 def _describe(metrics: dict, baseline: dict) -> str:
-    text = f"FID {metrics['fid']:.2f} [{metrics['fid_low']:.2f}, {metrics['fid_high']:.2f}]"
+    text = (f"FID {metrics['fid']:.2f} (these n images; large-sample FID "
+            f"[{metrics['fid_low']:.2f}, {metrics['fid_high']:.2f}])")
     if "fid_gain" in metrics:
-        text += (f" (gain over identity {metrics['fid_gain']:.2f} "
+        text += (f" (gain over identity {metrics['fid_gain']:.2f}, large-sample "
                  f"[{metrics['fid_gain_low']:.2f}, {metrics['fid_gain_high']:.2f}])")
     if "domain_share" in metrics:
         text += (f"  B-share {metrics['domain_share']:.2f} [{metrics['domain_share_low']:.2f}, "

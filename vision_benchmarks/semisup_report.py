@@ -108,7 +108,10 @@ def markdown(result: dict[str, Any]) -> str:
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     lookup = {(r["arm"], r["fraction"]): r for r in rows}
     lines = [f"{settings['dataset']} test top-1 (%) with a class-balanced share of the labels; mean over seeds "
-             f"{settings['seeds']} [95% t interval]. The labelled subsets are the index files in `labels/`.", "",
+             f"{settings['seeds']} [95% t interval]. The labelled subsets are the index files in `labels/`. "
+             "Every seed of a pre-trained arm starts from the same pre-trained network (one pre-training run "
+             "per method), so the intervals cover the labelled subsets and the fine-tuning, not pre-training.",
+             "",
              "| arm | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
              "| --- |" + " --- |" * len(fractions)]
     for arm in arms:

@@ -288,8 +288,9 @@ def test_tables_render_the_benchmarks_json_lines(tmp_path):
              {"bench": "rl_update", "contender": "ours_bf16", "skipped": "emulated"}]
     (tmp_path / "rl.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
     text = tables.tables(tmp_path)
-    assert "| 128 | ours_fp32 | 0.500 | 2.00x [1.90, 2.10] | 71.0 | 142.0 | 71% |" in text
-    assert "| 128 | reference | 1.000 |  | 115.0 | 115.0 | 57% |" in text and "ours_bf16" not in text
+    assert "| 128 | ours_fp32 (joint: 1 encoder step) | 0.500 | 2.00x [1.90, 2.10] | 71.0 | 142.0 | 71% |" in text
+    assert ("| 128 | reference (official sequence: 3 encoder steps) | 1.000 |  | 115.0 | 115.0 | 57% |" in text
+            and "ours_bf16" not in text)
     assert "load average 0.20-0.20" in text
     with pytest.raises(SystemExit, match="no benchmark output"):
         tables.tables(tmp_path / "empty")

@@ -169,3 +169,21 @@ def test_config_and_summary_are_written_whole(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["run_dir"] == str(tmp_path / "run")
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == {"steps": 3, "loss": 0.25}
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_every_start_and_resume_records_the_machine(tmp_path):
+    """machine.jsonl gets one line of machine facts per start or resume (config.json written)."""
+    import json
+
+    from core_ssl.device import machine_facts
+    from core_ssl.run import MACHINE_FILE, RunFolder
+
+    run_dir = tmp_path / "run"
+    for resume in (False, True):
+        with RunFolder(run_dir, resume=resume, command="python -m x") as run:
+            run.save_config(Config(run_dir=run_dir))
+            if not resume:
+                run.save({"step": 1}, "step 1")
+    lines = [json.loads(line) for line in (run_dir / MACHINE_FILE).read_text().splitlines()]
+    assert [line["resume"] for line in lines] == [False, True]
+    assert set(machine_facts()) <= set(lines[0]) and lines[0]["cpu_capability"] == machine_facts()["cpu_capability"]

@@ -31,6 +31,27 @@ def test_one_run_report_lists_every_epoch_with_intervals(tmp_path):
     assert "| 2 (best FID) | 150.0 [145.0, 155.0] | 0.600 | 50 |" in text
 
 
+def test_an_fid_interval_that_excludes_its_point_is_marked_and_explained(tmp_path):
+    """FID's basic interval targets the large-sample FID and can lie wholly below the n-image
+    point: such a cell carries the mark, the table the footnote, and the training log says what
+    the interval bounds."""
+    from cut_translation.intervals import EXCLUDES_MARK, EXCLUDES_NOTE
+    from cut_translation.train import _describe
+
+    run = _run(tmp_path, "cut-s1", 169.3, 0.6)
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    rows[-1].update(fid_low=144.4, fid_high=153.9)
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report.run_report(run)
+    assert f"| 2 (best FID) | 169.3 [144.4, 153.9]{EXCLUDES_MARK} | 0.600 | 50 |" in text
+    assert "| 0 (identity baseline) | 200.0 [190.0, 210.0] | 0.100 | 50 |" in text  # contains its point: no mark
+    assert EXCLUDES_NOTE in text and EXCLUDES_NOTE in report.compare_runs([run])
+    assert EXCLUDES_NOTE not in report.run_report(_run(tmp_path, "cut-s2", 150.0, 0.6))
+    line = _describe({"fid": 169.3, "fid_low": 144.4, "fid_high": 153.9, "content": 0.8},
+                     {"content_unrelated": 0.05})
+    assert line.startswith("FID 169.30 (these n images; large-sample FID [144.40, 153.90])")
+
+
 def test_arms_over_seeds_take_the_mean_and_t_interval_of_last_evaluations(tmp_path):
     cut = [_run(tmp_path, f"cut-s{seed}", fid, share) for seed, fid, share in [(1, 150, 0.6), (2, 160, 0.5), (3, 140, 0.7)]]
     gan = [_run(tmp_path, f"gan-only-s{seed}", fid, share, lambda_nce=0.0) for seed, fid, share in [(1, 170, 0.4), (2, 180, 0.3)]]

@@ -135,6 +135,7 @@ def test_train_resume_translate_evaluate(tmp_path, monkeypatch):
     assert result["translated"]["fid"] == pytest.approx(summary["best"]["fid"], rel=1e-4)  # best.pt's own FID
     folders = evaluate.main(["--fake", str(out), "--real", str(inputs), "--bootstrap-reps", "50"])
     assert folders["images"] == 2 and folders["fid_low"] <= folders["fid"] <= folders["fid_high"]
+    assert "large-sample FID" in result["fid_interval"] and folders["fid_interval"] == result["fid_interval"]
 
 
 def test_gan_only_training_on_two_classes_of_a_class_folder_zip(tmp_path):

@@ -224,3 +224,13 @@ def test_importing_sets_nothing_up_and_an_unusable_renderer_leaves_no_run_folder
 def test_unknown_task_fails_before_training():
     with pytest.raises(ValueError, match="Valid tasks"):
         parse_args(["--env", "cheetah-fly"])
+
+
+def test_paper_preset_uses_the_papers_batch_per_task():
+    """Table 3 of the CURL paper: batch 512 for cheetah-run, 128 for the other tasks; a flag or
+    another preset overrides it."""
+    assert parse_args(["--env", "cheetah-run", "--preset", "paper", "--device", "cpu"]).batch_size == 512
+    assert parse_args(["--env", "cartpole-swingup", "--preset", "paper", "--device", "cpu"]).batch_size == 128
+    assert parse_args(["--env", "cheetah-run", "--preset", "cpu", "--device", "cpu"]).batch_size == 128
+    assert parse_args(["--env", "cheetah-run", "--preset", "paper", "--batch-size", "64",
+                       "--device", "cpu"]).batch_size == 64

@@ -161,6 +161,18 @@ def test_median_seed_cells_pick_each_method_s_middle_seed_and_skip_the_random_en
     assert chosen["rotnet"]["seed"] == 1          # two seeds: the lower of the two (0.5)
 
 
+def test_shipping_note_warns_only_below_the_random_encoder():
+    from benchmarks.vision_table import shipping_note
+
+    rows = [{"method": "random", "linear_top1": 0.4468}, {"method": "simclr", "linear_top1": 0.5388},
+            {"method": "pirl", "linear_top1": 0.3300}]
+    assert shipping_note(rows[1], rows) == ""
+    note = shipping_note(rows[2], rows)
+    assert note.startswith("**below the random encoder** (linear top-1 0.330 against 0.447")
+    assert "untested" in note
+    assert shipping_note(rows[2], rows[1:]) == ""  # no random row: nothing to compare with
+
+
 def test_vision_table_ships_the_median_seed_encoder_with_its_listing(tiny, tmp_path):
     from benchmarks.vision_table import ship_weights
 
