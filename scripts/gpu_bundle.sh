@@ -2,11 +2,11 @@
 # Prepare, on a machine with package registries, what an offline GPU machine needs to run this
 # project and its test suite (`scripts/gpu_check.sh` then runs there). Writes the ignored folder
 # .gpu/ in the project's root:
-#   .gpu/site.tgz        the Python packages a stock CUDA image (CPython 3.12, torch, torchvision,
+#   .gpu/site.txz        the Python packages a stock CUDA image (CPython 3.12, torch, torchvision,
 #                        numpy, scipy, matplotlib, pytest) lacks: kornia, dm-control, mujoco,
 #                        gymnasium and their small dependencies, for manylinux x86_64. Unused
 #                        package data (dm_control's locomotion and dog assets, labmaze, Blender
-#                        files, mujoco's experimental code) is left out: about 25 MB.
+#                        files, mujoco's experimental code, headers and tests) is left out: about 17 MB (xz).
 #   .gpu/gl/*.deb        the EGL / GLVND loader libraries, for headless MuJoCo rendering (EGL).
 #   .gpu/data/           with DATA=1 (the default): the data the tests read, kept small:
 #                        cifar10-jpeg.zip with the whole test split and TRAIN_PER_CLASS training
@@ -15,6 +15,8 @@
 #
 #   bash scripts/gpu_bundle.sh                       # everything, about 50 MB
 #   DATA=0 bash scripts/gpu_bundle.sh                # packages and loaders only
+#   TRAIN_PER_CLASS=5000 bash scripts/gpu_bundle.sh  # the whole CIFAR-10 (63 MB): send it in a
+#                                                    # command of its own (docs/benchmarks.md)
 #   EXTRA="pytest-xdist==3.8.0" bash scripts/gpu_bundle.sh   # more wheels into the site
 #   PY=3.11 bash scripts/gpu_bundle.sh               # for another CPython on the GPU machine
 #
@@ -57,9 +59,10 @@ python3 -m pip install -q --no-deps --no-compile --target "$tmp/site" --python-v
   "${plat[@]}" --only-binary=:all: .gpu/whl/*.whl 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
 rm -rf "$tmp/site/dm_control/locomotion" "$tmp/site/dm_control/blender" "$tmp/site/mujoco/experimental" \
        "$tmp/site/dm_control/suite/dog_assets" "$tmp/site/dm_control/suite/all_domains.png" \
-       "$tmp/site/labmaze" "$tmp/site"/labmaze-*.dist-info "$tmp/site/OpenGL/DLLS" "$tmp/site/bin"
+       "$tmp/site/labmaze" "$tmp/site"/labmaze-*.dist-info "$tmp/site/OpenGL/DLLS" "$tmp/site/bin" \
+       "$tmp/site/mujoco/include" "$tmp/site/mujoco/testdata" "$tmp/site/mujoco"/*_test.py
 find "$tmp/site" -name __pycache__ -prune -exec rm -rf {} +
-tar -czf .gpu/site.tgz -C "$tmp" site
+tar -cJf .gpu/site.txz -C "$tmp" site  # xz: a third smaller than gzip, which matters where transfers are capped
 rm -rf "$tmp" .gpu/whl
 
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
@@ -87,6 +90,6 @@ with zipfile.ZipFile(f"{source}/cifar10-jpeg.zip") as src, \
 shutil.copy(f"{source}/catdog-128.zip", f"{target}/catdog-128.zip")
 PY
 fi
-du -sh .gpu/site.tgz .gpu/gl ${DATA:+.gpu/data} 2>/dev/null || true
+du -sh .gpu/site.txz .gpu/gl ${DATA:+.gpu/data} 2>/dev/null || true
 du -sh .gpu
 echo "On the GPU machine, from the project's root: bash scripts/gpu_check.sh"

@@ -2,7 +2,7 @@
 # Run on an offline GPU machine, from the project's root, after `scripts/gpu_bundle.sh` has written
 # .gpu/ (on a machine with package registries) and .gpu/ has been copied beside the project.
 #
-# It installs .gpu/site.tgz into a temporary site (nothing is installed system-wide except the EGL
+# It unpacks .gpu/site.txz into .gpu/site (nothing is installed system-wide except the EGL
 # loader libraries, unpacked with dpkg -x), then runs what JOBS names, side by side:
 #   rl      CURL / SAC training runs from RL_RUNS (one "name|flags" per line; default: three seeds
 #           of the flagship cheetah-run and of cartpole-swingup at the paper's settings, 100k
@@ -26,6 +26,7 @@
 #   bench.log          the benchmarks' output
 #
 #   bash scripts/gpu_check.sh                         # JOBS="rl tests", about 9.5 minutes
+#   JOBS=install bash scripts/gpu_check.sh            # only unpack the kit and print the facts
 #   JOBS=tests WORKERS=16 bash scripts/gpu_check.sh   # the test suite alone, about 3 minutes
 #   DRY_RUN=1 JOBS="rl tests" bash scripts/gpu_check.sh   # on a CPU: every step at toy size
 set -uo pipefail
@@ -46,18 +47,19 @@ emit() { echo "$1" | tee -a "$RESULTS"; }
 elapsed() { echo $(( $(date +%s) - START )); }
 
 # --- the kit --------------------------------------------------------------------------------
-if [ -f .gpu/site.tgz ]; then
-  for f in .gpu/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" / ; done
-  command -v ldconfig >/dev/null && ldconfig 2>/dev/null
-  SITE=${SITE:-/tmp/ssl-site}
-  mkdir -p "$SITE" && tar -xzf .gpu/site.tgz -C "$SITE" --strip-components=1 || exit 1
-  if [ "$DRY_RUN" = 1 ]; then
-    export PYTHONPATH=$ROOT  # the kit is built for the GPU machine's Python: a dry run only unpacks it
-  else
-    export PYTHONPATH=$SITE:$ROOT
-  fi
-else
-  export PYTHONPATH=$ROOT  # the packages are installed already (make setup)
+# The packages unpack into .gpu/site (ignored by git), once: a later command on the same machine
+# finds them there, so the archive and the data may travel in two commands where transfers are capped.
+SITE=${SITE:-$ROOT/.gpu/site}
+for f in .gpu/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" / ; done
+command -v ldconfig >/dev/null && ldconfig 2>/dev/null
+if [ -f .gpu/site.txz ] && [ "$(cat "$SITE/.archive-size" 2>/dev/null)" != "$(stat -c %s .gpu/site.txz)" ]; then
+  rm -rf "$SITE" && mkdir -p "$SITE" && tar -xJf .gpu/site.txz -C "$SITE" --strip-components=1 || exit 1
+  stat -c %s .gpu/site.txz > "$SITE/.archive-size"
+fi
+if [ -d "$SITE" ] && [ "$DRY_RUN" != 1 ]; then
+  export PYTHONPATH=$SITE:$ROOT
+else  # the packages are installed already (make setup); a dry run only unpacks the kit, built for another Python
+  export PYTHONPATH=$ROOT
 fi
 egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
