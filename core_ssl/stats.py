@@ -19,6 +19,9 @@ bootstrap interval from these functions.
   X and a run of Y, the Mann-Whitney U statistic over ``n m`` (rliable's
   ``probability_of_improvement`` for one task); its interval resamples the runs of X and of Y
   independently, as rliable's stratified bootstrap does for the pair of score matrices.
+* :func:`performance_profile`: rliable's score distribution, the fraction of all runs of all tasks
+  whose score exceeds each threshold tau, ``F(tau) = (1 / (n K)) sum_k sum_i [x_ik > tau]``, with a
+  stratified percentile bootstrap band (runs resampled within each task).
 * :func:`difference_interval`: Welch's t interval of ``mean(x) - mean(y)`` for two independent
   groups of seeds, ``d +- t_{nu, 1-alpha/2} sqrt(s_x^2/n_x + s_y^2/n_y)`` with the
   Welch-Satterthwaite ``nu``; :func:`verdict` reads a claim "x beats y" off it.
@@ -36,7 +39,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "t_interval", "seed_summary",
+__all__ = ["Interval", "iqm", "bootstrap_interval", "stratified_bootstrap_interval", "performance_profile",
+           "t_interval", "seed_summary",
            "format_seed_summary", "contrast_interval", "difference_interval", "verdict", "probability_of_improvement",
            "probability_of_improvement_interval"]
 
@@ -135,6 +139,31 @@ def stratified_bootstrap_interval(scores: np.ndarray, aggregate: Callable[[np.nd
 def _vectorised(aggregate: Callable, resampled: np.ndarray) -> np.ndarray:
     flat = resampled.reshape(len(resampled), -1)
     return iqm(flat, axis=1) if aggregate is iqm else flat.mean(axis=1)
+
+
+def performance_profile(scores: np.ndarray, taus: np.ndarray, reps: int = 2_000, confidence: float = 0.95,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rliable's performance profile of a (runs, tasks) score matrix (a 1-d input is one task).
+
+    Returns ``(profile, low, high)``, each of ``len(taus)``: ``profile[j]`` is the fraction of all
+    scores above ``taus[j]``, ``mean_{i,k} [x_ik > tau_j]``, and ``[low, high]`` its stratified
+    percentile bootstrap band (every replicate resamples the runs within each task column).
+    """
+    _check_confidence(confidence, reps)
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"scores must be (runs, tasks) with at least one run, got shape {x.shape}")
+    t = np.asarray(taus, dtype=np.float64).reshape(-1)
+    runs, tasks = x.shape
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, runs, size=(reps, runs, tasks))
+    resampled = np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), index, axis=1)
+    above = (resampled.reshape(reps, -1)[:, :, None] > t).mean(axis=1)  # (reps, taus)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(above, [alpha / 2, 1 - alpha / 2], axis=0)
+    return (x.reshape(-1)[:, None] > t).mean(axis=0), low, high
 
 
 def t_interval(sample: np.ndarray, confidence: float = 0.95) -> Interval:

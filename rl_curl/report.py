@@ -20,6 +20,17 @@ band. For every pair of arms of a task, the probability of improvement ``P(A > B
 seeds (``core_ssl.stats.probability_of_improvement``, rliable's pairwise statistic) with its 95%
 bootstrap interval. Outputs, in ``--out`` (default: the first folder given): ``rl_report.md``,
 ``rl_report.json`` (one record per arm), ``rl_pairs.json`` and ``rl_curves.png``.
+
+Each task's row says whether the paper's 100k mean lies inside our mean's 95% interval
+(``inside``), above it or below it (:func:`paper_verdict`); with one seed there is no interval.
+
+Across tasks (when an arm ran on two or more): every final return is divided by 1,000, the most
+a DeepMind Control episode can return, giving a (seeds, tasks) matrix of the first ``n`` seeds of
+each task (``n`` the arm's smallest seed count); its IQM and mean with 95% stratified bootstrap
+intervals (``core_ssl.stats.stratified_bootstrap_interval``, as rliable's
+``get_interval_estimates``) and the performance profile ``F(tau)``, the fraction of runs scoring
+above ``tau``, with its stratified bootstrap band (``core_ssl.stats.performance_profile``), go to
+``rl_aggregate.json``, the report and ``rl_profile.png``.
 """
 
 from __future__ import annotations
@@ -38,10 +49,14 @@ from core_ssl.checkpoint import atomic_write
 from core_ssl.cli import run_command
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
-from core_ssl.stats import (Interval, bootstrap_interval, iqm, probability_of_improvement_interval,
+from core_ssl.stats import (Interval, bootstrap_interval, iqm, performance_profile, probability_of_improvement_interval,
                             stratified_bootstrap_interval)
 
-__all__ = ["PAPER_100K", "Run", "find_runs", "arm_of", "summarise", "main"]
+__all__ = ["PAPER_100K", "DMC_MAX_RETURN", "Run", "find_runs", "arm_of", "summarise", "paper_verdict",
+           "aggregate_over_tasks", "main"]
+
+DMC_MAX_RETURN = 1000.0
+"""The most a DeepMind Control episode returns (1,000 steps of reward at most 1): the score scale."""
 
 # Srinivas et al. 2020, Table 1, 100k environment steps: mean, std over seeds.
 PAPER_100K: dict[str, dict[str, tuple[float, float]]] = {
@@ -146,6 +161,89 @@ def summarise(runs: Sequence[Run], reps: int = 10_000, seed: int = 0) -> list[di
     return records
 
 
+def paper_verdict(record: dict) -> str | None:
+    """Where the paper's 100k mean lies against our mean's 95% interval: ``inside``, ``above ours``,
+    ``below ours``; ``1 seed: no interval`` with one seed; ``ours at Nk: not compared`` when our runs
+    did not end at 100k environment steps; None when the paper has no number."""
+    if "paper_100k" not in record:
+        return None
+    if record["env_steps"] != 100_000:
+        return f"ours at {record['env_steps'] / 1000:g}k: not compared"
+    if record["seeds"] < 2:
+        return "1 seed: no interval"
+    paper, mean = record["paper_100k"]["mean"], record["mean"]
+    if paper > mean["high"]:
+        return "above ours"
+    if paper < mean["low"]:
+        return "below ours"
+    return "inside"
+
+
+def aggregate_over_tasks(records: Sequence[dict], reps: int = 10_000, seed: int = 0,
+                         taus: np.ndarray | None = None) -> list[dict]:
+    """Per arm that ran on two or more tasks: the (seeds, tasks) matrix of final returns / 1,000 over
+    the first ``n`` seeds (by seed id) of each task, ``n`` its smallest seed count; the IQM and mean
+    with stratified bootstrap intervals, the performance profile at ``taus`` (default 0 to 1 in
+    steps of 0.02) with its band, and the paper's mean over the same tasks where it has them all."""
+    taus = np.linspace(0.0, 1.0, 51) if taus is None else np.asarray(taus, dtype=np.float64)
+    by_arm: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_arm[record["arm"]].append(record)
+    out = []
+    for arm, members in sorted(by_arm.items()):
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=lambda r: r["task"])
+        n = min(r["seeds"] for r in members)
+        columns = []
+        for r in members:
+            order = sorted(range(r["seeds"]), key=lambda i: (r["seed_ids"][i] is None, r["seed_ids"][i] or 0))
+            columns.append([r["returns"][i] / DMC_MAX_RETURN for i in order[:n]])
+        scores = np.array(columns).T  # (n, tasks)
+        profile, low, high = performance_profile(scores, taus, reps=min(reps, 2_000), seed=seed)
+        record = {"arm": arm, "tasks": [r["task"] for r in members], "seeds_per_task": n,
+                  "env_steps": sorted({r["env_steps"] for r in members}), "scores": scores.tolist(),
+                  "iqm": _interval_dict(stratified_bootstrap_interval(scores, iqm, reps=reps, seed=seed)),
+                  "mean": _interval_dict(stratified_bootstrap_interval(scores, np.mean, reps=reps, seed=seed)),
+                  "profile": {"tau": taus.tolist(), "fraction": profile.tolist(), "low": low.tolist(),
+                              "high": high.tolist()}}
+        papers = [PAPER_100K.get(r["task"], {}).get(arm) for r in members]
+        if all(p is not None for p in papers):
+            record["paper_100k_mean"] = float(np.mean([p[0] for p in papers]) / DMC_MAX_RETURN)
+        out.append(record)
+    return out
+
+
+def aggregate_table(aggregates: Sequence[dict]) -> str:
+    """The cross-task aggregates as a Markdown table (scores / 1,000)."""
+    lines = ["| arm | tasks | seeds per task | env steps | IQM [95% CI] | mean [95% CI] | paper's mean, same tasks |",
+             "| --- | --- | ---: | --- | --- | --- | --- |"]
+    for a in aggregates:
+        paper = f"{a['paper_100k_mean']:.3f}" if "paper_100k_mean" in a else "-"
+        steps = ", ".join(f"{s:,}" for s in a["env_steps"])
+        lines.append(f"| {a['arm']} | {', '.join(a['tasks'])} | {a['seeds_per_task']} | {steps} | "
+                     f"{a['iqm']['point']:.3f} [{a['iqm']['low']:.3f}, {a['iqm']['high']:.3f}] | "
+                     f"{a['mean']['point']:.3f} [{a['mean']['low']:.3f}, {a['mean']['high']:.3f}] | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_profiles(aggregates: Sequence[dict], path: Path) -> Path:
+    """Each arm's performance profile (fraction of runs above tau) with its 95% bootstrap band."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for a in aggregates:
+        p = a["profile"]
+        line, = ax.plot(p["tau"], p["fraction"], label=f"{a['arm']} ({len(a['tasks'])} tasks x {a['seeds_per_task']} seeds)")
+        ax.fill_between(p["tau"], p["low"], p["high"], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("normalised score tau (return / 1,000)")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_title("Performance profiles, 95% stratified bootstrap bands", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def _curve(members: Sequence[Run], reps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Steps every seed evaluated at, the mean return over seeds and its 95% bootstrap band."""
     common = sorted(set.intersection(*({int(r["step"]) for r in run.evals} for run in members)))
@@ -214,14 +312,14 @@ def _fmt(interval: dict, seeds: int) -> str:
 
 def markdown_table(records: Sequence[dict]) -> str:
     """The records as a Markdown table (one row per task and arm)."""
-    lines = ["| task | arm | env steps | seeds | mean [95% CI] | IQM [95% CI] | per seed | paper, 100k |",
-             "| --- | --- | ---: | ---: | --- | --- | --- | --- |"]
+    lines = ["| task | arm | env steps | seeds | mean [95% CI] | IQM [95% CI] | per seed | paper, 100k | paper vs our CI |",
+             "| --- | --- | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in records:
         paper = f"{r['paper_100k']['mean']:.0f} +- {r['paper_100k']['std']:.0f}" if "paper_100k" in r else "-"
         per_seed = ", ".join(f"{x:.0f}" for x in r["returns"])
         steps = f"{r['env_steps']:,}" + (" (in progress)" if r.get("in_progress") else "")
         lines.append(f"| {r['task']} | {r['arm']} | {steps} | {r['seeds']} | {_fmt(r['mean'], r['seeds'])} | "
-                     f"{_fmt(r['iqm'], r['seeds'])} | {per_seed} | {paper} |")
+                     f"{_fmt(r['iqm'], r['seeds'])} | {per_seed} | {paper} | {paper_verdict(r) or '-'} |")
     unfinished = [path for r in records for path in r["unfinished"]]
     if unfinished:
         lines += ["", "Unfinished runs (left out): " + ", ".join(unfinished)]
@@ -283,6 +381,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if pairs:
         table += ("\nProbability of improvement (P(A > B) + P(A = B) / 2 over pairs of seeds' final returns; "
                   "0.5 = no difference; 95% bootstrap over the seeds of each arm):\n\n" + pairwise_table(pairs))
+    aggregates = aggregate_over_tasks(records, args.reps, args.seed)
+    if aggregates:
+        table += ("\nAcross tasks (returns / 1,000; the first n seeds of each task; 95% stratified bootstrap "
+                  "intervals as rliable computes them; performance profiles in rl_profile.png):\n\n"
+                  + aggregate_table(aggregates))
+        atomic_write(out / "rl_aggregate.json", lambda f: f.write(json.dumps(aggregates, indent=2).encode()))
+        plot_profiles(aggregates, out / "rl_profile.png")
     atomic_write(out / "rl_report.md", lambda f: f.write(table.encode()))
     atomic_write(out / "rl_report.json", lambda f: f.write(json.dumps(records, indent=2).encode()))
     atomic_write(out / "rl_pairs.json", lambda f: f.write(json.dumps(pairs, indent=2).encode()))

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from core_ssl.stats import iqm, stratified_bootstrap_interval
-from rl_curl.report import arm_of, find_runs, main, summarise
+from core_ssl.stats import iqm, performance_profile, stratified_bootstrap_interval
+from rl_curl.report import aggregate_over_tasks, arm_of, find_runs, main, paper_verdict, summarise
 
 
-def _fake_run(folder, agent, seed, returns, steps=(0, 5000, 10000), **config):
+def _fake_run(folder, agent, seed, returns, steps=(0, 5000, 10000), env="cartpole-swingup", **config):
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"env": "cartpole-swingup", "agent": agent, "seed": seed,
+    (folder / "config.json").write_text(json.dumps({"env": env, "agent": agent, "seed": seed,
                                                     "aux": "curl", "aug": "crop", **config}))
     rows = [{"stream": "eval", "step": s, "return_mean": r} for s, r in zip(steps, returns)]
     (folder / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -114,3 +114,59 @@ def test_pairwise_probability_of_improvement_matches_the_pair_count(sweep, tmp_p
     main([str(root), "--out", str(tmp_path), "--reps", "200"])
     assert "P(A > B)" in (tmp_path / "rl_report.md").read_text()
     assert len(json.loads((tmp_path / "rl_pairs.json").read_text())) == len(pairs)
+
+
+def test_performance_profile_is_the_fraction_of_runs_above_each_threshold():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(size=(5, 3))
+    taus = np.array([0.0, 0.25, 0.5, 0.9, 1.0])
+    profile, low, high = performance_profile(scores, taus, reps=1000, seed=1)
+    direct = [np.mean([x > t for x in scores.ravel()]) for t in taus]
+    assert profile == pytest.approx(direct)
+    assert np.all(low <= profile + 1e-12) and np.all(profile <= high + 1e-12)
+    assert profile[-1] == 0 and np.all(np.diff(profile) <= 0)  # non-increasing, nothing above the top
+    # stratified: every replicate keeps each task's own scores, so a task whose runs agree adds no spread
+    constant = np.column_stack([np.full(4, 0.3), np.full(4, 0.7)])
+    _, low_c, high_c = performance_profile(constant, taus, reps=500)
+    assert low_c == pytest.approx(high_c)
+
+
+def test_paper_verdict_reads_the_paper_mean_against_our_interval():
+    base = {"seeds": 3, "env_steps": 100_000, "paper_100k": {"mean": 299, "std": 48}}
+    assert paper_verdict({**base, "mean": {"point": 300, "low": 250, "high": 350}}) == "inside"
+    assert paper_verdict({**base, "mean": {"point": 150, "low": 120, "high": 180}}) == "above ours"
+    assert paper_verdict({**base, "mean": {"point": 500, "low": 400, "high": 600}}) == "below ours"
+    assert paper_verdict({**base, "seeds": 1, "mean": {"point": 300, "low": 300, "high": 300}}) == "1 seed: no interval"
+    assert paper_verdict({**base, "env_steps": 50_000, "mean": {"point": 300, "low": 250, "high": 350}}) == \
+        "ours at 50k: not compared"
+    assert paper_verdict({"seeds": 3, "env_steps": 100_000, "mean": {"point": 1, "low": 0, "high": 2}}) is None
+
+
+def test_aggregate_over_tasks_matches_the_normalised_matrix(tmp_path):
+    root = tmp_path / "table1"
+    finals = {"cartpole-swingup": [300.0, 450.0, 600.0, 700.0], "cheetah-run": [200.0, 250.0, 320.0]}
+    for env, values in finals.items():
+        for seed, final in enumerate(values, start=1):
+            _fake_run(root / f"{env}-curl-s{seed}", "curl", seed, [10.0, final / 2, final], env=env)
+    _fake_run(root / "cheetah-run-pixel-sac-s1", "pixel-sac", 1, [5.0, 50.0, 150.0], env="cheetah-run")
+    records = summarise(find_runs([root]), reps=1000, seed=3)
+    aggregates = aggregate_over_tasks(records, reps=1000, seed=3)
+    assert [a["arm"] for a in aggregates] == ["curl"]  # pixel-sac ran on one task only
+    curl = aggregates[0]
+    # the first 3 seeds of each task (the smaller count), divided by the 1,000 a DMC episode can return
+    expected = np.array([[0.3, 0.2], [0.45, 0.25], [0.6, 0.32]])
+    assert curl["tasks"] == ["cartpole-swingup", "cheetah-run"] and curl["seeds_per_task"] == 3
+    assert np.array(curl["scores"]) == pytest.approx(expected)
+    assert curl["iqm"]["point"] == pytest.approx(iqm(expected))
+    interval = stratified_bootstrap_interval(expected, np.mean, reps=1000, seed=3)
+    assert (curl["mean"]["low"], curl["mean"]["high"]) == pytest.approx((interval.low, interval.high))
+    assert curl["paper_100k_mean"] == pytest.approx((582 + 299) / 2 / 1000)
+    at = curl["profile"]["tau"].index(0.3)
+    assert curl["profile"]["fraction"][at] == pytest.approx(np.mean(expected > 0.3))
+
+    out = tmp_path / "report"
+    main([str(root), "--out", str(out), "--reps", "500"])
+    table = (out / "rl_report.md").read_text()
+    assert "Across tasks" in table and "| curl | cartpole-swingup, cheetah-run | 3 |" in table
+    assert json.loads((out / "rl_aggregate.json").read_text())[0]["arm"] == "curl"
+    assert (out / "rl_profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
