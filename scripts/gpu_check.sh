@@ -9,6 +9,9 @@
 #           environment steps), started first, each in its own process, all in the background;
 #   tests   the whole test suite with CUDA visible, WORKERS pytest-xdist processes, at most
 #           TEST_SECONDS; every test's outcome is written as it finishes;
+#   rlscale how many RL runs one GPU holds: for each K in RLSCALE (default "1 2 4"), K CURL
+#           cheetah-run runs at once (batch 512, 4,000 random then 4,000 updating environment
+#           steps); prints each K's environment steps/s per run and in all (about 2 minutes);
 #   bench   the GPU benchmarks (benchmarks/rl.py, cut.py, vision_throughput.py, augment.py with
 #           --device cuda), one after the other, after the tests.
 # The RL runs are waited for until DEADLINE seconds after the start, then stopped; each run's
@@ -49,7 +52,9 @@ elapsed() { echo $(( $(date +%s) - START )); }
 # --- the kit --------------------------------------------------------------------------------
 # The packages unpack into .gpu/site (ignored by git), once: a later command on the same machine
 # finds them there, so the archive and the data may travel in two commands where transfers are capped.
+# Send .gpu/site.txz, .gpu/gl and .gpu/data, never the unpacked .gpu/site (about 80 MB).
 SITE=${SITE:-$ROOT/.gpu/site}
+[ "$DRY_RUN" = 1 ] && SITE=$(mktemp -d)/site  # a dry run unpacks the kit to check it, and leaves .gpu/ as it is
 for f in .gpu/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" / ; done
 command -v ldconfig >/dev/null && ldconfig 2>/dev/null
 if [ -f .gpu/site.txz ] && [ "$(cat "$SITE/.archive-size" 2>/dev/null)" != "$(stat -c %s .gpu/site.txz)" ]; then
@@ -90,6 +95,7 @@ cat "$OUT/facts.json" >/dev/null || exit 1
 
 # --- RL runs, in the background -------------------------------------------------------------
 RL_ROOT=${RL_ROOT:-/tmp/ssl-rl}
+mkdir -p "$RL_ROOT"
 declare -A RL_PID=()
 if [[ " $JOBS " == *" rl "* ]]; then
   if [ "$DRY_RUN" = 1 ]; then
@@ -146,6 +152,37 @@ PY
   errors=$(grep -c " ERROR " "$OUT/pytest.log"); skipped=$(grep -c " SKIPPED " "$OUT/pytest.log")
   emit "{\"check\": \"tests\", \"exit\": $rc, \"passed\": $passed, \"failed\": $failed, \"errors\": $errors, \"skipped\": $skipped, \"summary\": \"${summary:-none (cut off at ${TEST_SECONDS} s)}\", \"workers\": $WORKERS, \"at_s\": $(elapsed)}"
   grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -60
+fi
+
+# --- how many RL runs one GPU holds --------------------------------------------------------
+if [[ " $JOBS " == *" rlscale "* ]]; then
+  if [ "$DRY_RUN" = 1 ]; then scale_flags="--preset tiny --init-steps 50 --total-env-steps 800 --log-every 200"; device=cpu
+  else scale_flags="--init-steps 1000 --total-env-steps 8000 --log-every 1000"; device=cuda; fi
+  for k in ${RLSCALE:-1 2 4}; do
+    pids=()
+    for i in $(seq 1 "$k"); do
+      # shellcheck disable=SC2086
+      python3 -m rl_curl.train --env cheetah-run --seed "$i" $scale_flags --device $device --threads 1 \
+        --eval-every 1000000 --eval-episodes 1 --checkpoint-every 1000000 --no-progress-bar \
+        --run-dir "$RL_ROOT/scale-k$k-$i" > "$RL_ROOT/scale-k$k-$i.log" 2>&1 &
+      pids+=($!)
+    done
+    wait "${pids[@]}"
+    python3 - "$RL_ROOT" "$k" <<'PY' | tee -a "$RESULTS"
+import csv, json, statistics, sys
+from pathlib import Path
+root, k = Path(sys.argv[1]), int(sys.argv[2])
+per_run = []
+for i in range(1, k + 1):
+    run = root / f"scale-k{k}-{i}"
+    config = json.loads((run / "config.json").read_text())
+    random_steps = config["init_steps"] * 4  # cheetah-run's action repeat
+    rows = [r for r in csv.DictReader(open(run / "train.csv")) if int(r["step"]) > random_steps + config["log_every"]]
+    per_run.append(statistics.median(float(r["fps"]) for r in rows) if rows else float("nan"))
+print(json.dumps({"check": "rl_scale", "runs_at_once": k, "env_steps_per_s_each": [round(x, 1) for x in per_run],
+                  "env_steps_per_s_all": round(sum(per_run), 1), "batch": config["batch_size"]}))
+PY
+  done
 fi
 
 # --- benchmarks -----------------------------------------------------------------------------
