@@ -19,14 +19,16 @@
 # archive and the actor of every finished run is kept.
 #
 # Prints one JSON line per result and writes under $OUT (default runs/gpu_check):
-#   facts.json         GPU, driver, torch / CUDA versions, CPU count, start time
-#   suite.json         the number of tests collected
-#   pytest.log         the test run, one line per test (xdist -v), its summary line last
-#   failures.log       each failing test's report, written as it fails
 #   results.jsonl      the JSON lines printed here
 #   rl_runs.tgz        every RL run's small files (no checkpoints, no replay)
-#   actor-<name>.safetensors   the actor of each finished RL run (at most 3 are kept)
-#   bench.log          the benchmarks' output
+#   actor-<name>.safetensors   the actor of each finished cheetah-run run (at most 3 are kept)
+#   logs.tgz           these logs, packed at the end (PACK_LOGS=0 leaves them as files):
+#     facts.json       GPU, driver, torch / CUDA versions, CPU count, start time
+#     suite.json       the number of tests collected
+#     pytest.log       the test run, one line per test (xdist -v), its summary line last
+#     failures.log     each failing test's report, written as it fails
+#     durations.log    "<test id> <outcome> <seconds>" per test, written as it finishes
+#     bench.log        the benchmarks' output
 #
 #   bash scripts/gpu_check.sh                         # JOBS="rl tests", about 9.5 minutes
 #   JOBS=install bash scripts/gpu_check.sh            # only unpack the kit and print the facts
@@ -140,8 +142,9 @@ sys.exit(0 if sum(n.count("/") == 3 and n.split("/")[1] == "train" for n in name
 PY
   collected=$(python3 -m pytest $targets --collect-only -q -p no:cacheprovider 2>/dev/null | grep -c "::")
   echo "{\"collected\": $collected}" > "$OUT/suite.json"
-  export SSL_KIT_MISSING=$(IFS=,; echo "${missing[*]}") PYTEST_FAILURE_LOG=$OUT/failures.log
-  : > "$PYTEST_FAILURE_LOG"
+  export SSL_KIT_MISSING=$(IFS=,; echo "${missing[*]}") PYTEST_FAILURE_LOG=$OUT/failures.log \
+    PYTEST_DURATION_LOG=$OUT/durations.log
+  : > "$PYTEST_FAILURE_LOG"; : > "$PYTEST_DURATION_LOG"
   emit "{\"check\": \"kit_missing\", \"parts\": \"$SSL_KIT_MISSING\"}"
   # shellcheck disable=SC2086
   timeout -k 10 "$TEST_SECONDS" python3 -m pytest $targets -v -n "$WORKERS" -p no:cacheprovider --timeout 240 \
@@ -222,3 +225,9 @@ if [ ${#RL_PID[@]} -gt 0 ]; then
   (cd "$RL_ROOT" && tar -czf "$OUT/rl_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='replay*' .)
 fi
 emit "{\"check\": \"done\", \"seconds\": $(elapsed)}"
+# Few files come back from some GPU services (8 here): the logs travel as one archive.
+logs=$(cd "$OUT" && ls facts.json suite.json pytest.log failures.log durations.log bench.log 2>/dev/null)
+if [ -n "$logs" ] && [ "${PACK_LOGS:-1}" = 1 ]; then
+  # shellcheck disable=SC2086
+  (cd "$OUT" && tar -czf logs.tgz $logs && rm -f $logs)
+fi

@@ -9,6 +9,8 @@
 * ``$PYTEST_FAILURE_LOG``: a file to which each failing test's report is appended the moment it fails,
   so that a run cut off by a time limit still says why each failure so far failed (pytest prints the
   tracebacks only at the end).
+* ``$PYTEST_DURATION_LOG``: a file to which ``<test id> <outcome> <seconds>`` is appended as each test
+  finishes (setup + call + teardown), so that a cut-off run still tells which tests take the time.
 """
 
 from __future__ import annotations
@@ -47,8 +49,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     reason="not carried to this machine ($SSL_KIT_MISSING): " + ", ".join(KIT_PARTS[a] for a in absent)))
 
 
+_RUNNING: dict[str, list] = {}  # test id -> [seconds so far, outcome so far]
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "PYTEST_XDIST_WORKER" in os.environ:  # under xdist the controller writes, once per report
+        return
     path = os.environ.get("PYTEST_FAILURE_LOG")
-    if path and report.failed and "PYTEST_XDIST_WORKER" not in os.environ:  # once: in the controller
+    if path and report.failed:
         with open(path, "a", encoding="utf-8") as log:
             log.write(f"===== {report.nodeid} ({report.when})\n{report.longreprtext}\n")
+    path = os.environ.get("PYTEST_DURATION_LOG")
+    if path:
+        spent = _RUNNING.setdefault(report.nodeid, [0.0, "passed"])
+        spent[0] += report.duration
+        if report.outcome != "passed" and spent[1] == "passed":
+            spent[1] = report.outcome
+        if report.when == "teardown":
+            seconds, outcome = _RUNNING.pop(report.nodeid)
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(f"{report.nodeid} {outcome.upper()} {seconds:.2f}\n")

