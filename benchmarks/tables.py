@@ -2,6 +2,7 @@
 docs/benchmarks.md regenerate from the committed measurements:
 
     python benchmarks/tables.py results/benchmarks/cpu-avx2
+    python benchmarks/tables.py results/benchmarks/*/ --write    # every machine, one section each
 
 reads, where present, ``peak.json`` (``benchmarks/peak.py``), ``rl.jsonl`` (``rl.py``),
 ``cut.jsonl`` (``cut.py``) and ``vision_throughput.jsonl`` (``vision_throughput.py``) from the
@@ -87,21 +88,59 @@ def peak_table(rows: list[dict]) -> str:
     return "\n".join([f"Peak (GFLOP/s): {peaks}. {_machine(rows)}", "", *lines])
 
 
-def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s per step") -> str:
-    """One line per measured contender of the rows whose ``key`` field is a step measurement."""
+def _precision(row: dict) -> str:
+    """The precision a contender ran its convolutions in: ours_bf16... are bf16, the rest fp32."""
+    return "bf16" if "bf16" in row.get("contender", "") else "fp32"
+
+
+def _layer_fraction(row: dict, layer_peaks: dict[tuple[str, int], float]) -> str:
+    """Achieved GFLOP/s over the best mix rate of the step's own layers (``layer_peak.jsonl``) at
+    the contender's precision, over the batches measured (the micro-batch and the full batch)."""
+    achieved = row.get("achieved_gflops")
+    peaks = [v for (dtype, _), v in layer_peaks.items() if dtype == _precision(row)]
+    if achieved is None or not peaks:
+        return ""
+    return f"{100 * achieved / max(peaks):.0f}%"
+
+
+def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s per step",
+               layer_peaks: dict[tuple[str, int], float] | None = None) -> str:
+    """One line per measured contender of the rows whose ``key`` field is a step measurement; with
+    ``layer_peaks`` ((precision, batch) -> GFLOP/s of the step's own layers) a column "of layer peak"."""
     measured = [r for r in rows if r.get(key) in {"rl_update", "cut_train_step", "vision_throughput"}
                 and r.get("median_s") is not None]
     if not measured:
         return ""
     header = [*keys, "contender", unit, "vs reference", "GFLOP/step", "GFLOP/s", "of peak"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(keys) + " --- | ---: | ---: | ---: | ---: | ---: |"]
+    align = " --- | ---: | ---: | ---: | ---: | ---: |"
+    if layer_peaks:
+        header.append("of layer peak")
+        align += " ---: |"
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(keys) + align]
     for r in measured:
         flops = r.get("flops_per_step")
         cells = [str(r.get(k, "")) for k in keys] + [
             _contender(r), f"{r['median_s']:.3f}", _ratio(r), "" if flops is None else f"{flops / 1e9:.1f}",
             _gflops(r), _fraction(r)]
+        if layer_peaks:
+            cells.append(_layer_fraction(r, layer_peaks))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([_machine(rows), "", *lines])
+
+
+def layer_peak_table(rows: list[dict]) -> str:
+    """The CURL update's own layers (``benchmarks/layer_peak.py``): the mix rate per precision and batch."""
+    measured = [r for r in rows if r.get("bench") == "layer_peak"]
+    if not measured:
+        return ""
+    lines = ["| precision | batch | mix GFLOP/s | slowest layer (GFLOP/s) | fastest layer (GFLOP/s) |",
+             "| --- | ---: | ---: | --- | --- |"]
+    for r in measured:
+        ordered = sorted(r["layers"], key=lambda layer: layer["gflops"])
+        lines.append(f"| {r['dtype']} | {r['batch']} | {r['mix_gflops']:.1f} | {ordered[0]['layer']} "
+                     f"({ordered[0]['gflops']:.1f}) | {ordered[-1]['layer']} ({ordered[-1]['gflops']:.1f}) |")
+    return "\n".join([f"The CURL update's own layers, forward and backward, each at its best. {_machine(measured)}",
+                       "", *lines])
 
 
 def env_table(rows: list[dict]) -> str:
@@ -113,8 +152,12 @@ def env_table(rows: list[dict]) -> str:
 
 def tables(folder: Path) -> str:
     parts = []
+    layer_rows = read_lines(folder / "layer_peak.jsonl") if (folder / "layer_peak.jsonl").is_file() else []
+    layer_peaks = {(r["dtype"], r["batch"]): r["mix_gflops"] for r in layer_rows
+                   if r.get("bench") == "layer_peak" and not r.get("quick")}
     sources = [("peak.json", lambda rows: peak_table(rows)),
-               ("rl.jsonl", lambda rows: "\n\n".join(t for t in (step_table(rows, "bench", ("batch",)),
+               ("layer_peak.jsonl", lambda rows: layer_peak_table(rows)),
+               ("rl.jsonl", lambda rows: "\n\n".join(t for t in (step_table(rows, "bench", ("batch",), layer_peaks=layer_peaks),
                                                                    env_table(rows)) if t)),
                ("cut.jsonl", lambda rows: step_table(rows, "benchmark", ("mode", "size", "batch"))),
                ("vision_throughput.jsonl", lambda rows: step_table(rows, "bench", ("batch_size",)))]
@@ -132,12 +175,18 @@ def tables(folder: Path) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="folder with the benchmarks' JSON-lines files")
-    parser.add_argument("--write", action="store_true", help="also write FOLDER/tables.md")
+    parser.add_argument("folders", type=Path, nargs="+",
+                        help="folders with the benchmarks' JSON-lines files, one per machine")
+    parser.add_argument("--write", action="store_true", help="also write FOLDER/tables.md for each folder")
     args = parser.parse_args(argv)
-    text = tables(args.folder)
-    if args.write:
-        (args.folder / "tables.md").write_text(text)
+    sections = []
+    for folder in args.folders:
+        text = tables(folder)
+        if args.write:
+            (folder / "tables.md").write_text(text)
+        # one machine per folder: its numbers are never divided by another folder's
+        sections.append(text if len(args.folders) == 1 else f"## {folder.name}\n\n{text}")
+    text = "\n".join(sections)
     print(text, end="")
     return text
 

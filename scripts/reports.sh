@@ -56,3 +56,7 @@ for folder in results/gpu/*/; do
     python benchmarks/gpu_check_report.py "$folder" > "$folder/report.md"
     echo "   $folder""report.md"
 done
+
+echo "== benchmarks: one table set per machine (the JSON lines under results/benchmarks/<machine>/)"
+python benchmarks/tables.py results/benchmarks/*/ --write > /dev/null
+echo "   results/benchmarks/*/tables.md"

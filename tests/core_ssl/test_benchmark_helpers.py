@@ -294,3 +294,43 @@ def test_tables_render_the_benchmarks_json_lines(tmp_path):
     assert "load average 0.20-0.20" in text
     with pytest.raises(SystemExit, match="no benchmark output"):
         tables.tables(tmp_path / "empty")
+
+    # several machines: one section per folder, each with its own machine line, and --write per folder
+    other = tmp_path / "other-machine"
+    other.mkdir()
+    (other / "rl.jsonl").write_text(json.dumps({**lines[0], "cpu_model": "Other CPU", "median_s": 0.25}) + "\n")
+    both = tables.main([str(tmp_path), str(other), "--write"])
+    assert both.index(f"## {tmp_path.name}") < both.index("## other-machine")
+    assert "Other CPU" in both.split("## other-machine")[1] and "Other CPU" not in both.split("## other-machine")[0]
+    assert (other / "tables.md").read_text() == tables.tables(other)
+
+
+def test_layer_peak_counts_each_layer_and_tables_divide_by_the_mix(tmp_path, capsys):
+    """benchmarks/layer_peak.py: per layer FLOPs as the flop counter gives them for the CURL encoder's
+    shapes (forward + backward), the mix rate sum(flops) / sum(seconds); tables.py's "of layer peak"
+    is achieved GFLOP/s over the best mix rate at the contender's precision."""
+    import json
+
+    from benchmarks import layer_peak, tables
+
+    lines = layer_peak.main(["--quick", "--threads", "1"])
+    capsys.readouterr()
+    fp32 = next(line for line in lines if line["dtype"] == "fp32")
+    conv2 = next(layer for layer in fp32["layers"] if layer["layer"] == "conv2")
+    # 3x3, 32 -> 32 channels at 41 -> 39: forward 2 B C_out C_in 9 39^2, backward twice that (input + weight)
+    assert conv2["gflop"] == pytest.approx(3 * 2 * 4 * 32 * 32 * 9 * 39 * 39 / 1e9, rel=1e-3)
+    conv1 = next(layer for layer in fp32["layers"] if layer["layer"] == "conv1")
+    assert conv1["gflop"] == pytest.approx(2 * 2 * 4 * 32 * 9 * 9 * 41 * 41 / 1e9, rel=1e-3)  # no input gradient
+    total_s = sum(layer["best_s"] for layer in fp32["layers"])
+    assert fp32["mix_gflops"] == pytest.approx(sum(layer["gflop"] for layer in fp32["layers"]) / total_s, rel=1e-2)
+
+    peaks = [{"bench": "layer_peak", "dtype": "fp32", "batch": 32, "mix_gflops": 200.0, "layers": fp32["layers"]},
+             {"bench": "layer_peak", "dtype": "fp32", "batch": 512, "mix_gflops": 250.0, "layers": fp32["layers"]},
+             {"bench": "layer_peak", "dtype": "bf16", "batch": 32, "mix_gflops": 1000.0, "layers": fp32["layers"]}]
+    (tmp_path / "layer_peak.jsonl").write_text("\n".join(json.dumps(p) for p in peaks) + "\n")
+    rows = [{"bench": "rl_update", "batch": 128, "contender": "ours_bf16", "median_s": 0.3, "achieved_gflops": 250.0},
+            {"bench": "rl_update", "batch": 128, "contender": "reference", "median_s": 0.9, "achieved_gflops": 100.0}]
+    (tmp_path / "rl.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    text = tables.tables(tmp_path)
+    assert "| 128 | ours_bf16 (joint: 1 encoder step) | 0.300 |  |  | 250.0 |  | 25% |" in text
+    assert "| 128 | reference (official sequence: 3 encoder steps) | 0.900 |  |  | 100.0 |  | 40% |" in text
