@@ -14,6 +14,7 @@ import torch
 from core_ssl.checkpoint import load_checkpoint
 from core_ssl.cli import CommandError, run_command
 from core_ssl.run import ConfigMismatch
+from tests.user_folder import contents, make_user_folder
 from vision_benchmarks import evaluate, pretrain
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods.simclr import SimCLR
@@ -168,3 +169,13 @@ def test_invalid_settings_fail_before_the_run_folder_is_made(tmp_path, capsys):
         run_command(pretrain.main, [*TINY_ARGS, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
     assert stopped.value.code == 2 and not (tmp_path / "run").exists()
     assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1, got 0 — give 1 or more"
+
+
+def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    user = tmp_path / "u"
+    files = make_user_folder(user)
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--epochs", "1", "--out", str(user)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "is not a run folder of this toolkit" in err and "removed" not in err
+    assert contents(user) == files
