@@ -48,7 +48,7 @@ import torch
 from core_ssl import checkpoint, monitor
 from core_ssl.cli import run_command
 from core_ssl.config import load_config, parse_config
-from core_ssl.data import ImageSet, load_dataset
+from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import RunLogger
@@ -59,6 +59,7 @@ from vision_benchmarks.methods import Method, build_method
 from vision_benchmarks.protocols import balanced_label_subset, distill, finetune, linear_probe
 from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
 from vision_benchmarks.weights import PretrainedBackbone, open_weights
+from vision_benchmarks.datasets import load_run_split
 
 
 @dataclass
@@ -98,7 +99,7 @@ def load_pretrained(run: Path, device: torch.device, data_root: Path | None = No
     state = checkpoint.load_checkpoint(find_checkpoint(run) or run / CHECKPOINT_FILE, map_location="cpu")
     bank_rows = state["method"].get("bank.bank")  # PIRL's memory bank has one row per training image
     num_train = bank_rows.shape[0] if bank_rows is not None else 1
-    num_classes = len(load_dataset(cfg.dataset, "test", root=cfg.data_root).classes)
+    num_classes = len(load_run_split(cfg.dataset, "test", root=cfg.data_root).classes)
     method = build_method(cfg, num_classes, num_train)
     method.load_state_dict(state["method"])
     return method.to(device), cfg
@@ -181,8 +182,8 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     device = resolve_device(ecfg.device)
     method, cfg = load_evaluated(ecfg, device)
     bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
     suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
     common: dict[str, Any] = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
                               "label_fraction": ecfg.label_fraction,

@@ -40,7 +40,7 @@ from torch import nn
 from core_ssl import checkpoint, distributed, monitor
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, load_config, parse_config
-from core_ssl.data import BatchIterator, ImageSet, load_dataset
+from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device
 from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress
@@ -51,6 +51,7 @@ from core_ssl.sync_batchnorm import convert_batchnorm
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.plots import plot_monitors
+from vision_benchmarks.datasets import load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"
@@ -65,8 +66,8 @@ NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
     """The training set (or its fixed random subset of ``train_images``) and the test set."""
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root)
     if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
         raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
                          "use a size <= the image side")

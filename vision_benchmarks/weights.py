@@ -33,13 +33,13 @@ from torch import nn
 
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, parse_config
-from core_ssl.data import load_dataset
 from core_ssl.device import resolve_device
 from core_ssl.weights import (EncoderNetwork, check_images, knn_check_top1, load_encoder_weights,
                               save_encoder_weights)
 
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import Method
+from vision_benchmarks.datasets import load_run_split
 
 
 @dataclass
@@ -104,8 +104,8 @@ def export_run(ecfg: ExportConfig) -> dict[str, Any]:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(ecfg, name)}", "give a positive count")
     method, cfg = load_pretrained(ecfg.run, torch.device("cpu"), ecfg.data_root)
     network = encoder_network(method)
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root)
     _check_same_features(network, method.backbone(), train.images[:16])
     out = ecfg.out or ecfg.run / f"{cfg.method}.safetensors"
     summary_path = ecfg.run / "summary.json"

@@ -179,3 +179,33 @@ def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path,
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "is not a run folder of this toolkit" in err and "removed" not in err
     assert contents(user) == files
+
+
+def test_a_grey_dataset_pretrains_as_rgb_and_evaluates(tmp_path):
+    """Fashion-MNIST at 28 px (the documented grey run): the grey images reach the 3-channel stem
+    replicated, in pre-training and in the evaluation of the run alike."""
+    run = tmp_path / "fashion"
+    summary = pretrain.pretrain(tiny_run(run, dataset="fashion-mnist", image_size=28, epochs=1, knn_every=0))
+    assert summary["steps"] == 4 and 0 <= summary["knn_top1"] <= 1
+    method, cfg = evaluate.load_pretrained(run, torch.device("cpu"))
+    assert cfg.dataset == "fashion-mnist" and method.encoder(torch.zeros(2, 3, 28, 28)).shape[0] == 2
+
+
+def test_a_folder_laid_out_train_and_val_pretrains_on_train_and_tests_on_val(tmp_path):
+    """The Imagenette layout (train/ + val/, no test/), here with grey images."""
+    from PIL import Image
+
+    from vision_benchmarks.datasets import held_out_split, load_run_split
+
+    data = tmp_path / "grey"
+    for split, count in (("train", 12), ("val", 4)):
+        for label, shade in (("dark", 40), ("light", 200)):
+            (data / split / label).mkdir(parents=True)
+            for i in range(count):
+                Image.new("L", (16, 16), shade + i).save(data / split / label / f"{i}.png")
+    assert held_out_split(str(data)) == "val"
+    test = load_run_split(str(data), "test")
+    assert test.images.shape == (8, 3, 16, 16) and test.classes == ["dark", "light"]
+    summary = pretrain.pretrain(tiny_run(tmp_path / "run", dataset=str(data), image_size=16, train_images=None,
+                                         batch_size=8, epochs=1, knn_every=0))
+    assert summary["steps"] == 3
