@@ -128,7 +128,17 @@ def run_protocols(ecfg: EvaluateConfig, method: Method | PretrainedBackbone, tra
     """The protocol(s) on one train/test pair: ``{protocol: record}`` with the test top-1 and the
     protocol's settings. The backbone is :meth:`Method.backbone`, which applies the method's
     own input normalisation to the uint8 images. The labelled subset is read from (or saved to)
-    ``label_index`` when given."""
+    ``label_index`` when given.
+
+    Raises:
+        ValueError: the training images hold fewer than two classes (every prediction would be
+            right by construction, and the top-1 of 1.0 would mean nothing).
+    """
+    present = sorted({train.classes[i] for i in train.labels.unique().tolist()}) if len(train) else []
+    if len(present) < 2:
+        raise ValueError(f"the evaluation's training images hold {len(present)} class(es) ({', '.join(present) or 'none'}): "
+                         "a classifier would be right by construction (top-1 1.0). Give a dataset with at least two "
+                         "classes (one sub-folder per class)")
     labelled = balanced_label_subset(train, ecfg.label_fraction, ecfg.seed, index_file=label_index)
     backbone = method.backbone()
     records: dict[str, dict[str, Any]] = {}
