@@ -195,7 +195,7 @@ def test_sigint_saves_at_the_episode_end_and_the_resumed_run_is_bit_identical(tm
 def test_invalid_settings_fail_before_anything_starts(tmp_path):
     from core_ssl.cli import UsageError
 
-    with pytest.raises(UsageError, match="--batch-size must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="--batch-size must be >= 1, got 0"):
         parse_args([*STATE_SAC, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
 
