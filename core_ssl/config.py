@@ -185,7 +185,10 @@ def parse_config(
     description: str | None = None,
     presets: dict[str, dict[str, Any]] | None = None,
 ) -> T:
-    """Fill the dataclass ``cls`` from defaults, then the chosen preset, then the flags."""
+    """Fill the dataclass ``cls`` from defaults, then the chosen preset, then the flags, and
+    check every field against its declared rules (:func:`validate_config`; a
+    :class:`~core_ssl.cli.UsageError` for the first one out of bounds). The training commands
+    go through :class:`core_ssl.pipeline.ConfigPipeline`, which adds resume and resolution."""
     parser = build_parser(cls, description, presets)
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
@@ -193,7 +196,9 @@ def parse_config(
     if preset:
         values.update(presets[preset])  # type: ignore[index]
     values.update(args)
-    return replace_config(cls(), **values)
+    cfg = replace_config(cls(), **values)
+    validate_config(cfg)
+    return cfg
 
 
 def replace_config(cfg: T, **overrides: Any) -> T:

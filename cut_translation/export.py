@@ -98,7 +98,7 @@ class ExportConfig:
     checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt or generator*.safetensors"})
     output: Path | None = field(default=None, metadata={"help": "the .safetensors file to write; None = <checkpoint stem>_generator.safetensors beside it"})
     fp16: bool = field(default=True, metadata={"help": "store the weights in fp16 (--no-fp16: fp32)"})
-    check_images: int = field(default=0, metadata={"help": "also store the content and change of the stored weights on this many held-out A images (0: none)"})
+    check_images: int = field(default=0, metadata={"help": "also store the content and change of the stored weights on this many held-out A images (0: none)", "min": 0})
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -203,9 +203,9 @@ class TranslateConfig:
 
     checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt, or a generator .safetensors (training's or cut_translation.export's)"})
     input: Path | None = field(default=None, metadata={"help": "an image file or a folder of images"})
-    output: Path = field(default=Path("translated"), metadata={"help": "folder for the translated PNGs"})
-    size: int | None = field(default=None, metadata={"help": "resize inputs to size x size first; None = keep their size"})
-    batch_size: int = field(default=8, metadata={"help": "images decoded at a time"})
+    output: Path = field(default=Path("translated"), metadata={"help": "folder for the translated PNGs", "nonempty": True})
+    size: int | None = field(default=None, metadata={"help": "resize inputs to size x size first; None = keep their size", "min": 4})
+    batch_size: int = field(default=8, metadata={"help": "images decoded at a time", "min": 1})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
 
 
@@ -213,10 +213,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
     cfg = parse_config(TranslateConfig, argv)
     if cfg.checkpoint is None or cfg.input is None:
         raise UsageError("--checkpoint and --input are required", "see --help")
-    if cfg.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {cfg.batch_size}", "give a positive number of images")
-    if cfg.size is not None and cfg.size < 4:
-        raise UsageError(f"--size must be at least 4, got {cfg.size}", "give a side in pixels, or leave it out")
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise UsageError(f"--output {cfg.output} is a file, not a folder", "give a folder for the translated images")
     files, root = list_inputs(Path(cfg.input))

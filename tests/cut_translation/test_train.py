@@ -254,7 +254,7 @@ def test_translate_validates_its_flags_and_names_an_image_given_as_checkpoint(tm
         run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png"),
                                      "--batch-size", "0"])
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: --batch-size must be at least 1, got 0 — give a positive number of images"
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1, got 0 — give 1 or more"
     with pytest.raises(SystemExit) as stopped:
         run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png")])
     assert stopped.value.code == 1
