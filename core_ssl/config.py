@@ -62,6 +62,8 @@ def _scalar_type(annotation: Any) -> tuple[type, bool]:
 
 def _parse_optional(kind: type):
     def parse(text: str):
+        if kind is Path and not text.strip():  # "" is no path, not "the default": say none for that
+            raise argparse.ArgumentTypeError("an empty path; give a file or folder name (or none for the default)")
         return None if text.lower() in ("none", "null", "") else kind(text)
     parse.__name__ = kind.__name__
     return parse

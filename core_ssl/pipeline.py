@@ -93,6 +93,7 @@ class ConfigPipeline:
             given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
         if self.run_dir_field is not None and getattr(cfg, "resume", False):
             cfg = self._merge_saved(cfg, set(given))
+        validate_config(cfg)  # the values given, before the command's defaults are derived from them
         cfg = self.resolve(cfg)
         self.validate(cfg)
         return cfg

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from core_ssl.cli import UsageError, run_command
+from core_ssl.cli import run_command
 from core_ssl.config import config_to_dict, parse_config, validate_config
 from core_ssl.device import resolve_device
 from core_ssl.weights import (EncoderNetwork, check_images, knn_check_top1, load_encoder_weights,
