@@ -213,11 +213,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
     cfg = parse_config(TranslateConfig, argv)
     if cfg.checkpoint is None or cfg.input is None:
         raise UsageError("--checkpoint and --input are required", "see --help")
+    device = resolve_device(cfg.device)
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise UsageError(f"--output {cfg.output} is a file, not a folder", "give a folder for the translated images")
     files, root = list_inputs(Path(cfg.input))
     output_paths(files, root, Path(cfg.output))  # refused before the model is loaded
-    model, _ = load_generator(cfg.checkpoint, resolve_device(cfg.device))
+    model, _ = load_generator(cfg.checkpoint, device)
     written = translate_files(model, files, root, Path(cfg.output), cfg.size, cfg.batch_size)
     print(f"wrote {len(written)} image(s) to {cfg.output}")
     return written

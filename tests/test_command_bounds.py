@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 from core_ssl.cli import run_command
 from core_ssl.config import _scalar_type, field_rules, out_of_bounds_values
@@ -26,7 +27,8 @@ COMMANDS = {
                                                     "--run-dir", "{tmp}/run"]),
     "cut_translation.train": ("cut_translation.train:TrainConfig", ["--device", "cpu", "--run-dir", "{tmp}/run"]),
     "cut_translation.translate": ("cut_translation.translate:TranslateConfig",
-                                  ["--checkpoint", "{tmp}/g.safetensors", "--input", "{tmp}/in", "--output", "{tmp}/out"]),
+                                  ["--device", "cpu", "--checkpoint", "{tmp}/g.safetensors", "--input", "{tmp}/in",
+                                   "--output", "{tmp}/out"]),
     "cut_translation.evaluate": ("cut_translation.evaluate:EvaluateConfig", ["--device", "cpu", "--output", "{tmp}/e.json"]),
     "cut_translation.export": ("cut_translation.export:ExportConfig", ["--checkpoint", "{tmp}/best.pt",
                                                                        "--output", "{tmp}/g.safetensors"]),
@@ -73,4 +75,19 @@ def test_a_flag_out_of_its_declared_bounds_is_refused_before_any_file_is_written
     last = err.splitlines()[-1]
     assert last.startswith(f"error: {flag} must") or f"argument {flag}" in last, err
     assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", [name for name, (_, flags) in COMMANDS.items() if "--device" in flags])
+def test_device_cuda_without_a_gpu_is_one_line_before_any_file_is_written(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    flags = [part.replace("{tmp}", str(tmp_path)) for part in COMMANDS[command][1]]
+    flags[flags.index("--device") + 1] = "cuda"
+    with pytest.raises(SystemExit) as stopped:
+        run_command(importlib.import_module(command).main, flags)
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == ("error: --device cuda was requested but CUDA is not available on this machine — "
+                                    "use --device cpu or --device auto")
     assert list(tmp_path.iterdir()) == []
