@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import types
 import typing
 from pathlib import Path
@@ -152,9 +153,18 @@ def out_of_bounds_values(rule: dict[str, Any], kind: type) -> list[Any]:
     return values
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that writing ``--help`` into a closed pipe is not ignored: the
+    ``BrokenPipeError`` reaches :func:`core_ssl.cli.run_command`, which exits 141 as documented."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
+
+
 def build_parser(cls: type, description: str | None = None, presets: dict[str, dict[str, Any]] | None = None) -> argparse.ArgumentParser:
     """An ``argparse`` parser with one flag per field of the dataclass ``cls``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         description=description or (cls.__doc__ or "").strip().split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
