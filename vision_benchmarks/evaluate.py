@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import torch
 
 from core_ssl import checkpoint, monitor
-from core_ssl.cli import run_command
+from core_ssl.cli import UsageError, run_command
 from core_ssl.config import load_config, parse_config
 from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
@@ -177,14 +177,14 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     record)."""
     if ecfg.weights is not None:
         if ecfg.protocol == "robustness":
-            raise ValueError("--protocol robustness reads a run folder; give --run instead of --weights")
+            raise UsageError("--protocol robustness reads a run folder", "give --run instead of --weights")
         ecfg = dataclasses.replace(ecfg, run=ecfg.out or Path("runs") / f"eval-{ecfg.weights.stem}")
         ecfg.run.mkdir(parents=True, exist_ok=True)
     if ecfg.protocol == "robustness":
         from vision_benchmarks.robustness import evaluate_robustness  # deferred: plotting and corruptions
 
         if ecfg.dataset:
-            raise ValueError("--protocol robustness corrupts the CIFAR-10 test set; drop --dataset")
+            raise UsageError("--protocol robustness corrupts the CIFAR-10 test set", "drop --dataset")
         return evaluate_robustness(ecfg)
     if ecfg.dataset:
         return evaluate_transfer(ecfg)

@@ -51,6 +51,7 @@ from core_ssl.sync_batchnorm import convert_batchnorm
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.plots import plot_monitors
+from vision_benchmarks.transforms import parse_views
 from vision_benchmarks.datasets import load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
@@ -141,8 +142,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return pretrain(*PIPELINE.read(list(sys.argv[1:] if argv is None else argv)))
 
 
+def check(cfg: PretrainConfig) -> None:
+    """The checks beyond each field's declared bounds (:class:`UsageError`, exit 2)."""
+    if cfg.views is not None:
+        parse_views(cfg.views)
+
+
 PIPELINE = ConfigPipeline(PretrainConfig, presets=PRESETS, run_dir_field="out", runtime=RUNTIME_FIELDS,
-                          extendable=LENGTH_FIELDS, resolve=resolve_method_defaults)
+                          extendable=LENGTH_FIELDS, resolve=resolve_method_defaults, check=check)
 """Flags -> validated config (:mod:`core_ssl.pipeline`): bounds declared in :mod:`vision_benchmarks.config`."""
 
 

@@ -209,3 +209,10 @@ def test_a_folder_laid_out_train_and_val_pretrains_on_train_and_tests_on_val(tmp
     summary = pretrain.pretrain(tiny_run(tmp_path / "run", dataset=str(data), image_size=16, train_images=None,
                                          batch_size=8, epochs=1, knn_every=0))
     assert summary["steps"] == 3
+
+
+def test_an_unknown_view_is_a_usage_error_before_the_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--views", "crop,sparkle", "--run-dir", str(tmp_path / "run")])
+    assert stopped.value.code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err.strip().startswith("error: --views takes one or two of crop, ")
