@@ -155,6 +155,19 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[s
         raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
 
 
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, strict: bool = True) -> Any:
+    """``module.load_state_dict(state)``; tensors whose shapes (or, with ``strict``, names)
+    disagree with the network the file's metadata describes are a :class:`CheckpointError`
+    naming ``source`` and the first differences, not torch's multi-line ``RuntimeError``."""
+    try:
+        return module.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        detail = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+        raise CheckpointError(f"the weights in {source} do not fit the network its settings describe ({detail}): "
+                              "the file is damaged or its metadata was changed; export it again from its run") from None
+
+
 def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a safetensors file (``{}`` when it has none), without reading its
     tensors; a missing or foreign file is a :class:`CheckpointError` naming it."""

@@ -137,7 +137,13 @@ def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = N
     argv = [a for a in argv if a != DEBUG_FLAG]
     try:
         main(argv)
-    except SystemExit:
+        sys.stdout.flush()  # text still buffered meets a closed pipe here, not at the interpreter's exit
+    except SystemExit as stop:
+        try:
+            sys.stdout.flush()  # --help: argparse printed into the buffer, then exits 0
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(128 + signal.SIGPIPE if stop.code in (0, None) else stop.code)
         raise
     except BrokenPipeError:  # e.g. `--help | head`: not an error of the command, nothing more to say
         _silence_stdout()

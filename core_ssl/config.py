@@ -2,7 +2,16 @@
 
 A config is a plain ``@dataclass``; each field's ``metadata={"help": ...}`` becomes its
 ``--help`` text, ``metadata={"choices": [...]}`` restricts its values and
-``metadata={"aliases": ["--out"]}`` adds other names for its flag. Presets are named
+``metadata={"aliases": ["--out"]}`` adds other names for its flag. A field declares the values
+it accepts in its metadata too, and :func:`validate_config` checks them all (every command
+calls it before it creates anything, see :mod:`core_ssl.pipeline`):
+
+- ``"min"`` / ``"max"``: inclusive bounds (``{"min": 1}`` for a count);
+- ``"gt"`` / ``"lt"``: exclusive bounds (``{"gt": 0}`` for a learning rate);
+- ``"choices"``: the allowed values;
+- ``"nonempty": True``: a string or path that must not be empty (a run folder).
+
+A field that may be None (``int | None``) accepts None whatever its bounds. Presets are named
 dicts of overrides applied before the command-line flags, so ``--preset cpu --batch-size 64``
 means "the cpu preset, but batch 64"::
 
@@ -21,12 +30,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from core_ssl.checkpoint import atomic_write
+from core_ssl.cli import UsageError
 
 T = TypeVar("T")
 CONFIG_FILE = "config.json"
@@ -52,14 +63,108 @@ def _scalar_type(annotation: Any) -> tuple[type, bool]:
 
 def _parse_optional(kind: type):
     def parse(text: str):
+        if kind is Path and not text.strip():  # "" is no path, not "the default": say none for that
+            raise argparse.ArgumentTypeError("an empty path; give a file or folder name (or none for the default)")
         return None if text.lower() in ("none", "null", "") else kind(text)
     parse.__name__ = kind.__name__
     return parse
 
 
+def _parse_path(text: str) -> Path:
+    if not text.strip():  # Path("") would be the current folder
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return Path(text)
+
+
+BOUND_KEYS = ("min", "max", "gt", "lt")
+"""The metadata keys of a field's numeric bounds (inclusive ``min`` / ``max``, exclusive ``gt`` / ``lt``)."""
+
+
+def field_rules(cls: type) -> dict[str, dict[str, Any]]:
+    """Each field's declared rules: ``{name: {"min": 1, ...}}`` (bounds, ``choices``,
+    ``nonempty``; a ``Literal`` type gives its choices); fields without rules are left out."""
+    hints = typing.get_type_hints(cls)
+    rules = {}
+    for f in dataclasses.fields(cls):
+        rule = {key: f.metadata[key] for key in (*BOUND_KEYS, "choices", "nonempty") if key in f.metadata}
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            rule["choices"] = list(typing.get_args(hints[f.name]))
+        if rule:
+            rules[f.name] = rule
+    return rules
+
+
+def describe_bounds(rule: dict[str, Any]) -> str:
+    """``>= 1``, ``> 0``, ``in [0, 1)``... for a field's bounds."""
+    low = (f"[{rule['min']}" if "min" in rule else f"({rule['gt']}" if "gt" in rule else None)
+    high = (f"{rule['max']}]" if "max" in rule else f"{rule['lt']})" if "lt" in rule else None)
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return (">= " if low[0] == "[" else "> ") + low[1:]
+    return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+
+
+def _violates(value: Any, rule: dict[str, Any]) -> bool:
+    if "min" in rule and not value >= rule["min"]:  # written so that NaN violates every bound
+        return True
+    if "max" in rule and not value <= rule["max"]:
+        return True
+    if "gt" in rule and not value > rule["gt"]:
+        return True
+    return "lt" in rule and not value < rule["lt"]
+
+
+def validate_config(cfg: Any) -> None:
+    """Check every field of ``cfg`` against its declared rules (:func:`field_rules`).
+
+    Raises:
+        UsageError: for the first field out of its rules (exit 2), naming the flag, the value
+            and what to give instead.
+    """
+    for name, rule in field_rules(type(cfg)).items():
+        value = getattr(cfg, name)
+        if value is None or isinstance(value, bool):
+            continue
+        flag = _flag(name)
+        if rule.get("nonempty") and not str(value).strip():  # an empty --path flag is refused by the parser
+            raise UsageError(f"{flag} must not be empty", "give a folder (or file) name")
+        if "choices" in rule and value not in rule["choices"]:
+            raise UsageError(f"{flag} must be one of {', '.join(map(str, rule['choices']))}, got {value!r}",
+                             "give one of those")
+        if any(key in rule for key in BOUND_KEYS) and _violates(value, rule):
+            bounds = describe_bounds(rule)
+            fix = f"give {rule['min']} or more" if set(rule) & set(BOUND_KEYS) == {"min"} else f"give a value {bounds}"
+            raise UsageError(f"{flag} must be {bounds}, got {value}", fix)
+
+
+def out_of_bounds_values(rule: dict[str, Any], kind: type) -> list[Any]:
+    """Values just outside a field's bounds (for tests generated from the declarations)."""
+    step = 1 if kind is int else 0.5
+    values = []
+    if "min" in rule:
+        values.append(rule["min"] - step)
+    if "gt" in rule:
+        values.append(rule["gt"])
+    if "max" in rule:
+        values.append(rule["max"] + step)
+    if "lt" in rule:
+        values.append(rule["lt"])
+    return values
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that writing ``--help`` into a closed pipe is not ignored: the
+    ``BrokenPipeError`` reaches :func:`core_ssl.cli.run_command`, which exits 141 as documented."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
+
+
 def build_parser(cls: type, description: str | None = None, presets: dict[str, dict[str, Any]] | None = None) -> argparse.ArgumentParser:
     """An ``argparse`` parser with one flag per field of the dataclass ``cls``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         description=description or (cls.__doc__ or "").strip().split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -79,7 +184,8 @@ def build_parser(cls: type, description: str | None = None, presets: dict[str, d
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
         else:
-            parser.add_argument(*flags, dest=f.name, type=_parse_optional(kind) if optional else kind,
+            parse = _parse_optional(kind) if optional else _parse_path if kind is Path else kind
+            parser.add_argument(*flags, dest=f.name, type=parse,
                                 choices=choices, default=argparse.SUPPRESS,
                                 help=f"{help_text} (default: {default})")
     return parser
@@ -91,7 +197,10 @@ def parse_config(
     description: str | None = None,
     presets: dict[str, dict[str, Any]] | None = None,
 ) -> T:
-    """Fill the dataclass ``cls`` from defaults, then the chosen preset, then the flags."""
+    """Fill the dataclass ``cls`` from defaults, then the chosen preset, then the flags, and
+    check every field against its declared rules (:func:`validate_config`; a
+    :class:`~core_ssl.cli.UsageError` for the first one out of bounds). The training commands
+    go through :class:`core_ssl.pipeline.ConfigPipeline`, which adds resume and resolution."""
     parser = build_parser(cls, description, presets)
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
@@ -99,7 +208,9 @@ def parse_config(
     if preset:
         values.update(presets[preset])  # type: ignore[index]
     values.update(args)
-    return replace_config(cls(), **values)
+    cfg = replace_config(cls(), **values)
+    validate_config(cfg)
+    return cfg
 
 
 def replace_config(cfg: T, **overrides: Any) -> T:

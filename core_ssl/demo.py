@@ -36,17 +36,17 @@ from core_ssl.plotting import pyplot, save_figure
 class DemoConfig:
     """SimCLR on CIFAR-10 with the small ConvNet: a few-minute health check of core_ssl."""
 
-    epochs: int = field(default=15, metadata={"help": "pre-training epochs over the subset"})
-    train_images: int = field(default=20000, metadata={"help": "CIFAR-10 training images used (<= 50000)"})
-    batch_size: int = field(default=256, metadata={"help": "images per batch (two views each)"})
-    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
-    temperature: float = field(default=0.5, metadata={"help": "NT-Xent temperature"})
-    width: int = field(default=32, metadata={"help": "ConvNet base width (features = 8 x width)"})
+    epochs: int = field(default=15, metadata={"help": "pre-training epochs over the subset", "min": 0})
+    train_images: int = field(default=20000, metadata={"help": "CIFAR-10 training images used (<= 50000)", "min": 1})
+    batch_size: int = field(default=256, metadata={"help": "images per batch (two views each)", "min": 1})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate", "gt": 0})
+    temperature: float = field(default=0.5, metadata={"help": "NT-Xent temperature", "gt": 0})
+    width: int = field(default=32, metadata={"help": "ConvNet base width (features = 8 x width)", "min": 1})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the encoder (losses stay fp32): auto = on where "
                                                        "the device runs bf16 natively | on | off", "choices": ["auto", "on", "off"]})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     data_root: Path | None = field(default=None, metadata={"help": "folder holding cifar10-jpeg.zip (default: $SSL_DATA_DIR or ../shared/data)"})
-    out: Path = field(default=Path("runs/demo"), metadata={"help": "run folder"})
+    out: Path = field(default=Path("runs/demo"), metadata={"help": "run folder", "nonempty": True})
     seed: int = 0
 
 

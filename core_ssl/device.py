@@ -6,24 +6,29 @@ import contextlib
 
 import torch
 
+from core_ssl.cli import UsageError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Turn ``auto | cpu | cuda | cuda:N`` into a ``torch.device``.
 
     ``auto`` picks CUDA when it is available and the CPU otherwise. Asking for CUDA on a
-    machine without it is an error, not a silent fallback.
+    machine without it (or for a GPU index it does not have) is a :class:`UsageError` (exit 2,
+    one line), not a silent fallback; so is a name that is no device.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"--device {name} was requested but CUDA is not available on this machine; "
-            "use --device cpu or --device auto."
-        )
     try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from err
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}", "use --device auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} was requested but CUDA is not available on this machine",
+                         "use --device cpu or --device auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                         f"use --device cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or --device auto")
+    return device
 
 
 def autocast(device: torch.device, enabled: bool = True):

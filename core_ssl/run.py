@@ -11,9 +11,14 @@ A training command opens its folder with :class:`RunFolder` and keeps to these r
   saved config, except runtime ones (device, threads, progress bar) and those that lengthen
   training (``--epochs``, ``--total-env-steps``, ``--minutes``), which may grow and so extend
   even a finished run. Any other difference is refused with the list of differences.
+- **Only its own files.** Opening a fresh run writes the marker ``.core_ssl_run`` (JSON: the
+  command) into the folder first; this is how a folder is recognised as one of this toolkit's
+  runs. A folder that is neither empty nor marked (another tool's output, a user's files, even
+  one holding a ``config.json``) is refused with :class:`NotARunFolder` before anything in it is
+  created, removed or overwritten.
 - **Fresh starts are fresh.** Starting without ``--resume`` in a folder that holds a
-  checkpoint is refused; in a folder a run left before its first checkpoint, that run's logs
-  are removed first, so nothing is appended to them.
+  checkpoint is refused; in a marked folder a run left before its first checkpoint, that run's
+  logs are removed first, so nothing is appended to them.
 - **One writer.** The folder is locked (``fcntl.flock`` on ``.lock``) for the life of the
   process; a second process stops at once with :class:`RunLocked`.
 - **Signals.** The first SIGINT / SIGTERM only sets :attr:`RunFolder.stop_signal`; the loop
@@ -26,8 +31,8 @@ A training command opens its folder with :class:`RunFolder` and keeps to these r
 - **Machine facts.** Every start and resume appends one line to ``machine.jsonl``
   (:func:`core_ssl.device.machine_facts`: CPU model, SIMD level, native bf16, threads, torch,
   GPU), so a result names the machine it ran on and its times are read against it.
-- A folder this process created and left empty (a failure before anything was written) is
-  removed again.
+- A folder this process created and left without a file of its own (a failure before anything
+  was written; the lock and the marker do not count) is removed again.
 """
 
 from __future__ import annotations
@@ -53,12 +58,17 @@ T = TypeVar("T")
 CHECKPOINT_FILE = "checkpoint.pt"
 LEGACY_CHECKPOINT_FILES = ("last.pt",)
 LOCK_FILE = ".lock"
+RUN_MARKER = ".core_ssl_run"  # written by RunFolder.open into every run folder it starts
 SUMMARY_FILE = "summary.json"
 MACHINE_FILE = "machine.jsonl"
 
 
 class RunLocked(CommandError):
     """Another process holds the run folder's lock."""
+
+
+class NotARunFolder(UsageError):
+    """A non-empty folder without the run marker was given as a run folder (exit 2)."""
 
 
 class ConfigMismatch(UsageError):
@@ -135,11 +145,47 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b) if isinstance(a, Path) or isinstance(b, Path) else a == b
 
 
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder a run of this toolkit was started in (it holds :data:`RUN_MARKER`)."""
+    return (Path(path) / RUN_MARKER).is_file()
+
+
+def write_marker(run_dir: Path, command: str) -> None:
+    """Write :data:`RUN_MARKER` (the command that started the run) into ``run_dir``."""
+    write_json(run_dir / RUN_MARKER, {"written_by": "core_ssl.run.RunFolder", "command": command})
+
+
+def foreign_files(path: Path) -> list[str]:
+    """The names in ``path`` (sorted) other than the lock and the marker; [] if it does not exist."""
+    if not path.is_dir():
+        return []
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if p.name not in (LOCK_FILE, RUN_MARKER))
+
+
+def check_run_folder(path: str | Path, resume: bool, flag: str = "--run-dir") -> None:
+    """Refuse (:class:`NotARunFolder`) to start a fresh run in ``path`` when it is a file, or a
+    folder that holds anything but is not marked as a run of this toolkit; nothing is touched.
+    A resumed run is checked by its checkpoint instead (runs written before the marker have none)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotARunFolder(f"{flag} {path} is a file, not a folder", f"give a new or empty folder as {flag}")
+    if resume or is_run_folder(path):
+        return
+    names = foreign_files(path)
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise NotARunFolder(
+            f"{flag} {path} is not empty ({shown}) and is not a run folder of this toolkit (no {RUN_MARKER} "
+            "marker), so a run there could overwrite files it did not write",
+            f"give a new or empty folder as {flag}; nothing in {path} was changed")
+
+
 def discard_logs(run_dir: Path) -> list[str]:
     """Remove what a run killed before its first checkpoint left: its metric streams (each
     ``*.jsonl`` with its ``*.csv``), ``tensorboard/``, ``config.json`` and ``summary.json``.
-    Only in a folder this toolkit wrote (one holding ``config.json``); returns the names removed."""
-    if not (run_dir / CONFIG_FILE).is_file():
+    Only in a folder marked as one of this toolkit's runs (:func:`is_run_folder`); returns the
+    names removed."""
+    if not is_run_folder(run_dir):
         return []
     removed = []
     for jsonl in sorted(run_dir.glob("*.jsonl")):
@@ -228,15 +274,22 @@ class RunFolder:
         if not self.resume and existing is not None:
             raise CommandError(f"{self.path} already holds a run ({existing.name})",
                                "pass --resume to continue it, or choose another --run-dir")
+        check_run_folder(self.path, self.resume)
         if self.main_process:
             self._created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock()
             if not self.resume:
+                try:
+                    check_run_folder(self.path, self.resume)  # again under the lock: another process may have written
+                except NotARunFolder:
+                    self.close()
+                    raise
                 removed = discard_logs(self.path)
                 if removed:
                     print(f"{self.path}: removed the logs of a run stopped before its first checkpoint "
                           f"({', '.join(removed)})", file=sys.stderr)
+                write_marker(self.path, self.command)
         self._install_signal_handlers()
 
     def _lock(self) -> None:
@@ -260,8 +313,9 @@ class RunFolder:
         if self._lock_fd is None:
             return
         with contextlib.suppress(OSError):
-            if self._created and [p.name for p in self.path.iterdir()] == [LOCK_FILE]:
-                (self.path / LOCK_FILE).unlink()
+            if self._created and not foreign_files(self.path):
+                for name in (RUN_MARKER, LOCK_FILE):
+                    (self.path / name).unlink(missing_ok=True)
                 self.path.rmdir()
         os.close(self._lock_fd)
         self._lock_fd = None

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from core_ssl.augment import standardize_images, to_float_image
-from core_ssl.checkpoint import CheckpointError, export_weights, load_weights, read_safetensors_metadata
+from core_ssl.checkpoint import CheckpointError, export_weights, load_state, load_weights, read_safetensors_metadata
 from core_ssl.encoders import build_encoder
 from core_ssl.features import extract_features, knn_evaluation
 from core_ssl.heads import linear_block
@@ -179,7 +179,7 @@ def load_encoder_weights(path: str | Path, device: str | torch.device = "cpu") -
     metadata = read_weights_metadata(path)
     network = EncoderNetwork(json.loads(metadata["architecture"]), metadata["input_normalization"])
     state = {name: (t.float() if t.is_floating_point() else t) for name, t in load_weights(path).items()}
-    missing, unexpected = network.load_state_dict(state, strict=False)
+    missing, unexpected = load_state(network, state, path, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the architecture in its metadata (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}): the file is damaged or was written by other code")

@@ -21,7 +21,6 @@ every step, domain A in shuffled order (the official ``UnalignedDataset``).
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 
 from core_ssl.augment import random_crop
-from core_ssl.data import find_source, read_image_files, resize_images
+from core_ssl.data import find_source, open_zip, read_image_files, resize_images
 
 __all__ = ["UnpairedData", "load_unpaired", "parse_data_spec", "default_load_size", "to_model_range", "to_uint8",
            "UnpairedBatches", "augment_batch"]
@@ -94,7 +93,7 @@ def _has_folder(path: Path, name: str) -> bool:
     name = name.strip("/")
     if path.is_dir():
         return (path / name).is_dir() or any((child / name).is_dir() for child in path.iterdir() if child.is_dir())
-    with zipfile.ZipFile(path) as archive:
+    with open_zip(path) as archive:
         return any(member.startswith(name + "/") or member.split("/", 1)[-1].startswith(name + "/")
                    for member in archive.namelist())
 
@@ -104,7 +103,7 @@ def _class_folders(path: Path, split: str) -> list[str]:
     if path.is_dir():
         roots = [path / split] + [child / split for child in path.iterdir() if child.is_dir()]
         return sorted({d.name for root in roots if root.is_dir() for d in root.iterdir() if d.is_dir()})
-    with zipfile.ZipFile(path) as archive:
+    with open_zip(path) as archive:
         names = set()
         for member in archive.namelist():
             parts = member.split("/")

@@ -31,6 +31,7 @@ from core_ssl.stats import Interval, bootstrap_interval
 __all__ = ["DEFAULT_L2_GRID", "DomainClassifier"]
 
 DEFAULT_L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+MIN_IMAGES = 5  # per domain: the cross-validation of the L2 penalty needs them
 FIT_OPTIONS = dict(max_iter=200, tolerance_grad=1e-9, tolerance_change=1e-12)
 """L-BFGS settings of every fit: up to 200 iterations, stopping at a gradient of 1e-9 or a change of 1e-12."""
 
@@ -57,8 +58,8 @@ class DomainClassifier:
     def __init__(self, features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray,
                  l2_grid: tuple[float, ...] = DEFAULT_L2_GRID, seed: int = 0) -> None:
         a, b = _tensor(features_a), _tensor(features_b)
-        if len(a) < 5 or len(b) < 5:
-            raise ValueError(f"the domain classifier needs at least 5 training images per domain, got {len(a)} A "
+        if len(a) < MIN_IMAGES or len(b) < MIN_IMAGES:
+            raise ValueError(f"the domain classifier needs at least {MIN_IMAGES} training images per domain, got {len(a)} A "
                              f"and {len(b)} B; raise --classifier-images")
         x = torch.cat([a, b])
         y = torch.cat([torch.zeros(len(a)), torch.ones(len(b))]).to(torch.float64)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from core_ssl.checkpoint import export_weights
-from core_ssl.cli import run_command
+from core_ssl.cli import UsageError, run_command
 from core_ssl.config import parse_config
 from cut_translation.model import CUTSettings
 
@@ -98,7 +98,7 @@ class ExportConfig:
     checkpoint: Path | None = field(default=None, metadata={"help": "a run's best.pt, checkpoint.pt or generator*.safetensors"})
     output: Path | None = field(default=None, metadata={"help": "the .safetensors file to write; None = <checkpoint stem>_generator.safetensors beside it"})
     fp16: bool = field(default=True, metadata={"help": "store the weights in fp16 (--no-fp16: fp32)"})
-    check_images: int = field(default=0, metadata={"help": "also store the content and change of the stored weights on this many held-out A images (0: none)"})
+    check_images: int = field(default=0, metadata={"help": "also store the content and change of the stored weights on this many held-out A images (0: none)", "min": 0})
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -106,12 +106,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     cfg = parse_config(ExportConfig, argv)
     if cfg.checkpoint is None:
-        raise ValueError("--checkpoint is required: a run's best.pt, checkpoint.pt or generator*.safetensors")
+        raise UsageError("--checkpoint is required", "give a run's best.pt, checkpoint.pt or generator*.safetensors")
     model, run = load_generator(cfg.checkpoint)
     output = Path(cfg.output) if cfg.output is not None else \
         Path(cfg.checkpoint).with_name(f"{Path(cfg.checkpoint).stem}_generator.safetensors")
     if output.suffix != ".safetensors":
-        raise ValueError(f"--output {output} must end in .safetensors (translate recognises the file by it)")
+        raise UsageError(f"--output {output} must end in .safetensors (translate recognises the file by it)", "give a name ending in .safetensors")
     dtype = torch.float16 if cfg.fp16 else torch.float32
     check = None
     if cfg.check_images > 0:  # measured with the weights as they will be stored (fp16 rounding included)

@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 from core_ssl.openmp import prefer_passive_waiting
 
@@ -47,10 +47,12 @@ from torchvision.utils import save_image  # noqa: E402
 
 from core_ssl.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from core_ssl.cli import UsageError, run_command
-from core_ssl.config import config_to_dict, load_config, parse_config, replace_config
+from core_ssl.config import config_to_dict, replace_config
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.logger import RunLogger, progress
-from core_ssl.run import RunFolder, given_fields, resume_config
+from core_ssl.pipeline import ConfigPipeline
+from core_ssl.run import RunFolder
+from cut_translation import domain_classifier
 from cut_translation.data import UnpairedBatches, UnpairedData, load_unpaired, to_model_range
 from cut_translation.evaluate import TranslationEvaluator
 from cut_translation.export import export_generator
@@ -70,37 +72,37 @@ class TrainConfig:
 
     data: str = field(default="catdog-128.zip", metadata={"help": "folder or zip with trainA/ and trainB/, or SOURCE:CLASS_A,CLASS_B for two classes of a {train,test}/<class>/ dataset (relative paths are also looked up in the data root)"})
     mode: Literal["cut", "fastcut"] = field(default="cut", metadata={"help": "CUT (identity NCE) or FastCUT (lambda_NCE 10, flip equivariance)"})
-    run_dir: Path = field(default=Path("runs/cut"), metadata={"help": "folder for logs, samples and checkpoints"})
+    run_dir: Path = field(default=Path("runs/cut"), metadata={"help": "folder for logs, samples and checkpoints", "nonempty": True})
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir from its checkpoint.pt"})
-    size: int = field(default=128, metadata={"help": "training crop and evaluation size (divisible by 4, >= 32)"})
-    load_size: int | None = field(default=None, metadata={"help": "resize before the random crop; None = round(size * 286 / 256)"})
-    holdout: int = field(default=200, metadata={"help": "images per domain held out for FID / KID (when there is no testA/testB)"})
-    channels: int | None = field(default=None, metadata={"help": "1 (grey) or 3; None = colour unless both domains are grey"})
-    batch_size: int = field(default=1, metadata={"help": "images per domain per step (1 in the paper)"})
-    epochs: int | None = field(default=None, metadata={"help": "epochs at constant lr; None = 200 CUT, 150 FastCUT"})
-    epochs_decay: int | None = field(default=None, metadata={"help": "epochs of linear lr decay to 0; None = 200 CUT, 50 FastCUT"})
-    steps_per_epoch: int | None = field(default=None, metadata={"help": "cap the steps of an epoch; None = max(|A|, |B|) / batch"})
-    ngf: int = field(default=64, metadata={"help": "generator width"})
-    n_blocks: int = field(default=9, metadata={"help": "generator residual blocks (9; 6 for small images)"})
-    ndf: int = field(default=64, metadata={"help": "discriminator width"})
-    lambda_gan: float = field(default=1.0, metadata={"help": "weight of the GAN loss"})
-    lambda_nce: float | None = field(default=None, metadata={"help": "weight of PatchNCE; None = 1 CUT, 10 FastCUT"})
+    size: int = field(default=128, metadata={"help": "training crop and evaluation size (divisible by 4, >= 32)", "min": 32})
+    load_size: int | None = field(default=None, metadata={"help": "resize before the random crop; None = round(size * 286 / 256)", "min": 32})
+    holdout: int = field(default=200, metadata={"help": "images per domain held out for FID / KID (when there is no testA/testB)", "min": 0})
+    channels: int | None = field(default=None, metadata={"help": "1 (grey) or 3; None = colour unless both domains are grey", "choices": [1, 3]})
+    batch_size: int = field(default=1, metadata={"help": "images per domain per step (1 in the paper)", "min": 1})
+    epochs: int | None = field(default=None, metadata={"help": "epochs at constant lr; None = 200 CUT, 150 FastCUT", "min": 0})
+    epochs_decay: int | None = field(default=None, metadata={"help": "epochs of linear lr decay to 0; None = 200 CUT, 50 FastCUT", "min": 0})
+    steps_per_epoch: int | None = field(default=None, metadata={"help": "cap the steps of an epoch; None = max(|A|, |B|) / batch", "min": 1})
+    ngf: int = field(default=64, metadata={"help": "generator width", "min": 1})
+    n_blocks: int = field(default=9, metadata={"help": "generator residual blocks (9; 6 for small images)", "min": 1})
+    ndf: int = field(default=64, metadata={"help": "discriminator width", "min": 1})
+    lambda_gan: float = field(default=1.0, metadata={"help": "weight of the GAN loss", "min": 0})
+    lambda_nce: float | None = field(default=None, metadata={"help": "weight of PatchNCE; None = 1 CUT, 10 FastCUT", "min": 0})
     nce_idt: bool | None = field(default=None, metadata={"help": "identity PatchNCE on domain B; None = on for CUT"})
     flip_equivariance: bool | None = field(default=None, metadata={"help": "flip-equivariance; None = on for FastCUT"})
-    num_patches: int = field(default=256, metadata={"help": "sampled locations per NCE layer"})
-    temperature: float = field(default=0.07, metadata={"help": "PatchNCE temperature"})
-    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate (betas 0.5, 0.999)"})
+    num_patches: int = field(default=256, metadata={"help": "sampled locations per NCE layer", "min": 1})
+    temperature: float = field(default=0.07, metadata={"help": "PatchNCE temperature", "gt": 0})
+    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate (betas 0.5, 0.999)", "gt": 0})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks, losses in fp32: auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX) | on | off", "choices": ["auto", "on", "off"]})
-    eval_every: int = field(default=5, metadata={"help": "FID / KID every N epochs (0: never)"})
-    eval_images: int | None = field(default=None, metadata={"help": "held-out images per domain used for the evaluation; None = all"})
-    classifier_images: int = field(default=400, metadata={"help": "training images per domain for the domain classifier (0: none)"})
-    eval_bootstrap: int = field(default=1000, metadata={"help": "bootstrap replicates per evaluation interval"})
+    eval_every: int = field(default=5, metadata={"help": "FID / KID every N epochs (0: never)", "min": 0})
+    eval_images: int | None = field(default=None, metadata={"help": "held-out images per domain used for the evaluation; None = all", "min": 1})
+    classifier_images: int = field(default=400, metadata={"help": "training images per domain for the domain classifier (0: none)", "min": 0})
+    eval_bootstrap: int = field(default=1000, metadata={"help": "bootstrap replicates per evaluation interval", "min": 1})
     eval_cache: Path | None = field(default=None, metadata={"help": "file keeping the real images' Inception features, shareable by runs with the same data, size, hold-out and seed (default: <run-dir>/eval_features.pt)"})
-    samples: int = field(default=6, metadata={"help": "held-out images in each sample grid"})
-    log_every: int = field(default=50, metadata={"help": "log losses every N steps"})
-    seed: int = field(default=0, metadata={"help": "random seed (initialisation, data order, held-out split)"})
+    samples: int = field(default=6, metadata={"help": "held-out images in each sample grid", "min": 1})
+    log_every: int = field(default=50, metadata={"help": "log losses every N steps", "min": 1})
+    seed: int = field(default=0, metadata={"help": "random seed (initialisation, data order, held-out split)", "min": 0})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch; None = one per core"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch; None = one per core", "min": 1})
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard logs"})
 
 
@@ -160,27 +162,32 @@ def resolve_mode_defaults(cfg: TrainConfig) -> TrainConfig:
                           nce_idt=mode.nce_idt, flip_equivariance=mode.flip_equivariance)
 
 
+def check(cfg: TrainConfig) -> None:
+    """The checks beyond each field's declared bounds (:class:`UsageError`, exit 2)."""
+    if cfg.size % 4:
+        raise UsageError(f"--size must be divisible by 4, got {cfg.size}", "give e.g. 32, 64 or 128")
+    if 0 < cfg.classifier_images < domain_classifier.MIN_IMAGES:
+        raise UsageError(f"--classifier-images must be 0 (no domain classifier) or at least {domain_classifier.MIN_IMAGES}, "
+                         f"got {cfg.classifier_images}", f"give 0 or {domain_classifier.MIN_IMAGES} or more")
+
+
+PIPELINE = ConfigPipeline(TrainConfig, presets=PRESETS, run_dir_field="run_dir", runtime=RUNTIME_FIELDS,
+                          extendable=LENGTH_FIELDS, resolve=resolve_mode_defaults, check=check)
+"""Flags -> validated config (:mod:`core_ssl.pipeline`): the mode's defaults filled in, every field
+within the bounds its declaration states."""
+
+
 def validate(cfg: TrainConfig) -> None:
     """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
-    for name, low in (("batch_size", 1), ("ngf", 1), ("ndf", 1), ("n_blocks", 1), ("num_patches", 1),
-                      ("log_every", 1), ("epochs", 0), ("epochs_decay", 0), ("eval_every", 0), ("holdout", 0),
-                      ("samples", 0), ("classifier_images", 0), ("steps_per_epoch", 1), ("eval_images", 1),
-                      ("threads", 1), ("eval_bootstrap", 1)):
-        value = getattr(cfg, name)
-        if value is not None and value < low:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}", f"give {low} or more")
-    if cfg.size < 32 or cfg.size % 4:
-        raise UsageError(f"--size must be divisible by 4 and >= 32, got {cfg.size}", "give e.g. 32, 64 or 128")
-    if not cfg.lr > 0 or not cfg.temperature > 0:
-        raise UsageError(f"--lr and --temperature must be > 0, got {cfg.lr} and {cfg.temperature}",
-                         "give positive values")
+    PIPELINE.validate(cfg)
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> dict:
     """Run (or resume) the training ``cfg`` describes in its locked run folder; returns the
-    summary written to summary.json."""
-    cfg = resolve_mode_defaults(cfg)
-    validate(cfg)
+    summary written to summary.json. ``cfg`` goes through :data:`PIPELINE` first (merged with
+    the saved config on resume, the mode's defaults filled in, validated); ``given``: the fields
+    named on the command line (None = those set away from the defaults)."""
+    cfg = PIPELINE.finish(cfg, given)
     device = resolve_device(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -296,14 +303,8 @@ def _loss_terms(losses: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Parse the flags; with --resume, the run's saved config (:func:`core_ssl.run.resume_config`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(TrainConfig, argv, presets=PRESETS)
-    if cfg.resume and (Path(cfg.run_dir) / "config.json").is_file():
-        saved = resolve_mode_defaults(load_config(TrainConfig, cfg.run_dir))
-        cfg = resume_config(saved, resolve_mode_defaults(cfg), given_fields(TrainConfig, argv, PRESETS), "run_dir",
-                            runtime=RUNTIME_FIELDS, extendable=LENGTH_FIELDS)
-    return train(cfg)
+    """Parse the flags once (:data:`PIPELINE`) and train."""
+    return train(*PIPELINE.read(list(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

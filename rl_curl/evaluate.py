@@ -29,7 +29,7 @@ prefer_passive_waiting()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core_ssl.checkpoint import CheckpointError, export_weights, load_checkpoint, load_weights  # noqa: E402
+from core_ssl.checkpoint import CheckpointError, export_weights, load_checkpoint, load_state, load_weights  # noqa: E402
 from core_ssl.cli import run_command  # noqa: E402
 from core_ssl.config import replace_config  # noqa: E402
 from rl_curl.video import save_episode_animation  # noqa: E402
@@ -76,7 +76,7 @@ def load_agent(path: str | Path, device: torch.device = torch.device("cpu")):
     env = train.build_env(cfg, cfg.seed + 10_000)
     agent = train.build_agent(cfg, env, device)
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(path, device).items()}
-    agent.actor.load_state_dict(state)
+    load_state(agent.actor, state, path)
     return cfg, env, agent
 
 

@@ -30,7 +30,6 @@ into it. SIGINT / SIGTERM save a checkpoint at the end of the current episode, t
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -48,11 +47,12 @@ import torch  # noqa: E402
 
 from core_ssl.checkpoint import capture_rng_state, export_weights, restore_rng_state
 from core_ssl.cli import UsageError, run_command
-from core_ssl.config import config_to_dict, load_config, parse_config, replace_config
+from core_ssl.config import config_to_dict, replace_config
 from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_conv_micro_batch, resolve_device
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
-from core_ssl.run import RunFolder, given_fields, resume_config
+from core_ssl.pipeline import ConfigPipeline
+from core_ssl.run import RunFolder
 from rl_curl import envs
 from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
 from rl_curl.replay import make_replay
@@ -76,40 +76,40 @@ class TrainConfig:
     aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native gather or kornia (same distribution); auto = the device's default (docs/benchmarks.md)",
                                                       "choices": ["auto", "native", "kornia"]})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    seed: int = field(default=1, metadata={"help": "random seed (torch, numpy, environments)"})
+    seed: int = field(default=1, metadata={"help": "random seed (torch, numpy, environments)", "min": 0})
     total_env_steps: int = field(default=500_000, metadata={"help": "environment steps to train for "
-                                                                    "(training stops at the first episode end at or after it)"})
+                                                                    "(training stops at the first episode end at or after it)", "min": 0})
     init_steps: int = field(default=1000, metadata={
         "help": "AGENT steps (= stored transitions) of uniformly random actions before the first update, as the "
                 "official code's init_steps; in environment steps this is init_steps x action repeat "
-                "(8,000 on cartpole-swingup)"})
+                "(8,000 on cartpole-swingup)", "min": 0})
     optimizers: str = field(default="joint", metadata={
         "help": "joint: one Adam step of the encoder per update on the summed critic + aux loss; official: the "
                 "official CURL sequence (critic step, then the aux loss stepped by the encoder's and the aux "
                 "head's own Adams: three encoder steps per update)", "choices": ["joint", "official"]})
     batch_size: int | None = field(default=None, metadata={
-        "help": "replay batch size; None = the paper's (512 for cheetah-run, 128 for the other tasks)"})
-    lr: float | None = field(default=None, metadata={"help": "learning rate; None = the paper's (2e-4 cheetah-run, else 1e-3)"})
-    alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
-    alpha_beta1: float = field(default=0.5, metadata={"help": "temperature Adam beta1"})
-    init_temperature: float = field(default=0.1, metadata={"help": "initial entropy temperature alpha"})
-    discount: float = field(default=0.99, metadata={"help": "discount gamma"})
-    critic_tau: float = field(default=0.01, metadata={"help": "EMA rate of the target Q heads"})
-    encoder_tau: float = field(default=0.05, metadata={"help": "EMA rate of the target (key) encoder"})
-    actor_update_freq: int = field(default=2, metadata={"help": "actor and alpha step every N updates"})
-    target_update_freq: int = field(default=2, metadata={"help": "target EMA every N updates"})
-    hidden_dim: int = field(default=1024, metadata={"help": "width of the actor and critic MLPs"})
-    feature_dim: int = field(default=50, metadata={"help": "encoder output size"})
-    num_layers: int = field(default=4, metadata={"help": "conv layers of the encoder"})
-    num_filters: int = field(default=32, metadata={"help": "filters per conv layer"})
-    image_size: int = field(default=100, metadata={"help": "rendered frame side"})
-    crop_size: int = field(default=84, metadata={"help": "encoder input side (random crop in training, centre crop in evaluation)"})
-    frame_stack: int = field(default=3, metadata={"help": "stacked frames per observation"})
-    action_repeat: int | None = field(default=None, metadata={"help": "None = the paper's per-task value"})
-    aux_weight: float = field(default=1.0, metadata={"help": "weight of the auxiliary loss"})
-    aux_temperature: float = field(default=0.1, metadata={"help": "temperature of --aux infonce"})
-    queue_size: int = field(default=4096, metadata={"help": "key queue size of --aux infonce"})
-    replay_capacity: int = field(default=100_000, metadata={"help": "transitions kept in the replay buffer"})
+        "help": "replay batch size; None = the paper's (512 for cheetah-run, 128 for the other tasks)", "min": 1})
+    lr: float | None = field(default=None, metadata={"help": "learning rate; None = the paper's (2e-4 cheetah-run, else 1e-3)", "gt": 0})
+    alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate", "gt": 0})
+    alpha_beta1: float = field(default=0.5, metadata={"help": "temperature Adam beta1", "min": 0, "lt": 1})
+    init_temperature: float = field(default=0.1, metadata={"help": "initial entropy temperature alpha", "gt": 0})
+    discount: float = field(default=0.99, metadata={"help": "discount gamma", "min": 0, "max": 1})
+    critic_tau: float = field(default=0.01, metadata={"help": "EMA rate of the target Q heads", "min": 0, "max": 1})
+    encoder_tau: float = field(default=0.05, metadata={"help": "EMA rate of the target (key) encoder", "min": 0, "max": 1})
+    actor_update_freq: int = field(default=2, metadata={"help": "actor and alpha step every N updates", "min": 1})
+    target_update_freq: int = field(default=2, metadata={"help": "target EMA every N updates", "min": 1})
+    hidden_dim: int = field(default=1024, metadata={"help": "width of the actor and critic MLPs", "min": 1})
+    feature_dim: int = field(default=50, metadata={"help": "encoder output size", "min": 1})
+    num_layers: int = field(default=4, metadata={"help": "conv layers of the encoder", "min": 1})
+    num_filters: int = field(default=32, metadata={"help": "filters per conv layer", "min": 1})
+    image_size: int = field(default=100, metadata={"help": "rendered frame side", "min": 1})
+    crop_size: int = field(default=84, metadata={"help": "encoder input side (random crop in training, centre crop in evaluation)", "min": 1})
+    frame_stack: int = field(default=3, metadata={"help": "stacked frames per observation", "min": 1})
+    action_repeat: int | None = field(default=None, metadata={"help": "None = the paper's per-task value", "min": 1})
+    aux_weight: float = field(default=1.0, metadata={"help": "weight of the auxiliary loss", "min": 0})
+    aux_temperature: float = field(default=0.1, metadata={"help": "temperature of --aux infonce", "gt": 0})
+    queue_size: int = field(default=4096, metadata={"help": "key queue size of --aux infonce", "min": 1})
+    replay_capacity: int = field(default=100_000, metadata={"help": "transitions kept in the replay buffer", "min": 1})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast of the conv encoder: auto (on where the device runs "
                                                        "bf16 natively: CUDA, CPUs with AVX512-BF16 or AMX) | on | off",
                                                "choices": list(BF16_CHOICES)})
@@ -117,16 +117,16 @@ class TrainConfig:
         "help": "run the conv encoder on at most N observations at a time: auto (32 on a CPU, whose caches "
                 "overflow on larger batches; the whole batch on CUDA) | off | N. Speed only: the same "
                 "maths up to float rounding, and it may change on --resume"})
-    eval_every: int = field(default=10_000, metadata={"help": "evaluate every N environment steps (and at step 0)"})
-    eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation"})
-    checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps"})
-    log_every: int = field(default=2_000, metadata={"help": "log training losses every N environment steps"})
+    eval_every: int = field(default=10_000, metadata={"help": "evaluate every N environment steps (and at step 0)", "min": 1})
+    eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation", "min": 1})
+    checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps", "min": 1})
+    log_every: int = field(default=2_000, metadata={"help": "log training losses every N environment steps", "min": 1})
     video: bool = field(default=False, metadata={"help": "save the first evaluation episode as mp4 (GIF when no ffmpeg is found)"})
-    run_dir: Path | None = field(default=None, metadata={"help": "run folder; None = runs/rl_curl/<env>-<agent>-s<seed>"})
+    run_dir: Path | None = field(default=None, metadata={"help": "run folder; None = runs/rl_curl/<env>-<agent>-s<seed>", "nonempty": True})
     resume: bool = field(default=False, metadata={"help": "continue the run in --run-dir from its checkpoint"})
     progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch; None = torch's default. "
-                                                       "On a busy shared machine 1 can be much faster than 2"})
+                                                       "On a busy shared machine 1 can be much faster than 2", "min": 1})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -287,12 +287,12 @@ def save_run(run: RunFolder, cfg: TrainConfig, counters: Counters, agent: SacAge
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder."""
+    cfg = _default_run_dir(cfg)
     validate(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs/rl_curl") / f"{cfg.env}-{cfg.agent}-s{cfg.seed}"
-    cfg = replace_config(cfg, run_dir=run_dir)
+    run_dir = Path(cfg.run_dir)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     # the environments first: a renderer that cannot work fails before the run folder exists
@@ -428,60 +428,50 @@ def tqdm_write(message: str) -> None:
 # command line
 # ---------------------------------------------------------------------------------------------
 
-POSITIVE_FIELDS = ("batch_size", "eval_every", "eval_episodes", "checkpoint_every", "log_every", "hidden_dim",
-                   "feature_dim", "num_layers", "num_filters", "image_size", "crop_size", "frame_stack",
-                   "replay_capacity", "actor_update_freq", "target_update_freq", "queue_size")
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
-    for name in POSITIVE_FIELDS:
-        if getattr(cfg, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}",
-                             "give a positive value")
-    for name in ("total_env_steps", "init_steps"):
-        if getattr(cfg, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}", "give 0 or more")
+def check(cfg: TrainConfig) -> None:
+    """The checks across fields, after every field's declared bounds (:class:`UsageError`, exit 2)."""
+    envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
     if cfg.crop_size > cfg.image_size:
         raise UsageError(f"--crop-size {cfg.crop_size} is larger than --image-size {cfg.image_size}",
                          "give a crop no larger than the rendered frame")
-    if cfg.action_repeat is not None and cfg.action_repeat < 1:
-        raise UsageError(f"--action-repeat must be at least 1, got {cfg.action_repeat}", "give a positive value")
-    if cfg.lr is not None and not cfg.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {cfg.lr}", "give a positive learning rate")
     try:
         resolve_conv_micro_batch(cfg.conv_micro_batch, torch.device("cpu"))
     except ValueError as err:
         raise UsageError(str(err), "give --conv-micro-batch auto, off or a positive integer") from None
-    if cfg.threads is not None and cfg.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {cfg.threads}", "give a positive count, or leave it out")
+
+
+def _device_preset(flags: dict[str, Any]) -> str:
+    """The preset when none is named: ``paper`` with CUDA, ``cpu`` without."""
+    return "paper" if resolve_device(flags.get("device", "auto")).type == "cuda" else "cpu"
+
+
+def _resolve_defaults(cfg: TrainConfig) -> TrainConfig:
+    """The defaults that depend on other fields, resolved so that config.json records the values
+    used: the paper's batch size for the task, the run folder ``runs/rl_curl/<env>-<agent>-s<seed>``."""
+    if cfg.batch_size is None:
+        cfg = replace_config(cfg, batch_size=paper_batch_size(cfg.env))
+    if cfg.run_dir is None:
+        cfg = replace_config(cfg, run_dir=Path("runs/rl_curl") / f"{cfg.env}-{cfg.agent}-s{cfg.seed}")
+    return cfg
+
+
+PIPELINE = ConfigPipeline(TrainConfig, presets=PRESETS, default_preset=_device_preset,
+                          description=__doc__.split("\n\n")[0], run_dir_field="run_dir", runtime=RUNTIME_FIELDS,
+                          extendable=LENGTH_FIELDS, resolve=_resolve_defaults, check=check)
+"""Flags -> validated config (:mod:`core_ssl.pipeline`): defaults, then the preset (``paper``
+with CUDA, ``cpu`` without, unless --preset is given), then the flags; with --resume the run's
+saved config, which the flags given must match except the runtime ones and a longer
+--total-env-steps (:func:`core_ssl.run.resume_config`); every field within its declared bounds."""
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
+    PIPELINE.validate(cfg)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Defaults, then the preset (``paper`` with CUDA, ``cpu`` without, unless --preset is given),
-    then the flags. With --resume the run's saved config is used, in the folder given; flags
-    given with it must match it except the runtime ones and a longer --total-env-steps
-    (:func:`core_ssl.run.resume_config`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    given_argv = list(argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset")
-    pre.add_argument("--device", default="auto")
-    known, _ = pre.parse_known_args(argv)
-    if known.preset is None and not any(a in ("-h", "--help") for a in argv):
-        argv += ["--preset", "paper" if resolve_device(known.device).type == "cuda" else "cpu"]
-    cfg = parse_config(TrainConfig, argv, description=__doc__.split("\n\n")[0], presets=PRESETS)
-    envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
-    if cfg.resume:
-        if cfg.run_dir is None:
-            raise UsageError("--resume needs --run-dir", "give the folder of the run to continue")
-        saved = load_config(TrainConfig, cfg.run_dir)
-        cfg = resume_config(saved, cfg, given_fields(TrainConfig, given_argv, PRESETS), "run_dir",
-                            runtime=RUNTIME_FIELDS, extendable=LENGTH_FIELDS)
-    if cfg.batch_size is None:  # resolved here, so config.json records the number used
-        cfg.batch_size = paper_batch_size(cfg.env)
-    validate(cfg)
-    return cfg
+    """The validated config of a command line (:data:`PIPELINE`)."""
+    return PIPELINE.parse(list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -47,7 +47,7 @@ import torch
 from core_ssl import monitor
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import parse_config
-from core_ssl.data import ImageSet, load_dataset
+from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.run import find_checkpoint, write_json
@@ -59,6 +59,7 @@ from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import resolve_method_defaults
 from vision_benchmarks.protocols import linear_probe
 from vision_benchmarks.transforms import BRANCHES, TRANSFORM_NAMES
+from vision_benchmarks.datasets import load_run_split
 
 CELL_FILE = "cell.json"
 HEAD_LAYERS = {"none": 0, "linear": 1, "mlp": 2}
@@ -135,7 +136,7 @@ def check_extra_flags(ablation: str, extra: Sequence[str]) -> None:
 
 @lru_cache(maxsize=2)
 def _splits(dataset: str, root: str | None) -> tuple[ImageSet, ImageSet]:
-    return load_dataset(dataset, "train", root=root), load_dataset(dataset, "test", root=root)
+    return load_run_split(dataset, "train", root=root), load_run_split(dataset, "test", root=root)
 
 
 def evaluate_cell(run: Path, device: torch.device, train_images: int | None, test_images: int | None,

@@ -31,10 +31,10 @@ class _GeneralFields:
     method: str = field(default="simclr", metadata={"help": "pre-training method"})  # choices: the registry
     dataset: str = field(default="cifar10", metadata={"help": "dataset name (cifar10, cifar100, stl10, fashion-mnist) or a folder/.zip laid out <split>/<class>/<image>"})
     data_root: Path | None = field(default=None, metadata={"help": "folder holding the datasets (default: $SSL_DATA_DIR or ../shared/data)"})
-    train_images: int | None = field(default=None, metadata={"help": "use only this many training images (a fixed random subset); None = all"})
-    image_size: int = field(default=32, metadata={"help": "side of the (square) augmented views"})
+    train_images: int | None = field(default=None, metadata={"help": "use only this many training images (a fixed random subset); None = all", "min": 1})
+    image_size: int = field(default=32, metadata={"help": "side of the (square) augmented views", "min": 8})
     out: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder (config, logs, checkpoints, plots)",
-                                                              "aliases": ["--run-dir"]})
+                                                              "aliases": ["--run-dir"], "nonempty": True})
     resume: bool = field(default=False, metadata={"help": "continue the run in the run folder from its checkpoint.pt; "
                                                          "flags given with it must match the saved config, except "
                                                          "--device, --data-root, --checkpoint-minutes and a longer "
@@ -42,17 +42,17 @@ class _GeneralFields:
 
     # encoder
     encoder: str = field(default="convnet", metadata={"help": "encoder", "choices": ["convnet", "resnet18", "resnet50"]})
-    width: int = field(default=32, metadata={"help": "ConvNet base width, or ResNet width multiplier"})
+    width: int = field(default=32, metadata={"help": "ConvNet base width, or ResNet width multiplier", "min": 1})
     cifar_stem: bool = field(default=True, metadata={"help": "ResNet: 3x3 stride-1 stem without max-pool"})
 
     # schedule and optimiser
-    epochs: int = field(default=20, metadata={"help": "training epochs (ignored when --minutes is given)"})
-    minutes: float | None = field(default=None, metadata={"help": "time budget for the training steps (evaluations excluded); replaces --epochs and drives the schedules"})
-    batch_size: int = field(default=256, metadata={"help": "global batch size (images, before views); split over DDP processes"})
+    epochs: int = field(default=20, metadata={"help": "training epochs (ignored when --minutes is given)", "min": 0})
+    minutes: float | None = field(default=None, metadata={"help": "time budget for the training steps (evaluations excluded); replaces --epochs and drives the schedules", "min": 0})
+    batch_size: int = field(default=256, metadata={"help": "global batch size (images, before views); split over DDP processes", "min": 1})
     optimizer: str = field(default="adamw", metadata={"help": "optimiser", "choices": ["sgd", "adamw"]})
-    lr: float | None = field(default=None, metadata={"help": "peak learning rate; None = 0.06 x batch/256 for sgd, 2e-3 for adamw"})
-    weight_decay: float | None = field(default=None, metadata={"help": "weight decay; None = 5e-4 for sgd, 1e-4 for adamw"})
-    warmup_fraction: float = field(default=0.02, metadata={"help": "share of the run spent in linear learning-rate warm-up before the cosine decay"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate; None = 0.06 x batch/256 for sgd, 2e-3 for adamw", "gt": 0})
+    weight_decay: float | None = field(default=None, metadata={"help": "weight decay; None = 5e-4 for sgd, 1e-4 for adamw", "min": 0})
+    warmup_fraction: float = field(default=0.02, metadata={"help": "share of the run spent in linear learning-rate warm-up before the cosine decay", "min": 0, "lt": 1})
 
 
 @dataclass
@@ -62,13 +62,13 @@ class _RuntimeFields:
     aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native ops or kornia.augmentation modules (same distributions); auto = the device's default (docs/benchmarks.md)", "choices": ["auto", "native", "kornia"]})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks (losses stay fp32): auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX; about 2x faster there, 10-80x slower where emulated) | on | off", "choices": ["auto", "on", "off"]})
     channels_last: bool = field(default=True, metadata={"help": "channels-last memory format for convolutions"})
-    knn_every: int = field(default=1, metadata={"help": "online kNN + collapse monitors every this many epochs (0 = only at the end)"})
-    knn_train_images: int | None = field(default=10000, metadata={"help": "labelled bank for the online kNN (None = the whole training set)"})
-    knn_test_images: int | None = field(default=2000, metadata={"help": "test images for the online kNN (None = all)"})
-    log_every: int = field(default=20, metadata={"help": "log training metrics every this many steps"})
-    checkpoint_minutes: float = field(default=5.0, metadata={"help": "also checkpoint mid-epoch at this interval"})
+    knn_every: int = field(default=1, metadata={"help": "online kNN + collapse monitors every this many epochs (0 = only at the end)", "min": 0})
+    knn_train_images: int | None = field(default=10000, metadata={"help": "labelled bank for the online kNN (None = the whole training set)", "min": 1})
+    knn_test_images: int | None = field(default=2000, metadata={"help": "test images for the online kNN (None = all)", "min": 1})
+    log_every: int = field(default=20, metadata={"help": "log training metrics every this many steps", "min": 1})
+    checkpoint_minutes: float = field(default=5.0, metadata={"help": "also checkpoint mid-epoch at this interval (minutes)", "min": 0})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    seed: int = field(default=0, metadata={"help": "random seed (data order, augmentation, initialisation)"})
+    seed: int = field(default=0, metadata={"help": "random seed (data order, augmentation, initialisation)", "min": 0})
 
 
 def _fields(cls: type) -> list[tuple[str, typing.Any, typing.Any]]:
@@ -83,7 +83,7 @@ def _setting_fields(methods: Mapping[str, type[Method]]) -> list[tuple[str, typi
     fields = []
     for name, setting in method_settings(methods).items():
         kind = setting.kind if setting.default is not None else setting.kind | None
-        metadata = {"help": setting_help(name, setting, methods)}
+        metadata = {"help": setting_help(name, setting, methods), **dict(setting.bounds)}
         if setting.choices is not None:
             metadata["choices"] = list(setting.choices)
         fields.append((name, kind, field(default=setting.default, metadata=metadata)))

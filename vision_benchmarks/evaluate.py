@@ -46,9 +46,9 @@ from typing import Any, Sequence
 import torch
 
 from core_ssl import checkpoint, monitor
-from core_ssl.cli import run_command
+from core_ssl.cli import UsageError, run_command
 from core_ssl.config import load_config, parse_config
-from core_ssl.data import ImageSet, load_dataset
+from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import RunLogger
@@ -59,6 +59,7 @@ from vision_benchmarks.methods import Method, build_method
 from vision_benchmarks.protocols import balanced_label_subset, distill, finetune, linear_probe
 from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
 from vision_benchmarks.weights import PretrainedBackbone, open_weights
+from vision_benchmarks.datasets import load_run_split
 
 
 @dataclass
@@ -69,22 +70,22 @@ class EvaluateConfig:
     run: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder written by vision_benchmarks.pretrain"})
     protocol: str | None = field(default=None, metadata={"help": "evaluation protocol (linear+knn: both from one feature pass; robustness: linear probe on corrupted CIFAR-10 test images); default linear, or linear+knn with --dataset", "choices": ["linear", "knn", "linear+knn", "finetune", "robustness"]})
     dataset: str | None = field(default=None, metadata={"help": "evaluate on this dataset instead of the run's own (transfer): a name (cifar10, cifar100, stl10, fashion-mnist, catdog) or a folder/.zip; repeat the flag or separate with commas for several"})
-    test_fraction: float = field(default=0.2, metadata={"help": "transfer: share of every class held out as the test set when the dataset has no test/val folder"})
+    test_fraction: float = field(default=0.2, metadata={"help": "transfer: share of every class held out as the test set when the dataset has no test/val folder", "gt": 0, "lt": 1})
     eval_split: str | None = field(default=None, metadata={"help": "transfer: held-out folder beside train/ (default: test, else val, valid, validation)"})
     strict: bool = field(default=False, metadata={"help": "stop at an unreadable image with an error naming it (default: skip it with a warning)"})
     baseline: Path | None = field(default=None, metadata={"help": "robustness: run folder of the reference model whose eval_robustness.json gives the mCE denominator"})
     corruptions: str = field(default="all", metadata={"help": "robustness: comma-separated corruption names, all (the 10 benchmark ones) or every (with the extras)"})
-    corruption_images: int | None = field(default=None, metadata={"help": "robustness: corrupt only a fixed random subset of this many test images (None = all 10,000)"})
-    label_fraction: float = field(default=1.0, metadata={"help": "share of the training labels used (0.01 and 0.1 for the semi-supervised protocol)"})
-    epochs: int = field(default=10, metadata={"help": "fine-tuning epochs"})
-    batch_size: int = field(default=256, metadata={"help": "fine-tuning batch size"})
-    lr: float = field(default=0.05, metadata={"help": "fine-tuning peak learning rate (SGD, nesterov)"})
-    weight_decay: float = field(default=5e-4, metadata={"help": "fine-tuning weight decay"})
-    distill_epochs: int = field(default=0, metadata={"help": "finetune: then distil the fine-tuned network into a fresh copy of the backbone on all (unlabelled) training images for this many epochs (SimCLRv2)"})
+    corruption_images: int | None = field(default=None, metadata={"help": "robustness: corrupt only a fixed random subset of this many test images (None = all 10,000)", "min": 1})
+    label_fraction: float = field(default=1.0, metadata={"help": "share of the training labels used (0.01 and 0.1 for the semi-supervised protocol)", "gt": 0, "max": 1})
+    epochs: int = field(default=10, metadata={"help": "fine-tuning epochs", "min": 0})
+    batch_size: int = field(default=256, metadata={"help": "fine-tuning batch size", "min": 1})
+    lr: float = field(default=0.05, metadata={"help": "fine-tuning peak learning rate (SGD, nesterov)", "gt": 0})
+    weight_decay: float = field(default=5e-4, metadata={"help": "fine-tuning weight decay", "min": 0})
+    distill_epochs: int = field(default=0, metadata={"help": "finetune: then distil the fine-tuned network into a fresh copy of the backbone on all (unlabelled) training images for this many epochs (SimCLRv2)", "min": 0})
     data_root: Path | None = field(default=None, metadata={"help": "folder holding the datasets (default: the run's, then $SSL_DATA_DIR or ../shared/data)"})
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast for the backbone; None = as in pre-training"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    seed: int = field(default=0, metadata={"help": "seed of the label subset, the probe's validation split and fine-tuning"})
+    seed: int = field(default=0, metadata={"help": "seed of the label subset, the probe's validation split and fine-tuning", "min": 0})
     weights: Path | None = field(default=None, metadata={"help": "evaluate this encoder weights file (python -m vision_benchmarks.weights) instead of --run"})
     out: Path | None = field(default=None, metadata={"help": "with --weights: folder for the results (default runs/eval-<file name>)"})
     label_index: Path | None = field(default=None, metadata={"help": "with --label-fraction: label index file to read, or to write when absent (default <results folder>/labels<fraction>_seed<seed>[_<dataset>].json)"})
@@ -98,7 +99,7 @@ def load_pretrained(run: Path, device: torch.device, data_root: Path | None = No
     state = checkpoint.load_checkpoint(find_checkpoint(run) or run / CHECKPOINT_FILE, map_location="cpu")
     bank_rows = state["method"].get("bank.bank")  # PIRL's memory bank has one row per training image
     num_train = bank_rows.shape[0] if bank_rows is not None else 1
-    num_classes = len(load_dataset(cfg.dataset, "test", root=cfg.data_root).classes)
+    num_classes = len(load_run_split(cfg.dataset, "test", root=cfg.data_root).classes)
     method = build_method(cfg, num_classes, num_train)
     method.load_state_dict(state["method"])
     return method.to(device), cfg
@@ -127,7 +128,17 @@ def run_protocols(ecfg: EvaluateConfig, method: Method | PretrainedBackbone, tra
     """The protocol(s) on one train/test pair: ``{protocol: record}`` with the test top-1 and the
     protocol's settings. The backbone is :meth:`Method.backbone`, which applies the method's
     own input normalisation to the uint8 images. The labelled subset is read from (or saved to)
-    ``label_index`` when given."""
+    ``label_index`` when given.
+
+    Raises:
+        ValueError: the training images hold fewer than two classes (every prediction would be
+            right by construction, and the top-1 of 1.0 would mean nothing).
+    """
+    present = sorted({train.classes[i] for i in train.labels.unique().tolist()}) if len(train) else []
+    if len(present) < 2:
+        raise ValueError(f"the evaluation's training images hold {len(present)} class(es) ({', '.join(present) or 'none'}): "
+                         "a classifier would be right by construction (top-1 1.0). Give a dataset with at least two "
+                         "classes (one sub-folder per class)")
     labelled = balanced_label_subset(train, ecfg.label_fraction, ecfg.seed, index_file=label_index)
     backbone = method.backbone()
     records: dict[str, dict[str, Any]] = {}
@@ -166,14 +177,14 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     record)."""
     if ecfg.weights is not None:
         if ecfg.protocol == "robustness":
-            raise ValueError("--protocol robustness reads a run folder; give --run instead of --weights")
+            raise UsageError("--protocol robustness reads a run folder", "give --run instead of --weights")
         ecfg = dataclasses.replace(ecfg, run=ecfg.out or Path("runs") / f"eval-{ecfg.weights.stem}")
         ecfg.run.mkdir(parents=True, exist_ok=True)
     if ecfg.protocol == "robustness":
         from vision_benchmarks.robustness import evaluate_robustness  # deferred: plotting and corruptions
 
         if ecfg.dataset:
-            raise ValueError("--protocol robustness corrupts the CIFAR-10 test set; drop --dataset")
+            raise UsageError("--protocol robustness corrupts the CIFAR-10 test set", "drop --dataset")
         return evaluate_robustness(ecfg)
     if ecfg.dataset:
         return evaluate_transfer(ecfg)
@@ -181,8 +192,8 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     device = resolve_device(ecfg.device)
     method, cfg = load_evaluated(ecfg, device)
     bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
     suffix = "" if ecfg.label_fraction == 1 else f"_labels{ecfg.label_fraction:g}"
     common: dict[str, Any] = {"run": str(ecfg.run), "method": cfg.method, "encoder": cfg.encoder,
                               "label_fraction": ecfg.label_fraction,

@@ -40,18 +40,21 @@ from torch import nn
 
 from core_ssl import checkpoint, distributed, monitor
 from core_ssl.cli import UsageError, run_command
-from core_ssl.config import config_to_dict, load_config, parse_config
-from core_ssl.data import BatchIterator, ImageSet, load_dataset
+from core_ssl.config import config_to_dict
+from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device
 from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress
-from core_ssl.run import RunFolder, find_checkpoint, given_fields, resume_config
+from core_ssl.pipeline import ConfigPipeline
+from core_ssl.run import RunFolder
 from core_ssl.schedules import warmup_cosine_factor
 from core_ssl.sync_batchnorm import convert_batchnorm
 
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
 from vision_benchmarks.plots import plot_monitors
+from vision_benchmarks.transforms import parse_views
+from vision_benchmarks.datasets import load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"
@@ -66,8 +69,8 @@ NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
     """The training set (or its fixed random subset of ``train_images``) and the test set."""
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root)
     if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
         raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
                          "use a size <= the image side")
@@ -146,28 +149,18 @@ def save_state(run: RunFolder, method: Method, optimizer: torch.optim.Optimizer,
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(PretrainConfig, argv, presets=PRESETS)
-    return pretrain(cfg, given=given_fields(PretrainConfig, argv, PRESETS))
+    return pretrain(*PIPELINE.read(list(sys.argv[1:] if argv is None else argv)))
 
 
-_AT_LEAST_ONE = ("batch_size", "image_size", "width", "log_every")
-_AT_LEAST_ZERO = ("epochs", "minutes", "knn_every", "checkpoint_minutes")
+def check(cfg: PretrainConfig) -> None:
+    """The checks beyond each field's declared bounds (:class:`UsageError`, exit 2)."""
+    if cfg.views is not None:
+        parse_views(cfg.views)
 
 
-def validate(cfg: PretrainConfig) -> None:
-    """Refuse settings that cannot work before anything starts (:class:`UsageError`, exit 2)."""
-    for names, low in ((_AT_LEAST_ONE, 1), (_AT_LEAST_ZERO, 0)):
-        for name in names:
-            value = getattr(cfg, name)
-            if value is not None and value < low:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}", f"give {low} or more")
-    if cfg.train_images is not None and cfg.train_images < 1:
-        raise UsageError(f"--train-images must be >= 1, got {cfg.train_images}", "give a positive count, or leave it out")
-    if not 0 <= cfg.warmup_fraction < 1:
-        raise UsageError(f"--warmup-fraction must lie in [0, 1), got {cfg.warmup_fraction}", "give e.g. 0.02")
-    if cfg.lr is not None and not cfg.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {cfg.lr}", "give a positive learning rate")
+PIPELINE = ConfigPipeline(PretrainConfig, presets=PRESETS, run_dir_field="out", runtime=RUNTIME_FIELDS,
+                          extendable=LENGTH_FIELDS, resolve=resolve_method_defaults, check=check)
+"""Flags -> validated config (:mod:`core_ssl.pipeline`): bounds declared in :mod:`vision_benchmarks.config`."""
 
 
 def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[str, Any]:
@@ -175,16 +168,10 @@ def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[st
 
     ``given``: the fields named on the command line, which must match a resumed run's saved
     config (:func:`core_ssl.run.resume_config`); None = those ``cfg`` sets away from the defaults.
+    The config goes through :data:`PIPELINE` (merged on resume, resolved, validated) before
+    anything is created.
     """
-    if cfg.resume:
-        if find_checkpoint(cfg.out) is not None:
-            if given is None:
-                defaults = PretrainConfig()
-                given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
-            cfg = resume_config(load_config(PretrainConfig, cfg.out), cfg, given, "out",
-                                runtime=RUNTIME_FIELDS, extendable=LENGTH_FIELDS)
-    cfg = resolve_method_defaults(cfg)
-    validate(cfg)
+    cfg = PIPELINE.finish(cfg, given)
     distributed.init_from_environment()
     rank, world = distributed.rank(), distributed.world_size()
     device = distributed.local_device(resolve_device(cfg.device))

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from core_ssl.data import load_dataset
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import progress
@@ -44,6 +43,7 @@ from core_ssl.stats import format_seed_summary, seed_summary
 
 from vision_benchmarks.corruptions import SEVERITIES, corrupt, corruption_names
 from vision_benchmarks.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
+from vision_benchmarks.datasets import load_run_split
 
 if TYPE_CHECKING:
     from vision_benchmarks.evaluate import EvaluateConfig
@@ -199,8 +199,8 @@ def evaluate_robustness(ecfg: EvaluateConfig) -> dict[str, Any]:
     method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
     bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)
     names = corruption_names(ecfg.corruptions)
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=ecfg.strict)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=ecfg.strict)
     if test.images.shape[1] != 3:
         raise ValueError(f"the corruptions are defined on RGB images; {cfg.dataset} has {test.images.shape[1]} channel(s)")
     if ecfg.corruption_images is not None and ecfg.corruption_images < len(test):

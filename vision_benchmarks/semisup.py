@@ -48,7 +48,7 @@ from torch import nn
 
 from core_ssl.checkpoint import load_checkpoint, save_checkpoint
 from core_ssl.cli import UsageError, run_command
-from core_ssl.data import ImageSet, load_dataset
+from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.heads import LinearClassifier
 from core_ssl.logger import RunLogger
@@ -60,6 +60,7 @@ from vision_benchmarks.pretrain import fixed_subset
 from vision_benchmarks.protocols import balanced_label_subset, distill, finetune
 from vision_benchmarks.semisup_report import summarize, write_report
 from vision_benchmarks.weights import load_source
+from vision_benchmarks.datasets import load_run_split
 
 SCRATCH = "supervised"
 
@@ -126,8 +127,8 @@ class Experiment:
         self.scratch_cfg = configs[0] if configs else PretrainConfig(dataset=args.dataset or "cifar10")
         dataset = self.scratch_cfg.dataset
         root = args.data_root or self.scratch_cfg.data_root
-        self.train = fixed_subset(load_dataset(dataset, "train", root=root), args.train_images, 1)
-        self.test = fixed_subset(load_dataset(dataset, "test", root=root), args.test_images, 2)
+        self.train = fixed_subset(load_run_split(dataset, "train", root=root), args.train_images, 1)
+        self.test = fixed_subset(load_run_split(dataset, "test", root=root), args.test_images, 2)
         self.arms = ([Arm(SCRATCH, "scratch")] if args.scratch else [])
         self.arms += [Arm(name, "finetune", name, s.cfg.method) for name, s in self.sources.items()]
         self.distilled = args.distill if args.distill is not None else [n for n, s in self.sources.items()

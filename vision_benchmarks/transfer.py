@@ -29,9 +29,8 @@ from torch import nn
 
 from core_ssl.data import (DATASET_NAMES, ImageSet, find_source, list_splits, load_dataset, load_image_folder,
                            resolve_data_root, split_by_fraction)
+from vision_benchmarks.datasets import EVAL_SPLITS
 
-EVAL_SPLITS = ("test", "val", "valid", "validation")
-"""Held-out split names, in order of preference, beside a ``train`` folder."""
 
 CATDOG_FILE = "catdog-128.zip"
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core_ssl.augment import SimCLRAugment, rgb_to_gray, to_float_image
+from core_ssl.cli import UsageError
 
 TRANSFORM_NAMES = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
 BRANCHES = ("one", "both")
@@ -182,8 +183,8 @@ def parse_views(spec: str) -> list[str]:
     names = [part.strip() for part in spec.split(",") if part.strip()]
     unknown = [n for n in names if n not in TRANSFORM_NAMES]
     if unknown or not 1 <= len(names) <= 2:
-        raise ValueError(f"--views takes one or two of {', '.join(TRANSFORM_NAMES)} separated by a comma "
-                         f"(e.g. crop,color), got {spec!r}")
+        raise UsageError(f"--views takes one or two of {', '.join(TRANSFORM_NAMES)} separated by a comma, got {spec!r}",
+                         "give e.g. --views crop,color")
     return names
 
 

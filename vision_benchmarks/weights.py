@@ -31,15 +31,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from core_ssl.cli import UsageError, run_command
-from core_ssl.config import config_to_dict, parse_config
-from core_ssl.data import load_dataset
+from core_ssl.cli import run_command
+from core_ssl.config import config_to_dict, parse_config, validate_config
 from core_ssl.device import resolve_device
 from core_ssl.weights import (EncoderNetwork, check_images, knn_check_top1, load_encoder_weights,
                               save_encoder_weights)
 
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import Method
+from vision_benchmarks.datasets import load_run_split
 
 
 @dataclass
@@ -50,9 +50,9 @@ class ExportConfig:
     run: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder written by vision_benchmarks.pretrain"})
     out: Path | None = field(default=None, metadata={"help": "weights file to write (default: <run>/<method>.safetensors)"})
     fp16: bool = field(default=True, metadata={"help": "store the weights in fp16 (--no-fp16: fp32, twice the size)"})
-    check_bank: int = field(default=2000, metadata={"help": "kNN check: labelled bank of this many training images"})
-    check_queries: int = field(default=1000, metadata={"help": "kNN check: this many test images classified"})
-    check_seed: int = field(default=0, metadata={"help": "kNN check: seed of the two fixed image subsets"})
+    check_bank: int = field(default=2000, metadata={"help": "kNN check: labelled bank of this many training images", "min": 1})
+    check_queries: int = field(default=1000, metadata={"help": "kNN check: this many test images classified", "min": 1})
+    check_seed: int = field(default=0, metadata={"help": "kNN check: seed of the two fixed image subsets", "min": 0})
     data_root: Path | None = field(default=None, metadata={"help": "folder holding the datasets (default: the run's, then $SSL_DATA_DIR or ../shared/data)"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or auto (the check's features)"})
 
@@ -99,13 +99,11 @@ def export_run(ecfg: ExportConfig) -> dict[str, Any]:
     docstring); returns ``{"path", "megabytes", "dtype", "knn_check"}``."""
     from vision_benchmarks.evaluate import load_pretrained  # evaluate imports this module
 
-    for name in ("check_bank", "check_queries"):
-        if getattr(ecfg, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(ecfg, name)}", "give a positive count")
+    validate_config(ecfg)  # also when called with a config built in code
     method, cfg = load_pretrained(ecfg.run, torch.device("cpu"), ecfg.data_root)
     network = encoder_network(method)
-    train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
-    test = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root)
     _check_same_features(network, method.backbone(), train.images[:16])
     out = ecfg.out or ecfg.run / f"{cfg.method}.safetensors"
     summary_path = ecfg.run / "summary.json"

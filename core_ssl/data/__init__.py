@@ -31,7 +31,7 @@ Modules: ``roots`` (where the data is), ``imageset``, ``readers`` (folders and z
 """
 
 from core_ssl.data.batches import BatchIterator
-from core_ssl.data.decode import CorruptImageWarning, resize_images, scale_16bit
+from core_ssl.data.decode import CorruptImageWarning, read_image_file, resize_images, scale_16bit
 from core_ssl.data.folders import CACHE_ENV_VAR, DEFAULT_CACHE_DIR, list_splits, load_image_folder, read_image_files
 from core_ssl.data.imageset import ImageSet, split_by_fraction
 from core_ssl.data.named import (
@@ -44,11 +44,11 @@ from core_ssl.data.named import (
     load_torchvision,
     read_idx,
 )
-from core_ssl.data.readers import IMAGE_SUFFIXES, SPLIT_NAMES
+from core_ssl.data.readers import IMAGE_SUFFIXES, SPLIT_NAMES, open_zip
 from core_ssl.data.roots import DATA_ENV_VAR, default_data_root, find_source, resolve_data_root
 
 __all__ = [
-    "BatchIterator", "ImageSet", "load_image_folder", "read_image_files", "load_cifar10", "load_fashion_mnist",
+    "BatchIterator", "ImageSet", "load_image_folder", "read_image_file", "open_zip", "read_image_files", "load_cifar10", "load_fashion_mnist",
     "load_torchvision", "load_dataset", "read_idx", "resize_images", "resolve_data_root", "default_data_root",
     "find_source", "DATA_ENV_VAR", "CACHE_ENV_VAR", "DEFAULT_CACHE_DIR", "DATASET_NAMES", "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_SYSTEM_DIR", "IMAGE_SUFFIXES", "SPLIT_NAMES", "CorruptImageWarning", "scale_16bit",

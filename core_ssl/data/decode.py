@@ -6,6 +6,7 @@ import contextlib
 import io
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,6 +83,34 @@ def _decode_one(data: torch.Tensor) -> torch.Tensor:
     elif image.dtype != torch.uint8:
         raise ValueError(f"unsupported sample type {image.dtype}")
     return image
+
+
+def read_image_file(path: str | Path, channels: int | None = None) -> torch.Tensor:
+    """One image file as uint8 (C, H, W), decoded as the loaders decode (16-bit samples scaled
+    by :func:`scale_16bit`, never clipped); ``channels`` 1 or 3 converts grey / colour.
+
+    Raises:
+        ValueError: naming the file and why it cannot be read (damaged, unknown format, or so
+            large that PIL takes it for a decompression bomb).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:  # the header only: a decompression bomb is refused before decoding
+            img.size
+        data = path.read_bytes()
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"cannot read image {path}: {err} Downscale it first (e.g. below 8000 x 8000 pixels)") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"cannot read image {path}: not a readable image (unknown format or damaged header)") from None
+    except OSError as err:
+        raise ValueError(f"cannot read image {path}: {err.strerror or err}") from None
+    if not data:
+        raise ValueError(f"cannot read image {path}: the file is empty")
+    try:
+        image = _decode_one(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    except ValueError as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+    return image if channels is None else _convert_channels(image[None], channels)[0]
 
 
 def _decode_all(blobs: list[bytes | None], names: list[str], location: str) -> tuple[list[torch.Tensor | None], dict[str, str]]:

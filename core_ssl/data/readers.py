@@ -92,6 +92,16 @@ def _damaged_zip_message(path: Path, detail: str) -> str:
     )
 
 
+def open_zip(path: str | Path) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(path)``; a damaged or truncated archive is a ``ValueError`` naming it
+    and how to recover (not ``BadZipFile``)."""
+    path = Path(path)
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        raise ValueError(_damaged_zip_message(path, str(err))) from None
+
+
 def _open_source(path: Path) -> _FolderReader | _ZipReader:
     """A reader for a folder or a zip archive.
 

@@ -4,13 +4,14 @@ import os
 import pickle
 import random
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from core_ssl import checkpoint
-from core_ssl.checkpoint import CheckpointError
+from core_ssl.checkpoint import CheckpointError, read_safetensors_metadata
 
 
 def test_round_trip(tmp_path):
@@ -105,3 +106,19 @@ def test_written_files_get_the_permissions_of_a_plainly_created_file(tmp_path):
     plain.write_bytes(b"x")
     written = checkpoint.atomic_write(tmp_path / "atomic.txt", lambda f: f.write(b"x"))
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_an_encoder_file_whose_tensors_disagree_with_its_architecture_is_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from core_ssl.weights import load_encoder_weights
+
+    shipped = Path(__file__).resolve().parents[2] / "docs" / "weights" / "vision" / "simclr.safetensors"
+    metadata = read_safetensors_metadata(shipped)
+    metadata["architecture"] = metadata["architecture"].replace('"width": 32', '"width": 16')
+    save_file(load_file(str(shipped)), str(tmp_path / "edited.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError) as info:
+        load_encoder_weights(tmp_path / "edited.safetensors")
+    assert str(info.value).startswith(f"the weights in {tmp_path / 'edited.safetensors'} do not fit the network its "
+                                      "settings describe (size mismatch for ")
+    assert "\n" not in str(info.value)

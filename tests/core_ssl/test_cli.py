@@ -170,3 +170,20 @@ def test_a_closed_output_pipe_exits_quietly_with_141(tmp_path):
     reader.stdout.close()  # what head does after its lines
     assert reader.wait(timeout=60) == 128 + signal.SIGPIPE
     assert reader.stderr.read() == b""
+
+
+def test_help_into_a_pipe_already_closed_exits_141(tmp_path):
+    """``python -m <command> --help | true``: the reader is gone before the help is written."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "cut_translation.translate", "--help"], stdout=write_end,
+                              stderr=subprocess.PIPE, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 128 + signal.SIGPIPE and done.stderr == b""

@@ -9,6 +9,8 @@ from typing import Literal
 import pytest
 import torch
 
+from core_ssl.cli import UsageError
+
 from core_ssl.config import load_config, parse_config, save_config
 from core_ssl.device import resolve_device
 from core_ssl.logger import RunLogger
@@ -85,7 +87,10 @@ def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(UsageError, match="CUDA is not available on this machine — use --device cpu"):
             resolve_device("cuda")
-    with pytest.raises(ValueError, match="unknown device"):
+    if torch.cuda.is_available():
+        with pytest.raises(UsageError, match="this machine has .* CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
         resolve_device("tpu")

@@ -16,8 +16,9 @@ import torch
 from core_ssl.checkpoint import load_checkpoint, save_checkpoint
 from core_ssl.cli import CommandError
 from core_ssl.logger import RunLogger
-from core_ssl.run import (CHECKPOINT_FILE, ConfigMismatch, NonFiniteLoss, RunFolder, RunLocked, find_checkpoint,
-                          given_fields, resume_config)
+from core_ssl.run import (CHECKPOINT_FILE, ConfigMismatch, NonFiniteLoss, NotARunFolder, RunFolder, RunLocked,
+                          find_checkpoint, given_fields, is_run_folder, resume_config)
+from tests.user_folder import contents, make_user_folder
 from tests.spawn import project_env
 
 
@@ -99,15 +100,42 @@ def test_legacy_checkpoint_names_are_found(tmp_path):
 
 def test_a_restart_before_the_first_checkpoint_starts_new_logs(tmp_path):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "config.json").write_text("{}")
-    logger = RunLogger(run_dir)
-    logger.log("train", 1, loss=1.0)
-    logger.close()
+    with RunFolder(run_dir, resume=False, command="cmd") as run:  # a run killed before its first checkpoint
+        run.save_config(Config(run_dir=run_dir))
+        logger = RunLogger(run_dir)
+        logger.log("train", 1, loss=1.0)
+        logger.close()
     (run_dir / "notes.txt").write_text("the user's own file")
     with RunFolder(run_dir, resume=False, command="cmd"):
         pass
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "notes.txt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".core_ssl_run", ".lock", "notes.txt"]
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_nothing_in_it_changes(tmp_path):
+    user = tmp_path / "u"
+    files = make_user_folder(user)
+    with pytest.raises(NotARunFolder) as info:
+        RunFolder(user, resume=False, command="cmd").open()
+    assert str(info.value) == (
+        f"--run-dir {user} is not empty (config.json, metrics.jsonl, tensorboard/, train.csv) and is not a run "
+        "folder of this toolkit (no .core_ssl_run marker), so a run there could overwrite files it did not write "
+        f"— give a new or empty folder as --run-dir; nothing in {user} was changed")
+    assert info.value.exit_code == 2
+    assert contents(user) == files  # not even a lock file was added
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotARunFolder, match="is a file, not a folder"):
+        RunFolder(tmp_path / "file", resume=False, command="cmd").open()
+
+
+def test_an_empty_folder_becomes_a_marked_run_and_an_unused_one_is_removed_again(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with RunFolder(tmp_path / "empty", resume=False, command="python -m app.train"):
+        pass
+    assert is_run_folder(tmp_path / "empty")
+    assert json.loads((tmp_path / "empty" / ".core_ssl_run").read_text())["command"] == "python -m app.train"
+    with RunFolder(tmp_path / "new", resume=False, command="cmd"):
+        assert is_run_folder(tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # created here and left without a file of its own
 
 
 def test_a_folder_created_and_left_empty_is_removed(tmp_path):

@@ -128,3 +128,15 @@ def test_batches_draw_b_with_replacement_and_resize_in_the_decay_epochs():
     resized = to_uint8(augment_batch(gradient, 32, torch.Generator().manual_seed(1), crop=False))
     expected = resize_images(gradient, 32)
     assert torch.equal(resized, expected) or torch.equal(resized, expected.flip(3))
+
+
+def test_a_truncated_zip_is_named_with_how_to_recover(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "whole.zip", "w") as archive:
+        for domain in ("trainA", "trainB"):
+            for i in range(3):
+                archive.writestr(f"{domain}/{i}.txt", "x" * 2000)
+    (tmp_path / "cut.zip").write_bytes((tmp_path / "whole.zip").read_bytes()[:3000])
+    with pytest.raises(ValueError, match=r"cut.zip is a damaged or truncated zip archive .*zip -FF"):
+        load_unpaired(tmp_path / "cut.zip", size=32)

@@ -17,6 +17,7 @@ from core_ssl.data import read_image_files
 from cut_translation import evaluate, report, train, translate
 from cut_translation.data import UnpairedBatches, load_unpaired, to_model_range
 from cut_translation.model import CUTModel, CUTSettings
+from tests.user_folder import contents, make_user_folder
 
 
 @pytest.mark.slow
@@ -240,13 +241,22 @@ def test_a_non_finite_generator_stops_the_run_and_keeps_the_last_good_checkpoint
     assert not (run / "generator.safetensors").exists() and not (run / "checkpoint.pt").exists()
 
 
+def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    user = tmp_path / "u"
+    files = make_user_folder(user)
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, ["--preset", "smoke", "--device", "cpu", "--run-dir", str(user)])
+    assert stopped.value.code == 2 and "is not a run folder of this toolkit" in capsys.readouterr().err
+    assert contents(user) == files
+
+
 def test_translate_validates_its_flags_and_names_an_image_given_as_checkpoint(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
     with pytest.raises(SystemExit) as stopped:
         run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png"),
                                      "--batch-size", "0"])
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: --batch-size must be at least 1, got 0 — give a positive number of images"
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1, got 0 — give 1 or more"
     with pytest.raises(SystemExit) as stopped:
         run_command(translate.main, ["--checkpoint", str(tmp_path / "cat.png"), "--input", str(tmp_path / "cat.png")])
     assert stopped.value.code == 1

@@ -61,6 +61,18 @@ def test_a_file_without_config_is_refused_with_the_fix(tiny_agent, tmp_path, cap
     assert message.startswith(f"error: {tmp_path / 'photo.png'} is not a safetensors weights file") and "\n" not in message
 
 
+def test_weights_that_disagree_with_their_config_are_refused_in_one_line(tiny_agent, tmp_path, capsys):
+    cfg, agent = tiny_agent
+    path = export_weights(agent.actor.state_dict(), tmp_path / "actor.safetensors",
+                          metadata=train.weights_metadata(train.replace_config(cfg, hidden_dim=32), 2000))
+    with pytest.raises(SystemExit) as stopped:
+        run_command(main, ["--weights", str(path), "--episodes", "1"])
+    message = capsys.readouterr().err.strip()
+    assert stopped.value.code == 1 and "\n" not in message
+    assert message.startswith(f"error: the weights in {path} do not fit the network its settings describe (size "
+                              "mismatch for ")
+
+
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "weights" / "rl"
 
 

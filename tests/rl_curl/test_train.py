@@ -18,6 +18,7 @@ from core_ssl.logger import read_jsonl
 from rl_curl import video
 from rl_curl.train import parse_args
 from tests.spawn import project_env
+from tests.user_folder import contents, make_user_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--env", "cartpole-swingup", "--preset", "tiny", "--device", "cpu", "--threads", "1",
@@ -194,9 +195,20 @@ def test_sigint_saves_at_the_episode_end_and_the_resumed_run_is_bit_identical(tm
 def test_invalid_settings_fail_before_anything_starts(tmp_path):
     from core_ssl.cli import UsageError
 
-    with pytest.raises(UsageError, match="--batch-size must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="--batch-size must be >= 1, got 0"):
         parse_args([*STATE_SAC, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path):
+    from core_ssl.run import NotARunFolder
+    from rl_curl.train import train
+
+    user = tmp_path / "u"
+    files = make_user_folder(user)  # its tensorboard/ too
+    with pytest.raises(NotARunFolder, match="is not a run folder of this toolkit"):
+        train(parse_args([*STATE_SAC, "--run-dir", str(user)]))
+    assert contents(user) == files
 
 
 def test_importing_sets_nothing_up_and_an_unusable_renderer_leaves_no_run_folder(tmp_path):

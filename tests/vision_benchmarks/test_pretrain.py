@@ -14,6 +14,7 @@ import torch
 from core_ssl.checkpoint import load_checkpoint
 from core_ssl.cli import CommandError, run_command
 from core_ssl.run import ConfigMismatch
+from tests.user_folder import contents, make_user_folder
 from vision_benchmarks import evaluate, pretrain
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods.simclr import SimCLR
@@ -168,3 +169,50 @@ def test_invalid_settings_fail_before_the_run_folder_is_made(tmp_path, capsys):
         run_command(pretrain.main, [*TINY_ARGS, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
     assert stopped.value.code == 2 and not (tmp_path / "run").exists()
     assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1, got 0 — give 1 or more"
+
+
+def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    user = tmp_path / "u"
+    files = make_user_folder(user)
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--epochs", "1", "--out", str(user)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "is not a run folder of this toolkit" in err and "removed" not in err
+    assert contents(user) == files
+
+
+def test_a_grey_dataset_pretrains_as_rgb_and_evaluates(tmp_path):
+    """Fashion-MNIST at 28 px (the documented grey run): the grey images reach the 3-channel stem
+    replicated, in pre-training and in the evaluation of the run alike."""
+    run = tmp_path / "fashion"
+    summary = pretrain.pretrain(tiny_run(run, dataset="fashion-mnist", image_size=28, epochs=1, knn_every=0))
+    assert summary["steps"] == 4 and 0 <= summary["knn_top1"] <= 1
+    method, cfg = evaluate.load_pretrained(run, torch.device("cpu"))
+    assert cfg.dataset == "fashion-mnist" and method.encoder(torch.zeros(2, 3, 28, 28)).shape[0] == 2
+
+
+def test_a_folder_laid_out_train_and_val_pretrains_on_train_and_tests_on_val(tmp_path):
+    """The Imagenette layout (train/ + val/, no test/), here with grey images."""
+    from PIL import Image
+
+    from vision_benchmarks.datasets import held_out_split, load_run_split
+
+    data = tmp_path / "grey"
+    for split, count in (("train", 12), ("val", 4)):
+        for label, shade in (("dark", 40), ("light", 200)):
+            (data / split / label).mkdir(parents=True)
+            for i in range(count):
+                Image.new("L", (16, 16), shade + i).save(data / split / label / f"{i}.png")
+    assert held_out_split(str(data)) == "val"
+    test = load_run_split(str(data), "test")
+    assert test.images.shape == (8, 3, 16, 16) and test.classes == ["dark", "light"]
+    summary = pretrain.pretrain(tiny_run(tmp_path / "run", dataset=str(data), image_size=16, train_images=None,
+                                         batch_size=8, epochs=1, knn_every=0))
+    assert summary["steps"] == 3
+
+
+def test_an_unknown_view_is_a_usage_error_before_the_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*TINY_ARGS, "--views", "crop,sparkle", "--run-dir", str(tmp_path / "run")])
+    assert stopped.value.code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err.strip().startswith("error: --views takes one or two of crop, ")

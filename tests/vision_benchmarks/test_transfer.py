@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,23 @@ def test_cli_transfers_to_several_datasets_and_writes_json_csv_and_table(tmp_pat
     assert results["flat-photos"]["train_images"] == 32 and results["flat-photos"]["test_images"] == 8
     table = capsys.readouterr().out
     assert "grey_tv" in table and "flat photos" in table and "linear" in table and "knn" in table
+
+
+def test_a_dataset_of_one_class_is_refused_not_scored_one(tmp_path, capsys):
+    from core_ssl.cli import run_command
+
+    run = make_run(tmp_path / "run")
+    rng = np.random.default_rng(4)
+    for split in ("train", "val"):
+        write_class_images(tmp_path / "one" / split, 6, rng)
+        shutil.rmtree(tmp_path / "one" / split / "bright")
+    with pytest.raises(SystemExit) as stopped:
+        run_command(evaluate.main, ["--run", str(run), "--dataset", str(tmp_path / "one"), "--device", "cpu"])
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: the evaluation's training images hold 1 class(es) (dark): a classifier would be right by "
+        "construction (top-1 1.0). Give a dataset with at least two classes (one sub-folder per class)")
+    assert not list(run.glob("eval_transfer_*"))
 
 
 def test_helpers():

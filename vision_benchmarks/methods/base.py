@@ -67,13 +67,16 @@ class Setting:
     ``kind`` is its type (int, float, str or bool), ``help`` the flag's help text, ``choices``
     the values allowed (None = any). ``default`` is the config's default: None (the usual) means
     "the method's published value", filled in from the method's ``paper_defaults`` by
-    :func:`vision_benchmarks.methods.resolve_method_defaults`.
+    :func:`vision_benchmarks.methods.resolve_method_defaults`. ``bounds`` are the field's
+    declared bounds (``(("gt", 0),)``: ``min`` / ``max`` / ``gt`` / ``lt`` of
+    :func:`core_ssl.config.validate_config`), checked before a run starts.
     """
 
     kind: type
     help: str
     choices: tuple[Any, ...] | None = None
     default: Any = None
+    bounds: tuple[tuple[str, Any], ...] = ()
 
 
 def build_backbone_encoder(cfg: PretrainConfig) -> nn.Module:
@@ -108,11 +111,12 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False
     settings: ClassVar[dict[str, Setting]] = {
-        "temperature": Setting(float, "contrastive temperature"),
+        "temperature": Setting(float, "contrastive temperature", bounds=(("gt", 0),)),
         "proj_hidden": Setting(int, "projection MLP hidden width (SimCLR, SimCLRv2, SupCon, MoCo v2: the encoder's "
-                                    "width when unset)"),
-        "proj_dim": Setting(int, "projection output size"),
-        "color_strength": Setting(float, "SimCLR colour-jitter strength s (0.5 on CIFAR, 1.0 on ImageNet)"),
+                                    "width when unset)", bounds=(("min", 1),)),
+        "proj_dim": Setting(int, "projection output size", bounds=(("min", 1),)),
+        "color_strength": Setting(float, "SimCLR colour-jitter strength s (0.5 on CIFAR, 1.0 on ImageNet)",
+                                  bounds=(("min", 0),)),
         "blur": Setting(bool, "Gaussian blur in the views; None = on for images larger than 32 px (SimCLR omits "
                               "it on CIFAR)"),
     }

@@ -21,7 +21,8 @@ class BYOL(Method):
     term ``2 - 2 cos``. Views are BYOL's asymmetric pair (blur off at 32 px, as on CIFAR)."""
 
     name = "byol"
-    settings = {"target_momentum": Setting(float, "BYOL target EMA base tau, raised to 1 on a cosine")}
+    settings = {"target_momentum": Setting(float, "BYOL target EMA base tau, raised to 1 on a cosine",
+                                           bounds=(("min", 0), ("max", 1)))}
     paper_defaults = dict(proj_hidden=4096, proj_dim=256, target_momentum=0.996)
 
     def __init__(self, *args, **kwargs) -> None:

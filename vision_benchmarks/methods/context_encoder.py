@@ -60,9 +60,10 @@ class ContextEncoder(Method):
     settings = {
         "mask": Setting(str, "Context Encoder mask: random_block (1/4 of the image) or center",
                         choices=("random_block", "center")),
-        "adversarial_weight": Setting(float, "Context Encoder adversarial weight (0 turns the discriminator off)"),
+        "adversarial_weight": Setting(float, "Context Encoder adversarial weight (0 turns the discriminator off)",
+                                      bounds=(("min", 0),)),
         "discriminator_lr": Setting(float, "Context Encoder: the discriminator's Adam learning rate (betas 0.5, "
-                                           "0.999, as the official code)"),
+                                           "0.999, as the official code)", bounds=(("gt", 0),)),
     }
     paper_defaults = dict(mask="random_block", adversarial_weight=0.001, discriminator_lr=2e-4)
     discriminator_betas = (0.5, 0.999)

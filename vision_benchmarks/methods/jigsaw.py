@@ -28,7 +28,8 @@ class Jigsaw(Method):
 
     name = "jigsaw"
     settings = {
-        "permutations": Setting(int, "Jigsaw / PIRL: size of the maximal-Hamming permutation set"),
+        "permutations": Setting(int, "Jigsaw / PIRL: size of the maximal-Hamming permutation set",
+                                bounds=(("min", 2),)),
         "permutation_rule": Setting(str, "Jigsaw / PIRL: greedy rule of the permutation set: average (Noroozi & "
                                          "Favaro's Algorithm 1) or minimum (max-min distance)",
                                     choices=("average", "minimum")),

@@ -48,11 +48,11 @@ class MoCo(Method):
 
     name = "mocov1"
     settings = {
-        "key_momentum": Setting(float, "MoCo key-encoder momentum m"),
+        "key_momentum": Setting(float, "MoCo key-encoder momentum m", bounds=(("min", 0), ("max", 1))),
         "queue_size": Setting(int, "MoCo queue length; capped at a tenth of the training set (with a warning) so an "
-                                   "image rarely meets its own earlier key as a negative"),
+                                   "image rarely meets its own earlier key as a negative", bounds=(("min", 1),)),
         "shuffle_bn_splits": Setting(int, "MoCo: the key batch is shuffled and normalised in this many groups "
-                                          "(shuffling BN; 8 GPUs in MoCo)"),
+                                          "(shuffling BN; 8 GPUs in MoCo)", bounds=(("min", 1),)),
     }
     paper_defaults = dict(temperature=0.07, proj_dim=128, key_momentum=0.999, queue_size=65536,
                           shuffle_bn_splits=8)

@@ -38,9 +38,10 @@ class PIRL(Method):
     settings = {
         "permutations": Jigsaw.settings["permutations"],
         "permutation_rule": Jigsaw.settings["permutation_rule"],
-        "bank_negatives": Setting(int, "PIRL: memory-bank negatives per step"),
-        "bank_momentum": Setting(float, "PIRL memory-bank momentum"),
-        "jigsaw_weight": Setting(float, "PIRL: weight of the jigsaw term, 1 - weight on the image term"),
+        "bank_negatives": Setting(int, "PIRL: memory-bank negatives per step", bounds=(("min", 1),)),
+        "bank_momentum": Setting(float, "PIRL memory-bank momentum", bounds=(("min", 0), ("max", 1))),
+        "jigsaw_weight": Setting(float, "PIRL: weight of the jigsaw term, 1 - weight on the image term",
+                                  bounds=(("min", 0), ("max", 1))),
         "pirl_loss": Setting(str, "PIRL loss: nce (the paper's binary NCE) or infonce (softmax over the positive "
                                   "and the bank negatives)", choices=("nce", "infonce")),
     }

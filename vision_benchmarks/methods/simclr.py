@@ -29,7 +29,8 @@ class SimCLR(Method):
                                        "the image itself (the paper's asymmetric ablation); both = both views draw "
                                        "them independently", choices=("one", "both"), default="one"),
         "proj_layers": Setting(int, "SimCLR / SupCon projection head (SimCLR Figure 8): 0 = none (the loss on the "
-                                    "encoder's features), 1 = linear, 2 = the MLP, n = n linear layers; None = 2"),
+                                    "encoder's features), 1 = linear, 2 = the MLP, n = n linear layers; None = 2",
+                               bounds=(("min", 0),)),
     }
     paper_defaults = dict(temperature=0.5, proj_dim=128, color_strength=0.5)
 
