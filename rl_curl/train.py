@@ -287,7 +287,7 @@ def save_run(run: RunFolder, cfg: TrainConfig, counters: Counters, agent: SacAge
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder."""
-    cfg = _default_run_dir(cfg)
+    cfg = _resolve_defaults(cfg)
     validate(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads:
