@@ -189,7 +189,8 @@ def reference(path: str, mode: str, shape: dict, images: tuple[torch.Tensor, tor
     from options.train_options import TrainOptions  # noqa: E402
 
     command = ["train.py", "--dataroot", "unused", "--name", "benchmark", "--model", "cut",
-               "--CUT_mode", {"cut": "CUT", "fastcut": "FastCUT"}[mode], "--gpu_ids", reference_gpu_ids(images[0].device),
+               "--CUT_mode", {"cut": "CUT", "fastcut": "FastCUT"}[mode],
+               "--gpu_ids", reference_gpu_ids(images[0].device),
                "--load_size", str(shape["size"]), "--crop_size", str(shape["size"]),
                "--batch_size", str(shape["batch"]), "--ngf", str(shape["ngf"]),
                "--netG", f"resnet_{shape['n_blocks']}blocks", "--display_id", "0", "--no_html",
