@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
     precisions = args.precisions or default_precisions(device)
-    if "bf16" not in precisions:
+    if "bf16" not in precisions and args.precisions is None:  # why the default left it out
         emit({"bench": "rl_update", "contender": "ours_bf16", "skipped": bf16_skip_note(device)})
     curl = load_curl(args.reference) if args.reference else None
     peak = load_peak(args.peak) if args.peak else None

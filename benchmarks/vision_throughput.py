@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
     precisions = args.precisions or default_precisions(device)
-    if "bf16" not in precisions:
+    if "bf16" not in precisions and args.precisions is None:  # why the default left it out
         emit({"bench": "vision_throughput", "contender": "batched_bf16", "skipped": bf16_skip_note(device)})
     train = load_cifar10("train")
     contenders, meta = {}, {}
