@@ -7,12 +7,12 @@ benchmark takes ``--device cpu|cuda|auto`` (default cpu); :func:`select_device` 
 line :func:`emit` prints carries the device facts (GPU name and capability, torch, CUDA and
 cuDNN versions) beside the machine facts.
 
-Timing (:func:`timed`, :func:`alternate`, :func:`compare`). One clock reading brackets each
-timed span; on a CUDA device ``torch.cuda.synchronize`` runs before both readings, so the span
-holds the kernels its calls queued and none queued before it. Every contender (ours in fp32, ours in bf16, the
-reference code, ...) is timed in the same process, in rounds: in round r each contender runs
-``calls`` consecutive steps in turn, the order rotated by r, so slow drifts of the machine's
-load hit all of them alike. A contender's time is the median over rounds of its seconds per
+Timing (:func:`timed`, :func:`alternate`, :func:`compare`). On a CUDA device
+``torch.cuda.synchronize`` runs before both clock readings of a timed span, so the span holds
+the kernels its calls queued and none queued before it. Every contender (ours in fp32, ours in
+bf16, the reference code, ...) is timed in the same process, in rounds: in round r each
+contender runs ``calls`` consecutive steps in turn, the order rotated by r, so slow drifts of
+the machine's load hit all of them alike. A contender's time is the median over rounds of its seconds per
 step; a speed-up against the reference is the median over rounds of the per-round ratio
 ``t_reference(r) / t_ours(r)`` (rounds are paired, so the ratio of one round compares steps
 taken seconds apart). With at least :data:`MIN_ROUNDS_FOR_INTERVAL` rounds the ratio also gets
@@ -108,9 +108,14 @@ def device_facts(device=None) -> dict[str, object]:
     return facts
 
 
+def is_cuda(device) -> bool:
+    """Whether ``device`` (a ``torch.device``, a string such as ``"cuda:0"``, or None) is a GPU."""
+    return device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
+
+
 def bf16_skip_note(device) -> str:
     """Why bf16 is not timed by default on ``device`` (no native bf16 there)."""
-    if getattr(device, "type", device) == "cuda":
+    if is_cuda(device):
         return ("bf16 is not native on this GPU (torch.cuda.is_bf16_supported() is False); pass --precisions fp32 "
                 "bf16 to time it anyway")
     return ("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): 10-80x slower than fp32; pass --precisions fp32 "
@@ -161,7 +166,7 @@ def emit(record: Mapping[str, object]) -> None:
 def synchronizer(device) -> Callable[[], None] | None:
     """``torch.cuda.synchronize(device)`` as a call for a CUDA device; None for the CPU (its
     ops finish before they return)."""
-    if device is None or getattr(device, "type", str(device).split(":")[0]) != "cuda":
+    if not is_cuda(device):
         return None
     import torch
 
@@ -345,7 +350,7 @@ def peak_fractions(flops: float, seconds: float, precision: str, peak: Mapping |
         raise ValueError(f"seconds must be > 0, got {seconds}")
     achieved = flops / seconds
     row: dict[str, object] = {"flops_per_step": int(flops), "achieved_gflops": round(achieved / 1e9, 3)}
-    if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
+    if is_cuda(device):
         row.update(fraction_of_peak=None, peak_note="timed on a GPU; benchmarks/peak.py measures CPU peaks only")
         return row
     if peak is None:
