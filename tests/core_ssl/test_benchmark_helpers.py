@@ -453,3 +453,58 @@ def test_cut_reference_gpu_ids_follow_the_device():
     assert cut.reference_gpu_ids(torch.device("cpu")) == "-1"
     assert cut.reference_gpu_ids(torch.device("cuda", 0)) == "0"
     assert cut.reference_gpu_ids(torch.device("cuda", 1)) == "1"
+
+
+def test_rl_contenders_put_agent_replay_and_sampling_on_the_device(monkeypatch):
+    """The wiring of ``benchmarks/rl.py --device cuda`` without a GPU: ours builds agent, replay
+    and sampling generator on the device (the whole batch through the convs), the reference
+    agent and replay are handed the same device."""
+    from benchmarks import rl
+
+    seen = {}
+    cuda = torch.device("cuda", 0)
+
+    class Agent:
+        def __init__(self, *args, **kwargs):
+            seen["agent"] = (args[2], kwargs["conv_micro_batch"])
+
+    class Replay:
+        def __init__(self, *args, device=None, **kwargs):
+            seen.setdefault("replay", []).append(device)
+
+        def add(self, *args, **kwargs):
+            pass
+
+    class Generator:
+        def __init__(self, device="cpu"):
+            seen["generator"] = torch.device(device)
+
+        def manual_seed(self, seed):
+            return self
+
+    monkeypatch.setattr(rl, "SacAgent", Agent)
+    monkeypatch.setattr(rl, "FrameReplayBuffer", Replay)
+    monkeypatch.setattr(torch, "Generator", Generator)
+    rl.ours(8, bf16=False, capacity=3, device=cuda)
+    assert seen == {"agent": (cuda, None), "replay": [cuda], "generator": cuda}
+
+    class CurlAgent:
+        def __init__(self, **kwargs):
+            seen["reference_agent"] = kwargs["device"]
+
+    curl_utils = type("utils", (), {"set_seed_everywhere": staticmethod(lambda seed: None),
+                                    "ReplayBuffer": staticmethod(lambda **kw: Replay(device=kw["device"]))})
+    rl.official(curl_utils, CurlAgent, 8, capacity=3, device=cuda)
+    assert seen["reference_agent"] == cuda and seen["replay"][-1] == cuda
+
+
+def test_cut_contenders_move_to_the_device_of_the_images(monkeypatch):
+    from benchmarks import cut
+
+    moved = []
+    monkeypatch.setattr(cut.CUTModel, "to", lambda self, device: moved.append(device) or self)
+    images = (torch.zeros(1, 3, 32, 32, device="meta"), torch.zeros(1, 3, 32, 32, device="meta"))  # a stand-in GPU
+    shape = dict(size=32, batch=1, ngf=8, n_blocks=6)
+    cut.ours("fastcut", "fp32", shape, images)
+    cut.official_order_contender("fastcut", shape, images)
+    assert moved == [torch.device("meta")] * 2
