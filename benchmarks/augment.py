@@ -58,6 +58,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.reference import add_device_argument, device_facts, select_device, timed  # noqa: E402
 from core_ssl.augment import (byol_augment_pair, mocov1_augment, mocov2_augment, random_crop,  # noqa: E402
                               random_shift, simclr_augment)
 
@@ -137,8 +138,8 @@ def torchvision_pass(dataset: TwoViewDataset, batch: int, workers: int, seed: in
     batches = iter(loader)
     next(batches)  # first batch: worker start-up, not timed
     start = time.perf_counter()
-    timed = sum(1 for _ in batches)
-    return timed * batch / (time.perf_counter() - start)
+    count = sum(1 for _ in batches)
+    return count * batch / (time.perf_counter() - start)
 
 
 def bench_policies(images: torch.Tensor, tv_images: torch.Tensor, batch: int, rounds: int,
@@ -207,10 +208,9 @@ def bench_rl_crop(batch: int, repeats: int, crops: int = 3) -> None:
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for repeat in range(repeats + 1):
         for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
+            seconds = timed(fn)
             if repeat > 0:  # the first call of each is a warm-up
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     for name, seconds in times.items():
         emit({"bench": "rl_crop", "impl": name, "batch": batch, "in_shape": [9, 100, 100], "size": 84,
               "dtype": "uint8", "crops": crops, "repeats": repeats,
@@ -239,10 +239,9 @@ def bench_rl_sample_crop(batch: int, capacity: int, repeats: int) -> None:
     times: dict[str, list[float]] = {"curl_numpy": [], "ours": []}
     for repeat in range(repeats + 1):
         for name, fn in (("curl_numpy", curl), ("ours", ours)):
-            start = time.perf_counter()
-            fn()
+            seconds = timed(fn)
             if repeat > 0:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     for name, seconds in times.items():
         emit({"bench": "rl_sample_crop", "impl": name, "batch": batch, "capacity": capacity,
               "in_shape": [9, 100, 100], "size": 84, "crops": 3, "repeats": repeats,
@@ -253,17 +252,14 @@ def bench_rl_sample_crop(batch: int, capacity: int, repeats: int) -> None:
 
 
 def _alternate(candidates: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call of each candidate, calls alternating, the first call of each untimed
-    (CUDA work is waited for inside the timed span)."""
+    """Seconds per call of each candidate, calls alternating, the first call of each untimed;
+    on CUDA each call is synchronised on both sides (:func:`benchmarks.reference.timed`)."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for repeat in range(repeats + 1):
         for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            seconds = timed(fn, 1, device)
             if repeat > 0:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     return times
 
 
@@ -285,7 +281,8 @@ def bench_backends(images: torch.Tensor, batch: int, repeats: int, device: torch
                       for backend, views in built.items()}
         times = _alternate(candidates, repeats, device)
         medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-        emit({"bench": "backend_policy", "device": device.type, "policy": name, "batch": batch, "size": 32, "repeats": repeats,
+        emit({"bench": "backend_policy", **device_facts(device), "policy": name, "batch": batch, "size": 32,
+              "repeats": repeats,
               "native_ms": round(medians["native"], 2), "kornia_ms": round(medians["kornia"], 2),
               "kornia_over_native": round(medians["kornia"] / medians["native"], 2)})
     frames = torch.randint(0, 256, (batch, 9, 100, 100), dtype=torch.uint8, generator=generator).to(device)
@@ -300,7 +297,8 @@ def bench_backends(images: torch.Tensor, batch: int, repeats: int, device: torch
     for name, fn in rl.items():
         times = _alternate({b: (lambda b=b: fn(b)) for b in ("native", "kornia")}, 4 * repeats, device)
         medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-        emit({"bench": "backend_rl", "device": device.type, "op": name, "batch": batch, "dtype": "uint8", "repeats": 4 * repeats,
+        emit({"bench": "backend_rl", **device_facts(device), "op": name, "batch": batch, "dtype": "uint8",
+              "repeats": 4 * repeats,
               "native_ms": round(medians["native"], 2), "kornia_ms": round(medians["kornia"], 2),
               "kornia_over_native": round(medians["kornia"] / medians["native"], 2)})
 
@@ -317,7 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replay", type=int, default=1024,
                         help="frame stacks (9 x 100 x 100 uint8) per replay storage for rl_sample_crop")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (intra-op)")
-    parser.add_argument("--device", default="cpu", help="device of the batches for --only backends (cpu, cuda)")
+    add_device_argument(parser, "where the backends part runs (--only backends: native vs kornia for every policy "
+                                "and the RL crop / shift); the other parts time the CPU")
     parser.add_argument("--data-root", default=None, help="folder holding cifar10-jpeg.zip (default: the data root)")
     parser.add_argument("--spin-wait", action="store_true",
                         help="keep OpenMP's default spin-waiting (do not set OMP_WAIT_POLICY=PASSIVE)")
@@ -330,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--images must hold one batch and --tv-images two (the first is not timed)")
     torch.set_num_threads(args.threads)
     parts = set(args.only or ["batched", "torchvision", "crop", "backends"])
-    emit({"bench": "environment", "torch": torch.__version__, "cpus": os.cpu_count(),
+    device = select_device(args.device)
+    emit({"bench": "environment", **device_facts(device), "torch": torch.__version__, "cpus": os.cpu_count(),
           "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
           "load_average_1min": round(os.getloadavg()[0], 2)})
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         bench_policies(images[:args.images], images[:args.tv_images], args.batch, args.repeats, parts)
     if "backends" in parts:
         bench_backends(load_train_images(args.batch, args.data_root), args.batch, args.repeats,
-                       torch.device(args.device))
+                       device)
     if "crop" in parts:
         for batch in (128, 512):
             bench_rl_crop(batch, 20 * args.repeats)

@@ -1,9 +1,10 @@
 """Seconds per CUT / FastCUT training step against the reference code, FLOP/s against the
-machine's peak, and peak resident memory, as JSON lines (each with the machine facts of
-:func:`benchmarks.reference.run_facts`).
+machine's peak, and peak resident memory, on the CPU or, with --device cuda, a GPU, as JSON
+lines (each with the machine and device facts of :func:`benchmarks.reference.run_facts`).
 
     python benchmarks/cut.py --reference CUT_TREE --peak peak.json      # quiet machine, minutes
     python benchmarks/cut.py --memory --reference CUT_TREE              # peak RSS, one process each
+    python benchmarks/cut.py --device cuda --reference CUT_TREE         # one GPU
     python benchmarks/cut.py --quick                                    # checks the script
 
 The networks of the paper (ResNet generator with ``--n-blocks`` 9 and ngf 64, PatchGAN with ndf
@@ -30,6 +31,13 @@ Every contender's FLOPs per step (``torch.utils.flop_counter``) and achieved GFL
 with ``--peak`` also the fraction of the machine's peak; ``--profile`` adds operator profiles.
 ``--memory`` runs each contender alone in its own process, so that its peak RSS is its own
 (timings then are not alternated).
+
+``--device cuda``: every contender runs on the same GPU in the same alternating rounds, each
+turn bracketed by ``torch.cuda.synchronize``; the images are in GPU memory for all (the
+reference's ``set_input`` copies them to its device, a no-op then), the reference is built with
+``--gpu_ids 0`` instead of ``-1`` (``train.py``'s way onto the first GPU, ``DataParallel``
+wrappers included), bf16 is timed by default where the GPU runs it natively, and each line
+also gives the process's peak GPU memory (``torch.cuda.max_memory_allocated``).
 """
 
 from __future__ import annotations
@@ -51,10 +59,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reference import (REFERENCE, Contender, add_to_path, alternate, argv, compare, count_flops,  # noqa: E402
-                                  emit, load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
+from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate, argv,  # noqa: E402
+                                  bf16_skip_note, compare, count_flops, default_precisions, emit, load_peak,
+                                  not_measured, peak_fractions, profile_ops, reference_tree, select_device,
                                   tree_commit)
-from core_ssl.device import native_bf16  # noqa: E402
 from cut_translation.model import CUTModel, CUTSettings  # noqa: E402
 from cut_translation.networks import BlurDownsample, BlurUpsample, ReflectionPad, lsgan_loss  # noqa: E402
 from cut_translation.patchnce import layer_mean_patch_nce, sample_locations  # noqa: E402
@@ -148,21 +156,30 @@ def official_order_step(model: CUTModel, real_a: torch.Tensor, real_b: torch.Ten
 
 
 def ours(mode: str, precision: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> Contender:
+    """CUTModel.train_step on the device of ``images`` (the model moved there as
+    ``cut_translation.train`` moves it)."""
     torch.manual_seed(0)
     settings = CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"], bf16=precision == "bf16")
-    model = CUTModel(settings)
+    model = CUTModel(settings).to(images[0].device)
     return Contender(lambda: model.train_step(*images))
 
 
 def official_order_contender(mode: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> Contender:
     torch.manual_seed(0)
     model = official_order(CUTModel(CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"])))
+    model = model.to(images[0].device)
     return Contender(lambda: official_order_step(model, *images))
 
 
+def reference_gpu_ids(device: torch.device) -> str:
+    """The reference's ``--gpu_ids``: ``-1`` for the CPU, the GPU's index for CUDA."""
+    return str(device.index or 0) if device.type == "cuda" else "-1"
+
+
 def reference(path: str, mode: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> tuple[Contender, dict]:
-    """The official model built as ``train.py`` builds it, stepped on ``images``; one shim:
-    ``sys.argv`` is set to the ``train.py`` command line while the options are parsed."""
+    """The official model built as ``train.py`` builds it, on the device of ``images``
+    (``--gpu_ids`` -1 or the GPU's index), stepped on ``images``; one shim: ``sys.argv`` is set
+    to the ``train.py`` command line while the options are parsed."""
     root = reference_tree(path, ["models/cut_model.py", "options/train_options.py", "data/__init__.py"],
                           "taesungp/contrastive-unpaired-translation", CUT_HOW)
     if shape["n_blocks"] not in (6, 9):
@@ -172,7 +189,8 @@ def reference(path: str, mode: str, shape: dict, images: tuple[torch.Tensor, tor
     from options.train_options import TrainOptions  # noqa: E402
 
     command = ["train.py", "--dataroot", "unused", "--name", "benchmark", "--model", "cut",
-               "--CUT_mode", {"cut": "CUT", "fastcut": "FastCUT"}[mode], "--gpu_ids", "-1",
+               "--CUT_mode", {"cut": "CUT", "fastcut": "FastCUT"}[mode],
+               "--gpu_ids", reference_gpu_ids(images[0].device),
                "--load_size", str(shape["size"]), "--crop_size", str(shape["size"]),
                "--batch_size", str(shape["batch"]), "--ngf", str(shape["ngf"]),
                "--netG", f"resnet_{shape['n_blocks']}blocks", "--display_id", "0", "--no_html",
@@ -203,9 +221,9 @@ def reference(path: str, mode: str, shape: dict, images: tuple[torch.Tensor, tor
 def worker(mode: str, names: list[str], args) -> None:
     """Build the named contenders of one mode in this process, alternate them, print the lines."""
     shape = dict(size=args.size, batch=args.batch, ngf=args.ngf, n_blocks=args.n_blocks)
+    device = select_device(args.device)
     torch.manual_seed(0)
-    images = (torch.rand(args.batch, 3, args.size, args.size) * 2 - 1,
-              torch.rand(args.batch, 3, args.size, args.size) * 2 - 1)
+    images = tuple((torch.rand(args.batch, 3, args.size, args.size) * 2 - 1).to(device) for _ in range(2))
     contenders, meta = {}, {}
     for name in names:
         if name == REFERENCE:
@@ -214,20 +232,24 @@ def worker(mode: str, names: list[str], args) -> None:
             contenders[name] = official_order_contender(mode, shape, images)
         else:
             contenders[name] = ours(mode, name.split("_")[-1], shape, images)
-    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup)
+    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device)
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     peak = load_peak(args.peak) if args.peak else None
-    rss_key = "peak_rss_gib" if len(names) == 1 else "process_peak_rss_gib_all_contenders"
+    alone = len(names) == 1
+    memory = {"peak_rss_gib" if alone else "process_peak_rss_gib_all_contenders": round(peak_rss_gib, 3)}
+    if device.type == "cuda":
+        gpu_gib = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        memory["peak_gpu_memory_gib" if alone else "process_peak_gpu_memory_gib_all_contenders"] = gpu_gib
     for name, row in compare(times).items():
         precision = "bf16" if name.endswith("bf16") else "fp32"
         flops = count_flops(contenders[name].step, calls=2)
         emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, "precision": precision, **shape,
-              **row, **peak_fractions(flops, row["median_s"], precision, peak), rss_key: round(peak_rss_gib, 3),
+              **row, **peak_fractions(flops, row["median_s"], precision, peak, device=device), **memory,
               **(meta if name == REFERENCE else {})})
     if args.profile:
         for name, contender in contenders.items():
             emit({"benchmark": "cut_profile", "mode": mode, "contender": name, **shape,
-                  **profile_ops(contender.step, calls=2, top=args.profile_top)})
+                  **profile_ops(contender.step, calls=2, top=args.profile_top, device=device)})
 
 
 def main(argv_: list[str] | None = None) -> None:
@@ -235,8 +257,9 @@ def main(argv_: list[str] | None = None) -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--modes", nargs="+", default=["cut", "fastcut"], choices=["cut", "fastcut"])
     parser.add_argument("--variants", nargs="+", default=["ours"], choices=["ours", "official-order"])
+    add_device_argument(parser, "where every contender's steps run (the reference with --gpu_ids 0 on cuda)")
     parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
-                        help="our model's precisions (default: fp32, plus bf16 where the CPU runs it natively)")
+                        help="our model's precisions (default: fp32, plus bf16 where the device runs it natively)")
     parser.add_argument("--reference", metavar="CUT_TREE", help="a contrastive-unpaired-translation checkout to time")
     parser.add_argument("--peak", metavar="PEAK_JSON", help="benchmarks/peak.py output: fractions of the peak")
     parser.add_argument("--size", type=int, default=128)
@@ -259,10 +282,10 @@ def main(argv_: list[str] | None = None) -> None:
     if args.worker:
         worker(args.worker[0], args.worker[1:], args)
         return
-    precisions = args.precisions or (["fp32", "bf16"] if native_bf16(torch.device("cpu")) else ["fp32"])
-    if "bf16" not in precisions:
-        emit({"benchmark": "cut_train_step", "contender": "ours_bf16", "skipped": "bf16 is emulated on this CPU (no "
-              "AVX512-BF16 or AMX): 10-80x slower than fp32; pass --precisions fp32 bf16 to time it anyway"})
+    device = select_device(args.device)  # here too: a missing GPU is one line before any worker starts
+    precisions = args.precisions or default_precisions(device)
+    if "bf16" not in precisions and args.precisions is None:  # why the default left it out
+        emit({"benchmark": "cut_train_step", "contender": "ours_bf16", "skipped": bf16_skip_note(device)})
     names = [f"ours_{p}" for p in precisions if "ours" in args.variants]
     names += ["official_order_fp32"] if "official-order" in args.variants else []
     names += [REFERENCE] if args.reference else []

@@ -1,10 +1,18 @@
 """Shared helpers of the benchmark scripts: side-by-side timing, FLOP/s against the machine's
 peak, operator profiles, and loading a reference implementation from a checkout.
 
-Timing (:func:`alternate`, :func:`compare`). Every contender (ours in fp32, ours in bf16, the
-reference code, ...) is timed in the same process, in rounds: in round r each contender runs
-``calls`` consecutive steps in turn, the order rotated by r, so slow drifts of the machine's
-load hit all of them alike. A contender's time is the median over rounds of its seconds per
+Devices (:func:`add_device_argument`, :func:`select_device`, :func:`device_facts`). Every
+benchmark takes ``--device cpu|cuda|auto`` (default cpu); :func:`select_device` resolves it
+(``--device cuda`` without a GPU is a one-line error naming the fix) and from then on every
+line :func:`emit` prints carries the device facts (GPU name and capability, torch, CUDA and
+cuDNN versions) beside the machine facts.
+
+Timing (:func:`timed`, :func:`alternate`, :func:`compare`). On a CUDA device
+``torch.cuda.synchronize`` runs before both clock readings of a timed span, so the span holds
+the kernels its calls queued and none queued before it. Every contender (ours in fp32, ours in
+bf16, the reference code, ...) is timed in the same process, in rounds: in round r each
+contender runs ``calls`` consecutive steps in turn, the order rotated by r, so slow drifts of
+the machine's load hit all of them alike. A contender's time is the median over rounds of its seconds per
 step; a speed-up against the reference is the median over rounds of the per-round ratio
 ``t_reference(r) / t_ours(r)`` (rounds are paired, so the ratio of one round compares steps
 taken seconds apart). With at least :data:`MIN_ROUNDS_FOR_INTERVAL` rounds the ratio also gets
@@ -43,13 +51,82 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_ssl.device import machine_facts  # noqa: E402
+from core_ssl.device import machine_facts, native_bf16, resolve_device  # noqa: E402
 from core_ssl.stats import bootstrap_interval  # noqa: E402
 
 MIN_ROUNDS_FOR_INTERVAL = 5
 REFERENCE = "reference"
 #: machine facts that must agree between a peak measurement and a benchmark run
 PEAK_KEYS = ("cpu_model", "cpu_capability", "native_bf16_cpu", "torch_threads", "cpu_family_model")
+
+
+DEVICE_CHOICES = ("cpu", "cuda", "auto")
+
+# ----------------------------------------------------------------------------- devices
+
+_selected_device = None  # the device select_device() chose; emit() adds its facts
+
+
+def add_device_argument(parser, what: str = "where the timed work runs") -> None:
+    """The ``--device {cpu,cuda,auto}`` option every benchmark script takes (default cpu)."""
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu",
+                        help=f"{what}: cpu, cuda (the first GPU) or auto (cuda when one is visible)")
+
+
+def select_device(name: str):
+    """``--device`` as a ``torch.device``, remembered for :func:`emit`; a one-line
+    ``SystemExit`` naming the fix when CUDA was asked for and is not there."""
+    global _selected_device
+    import torch
+
+    from core_ssl.cli import CommandError
+
+    try:
+        device = resolve_device(name)
+    except (RuntimeError, CommandError) as err:  # CommandError since resolve_device became a usage check
+        raise SystemExit(f"--device {name}: CUDA is not available here (torch {torch.__version__}, built with CUDA "
+                         f"{torch.version.cuda}); run on a machine with an NVIDIA GPU and a CUDA build of torch, "
+                         f"or pass --device cpu") from err
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    _selected_device = device
+    return device
+
+
+def device_facts(device=None) -> dict[str, object]:
+    """What a speed number depends on besides the CPU: the device, and on CUDA the GPU's name,
+    compute capability, memory and native bf16, with the torch, CUDA and cuDNN versions
+    (``gpu`` is None on the CPU; ``cuda_version`` is the CUDA torch was built with)."""
+    import torch
+
+    device = torch.device("cpu") if device is None else torch.device(device)
+    facts: dict[str, object] = {"device": str(device), "torch": torch.__version__, "cuda_version": torch.version.cuda,
+                                "gpu": None}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        facts.update(gpu=props.name, gpu_capability=f"{props.major}.{props.minor}",
+                     gpu_memory_gib=round(props.total_memory / 2**30, 1), native_bf16_device=native_bf16(device),
+                     cudnn=torch.backends.cudnn.version())
+    return facts
+
+
+def is_cuda(device) -> bool:
+    """Whether ``device`` (a ``torch.device``, a string such as ``"cuda:0"``, or None) is a GPU."""
+    return device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
+
+
+def bf16_skip_note(device) -> str:
+    """Why bf16 is not timed by default on ``device`` (no native bf16 there)."""
+    if is_cuda(device):
+        return ("bf16 is not native on this GPU (torch.cuda.is_bf16_supported() is False); pass --precisions fp32 "
+                "bf16 to time it anyway")
+    return ("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): 10-80x slower than fp32; pass --precisions fp32 "
+            "bf16 to time it anyway")
+
+
+def default_precisions(device) -> list[str]:
+    """fp32, plus bf16 where ``device`` runs it natively (an AVX512-BF16 / AMX CPU, a bf16 GPU)."""
+    return ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
 
 
 # ----------------------------------------------------------------------------- machine facts
@@ -71,17 +148,48 @@ def cpu_family_model() -> str | None:
     return "/".join(parts) if all(parts) else None
 
 
-def run_facts() -> dict[str, object]:
-    """:func:`core_ssl.device.machine_facts` plus the CPU family/model and the 1/5/15-minute
-    load averages at the time of the call: what every benchmark JSON line carries."""
+def run_facts(device=None) -> dict[str, object]:
+    """:func:`core_ssl.device.machine_facts` plus the CPU family/model, the 1/5/15-minute
+    load averages at the time of the call and the :func:`device_facts` of ``device`` (default:
+    the one :func:`select_device` chose, else the CPU): what every benchmark JSON line carries."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {**machine_facts(), "cpu_family_model": cpu_family_model(),
-            "load_average": [round(x, 2) for x in load] if load else None}
+            "load_average": [round(x, 2) for x in load] if load else None,
+            **device_facts(_selected_device if device is None else device)}
 
 
 def emit(record: Mapping[str, object]) -> None:
     """Print one JSON line with :func:`run_facts` appended (the record's keys win)."""
     print(json.dumps({**record, **{k: v for k, v in run_facts().items() if k not in record}}), flush=True)
+
+
+# ----------------------------------------------------------------------------- timing
+
+def synchronizer(device) -> Callable[[], None] | None:
+    """``torch.cuda.synchronize(device)`` as a call for a CUDA device; None for the CPU (its
+    ops finish before they return)."""
+    if not is_cuda(device):
+        return None
+    import torch
+
+    return lambda: torch.cuda.synchronize(device)
+
+
+def timed(work: Callable[[], object], calls: int = 1, device=None,
+          clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds ``calls`` consecutive ``work()`` calls take. On a CUDA ``device`` the queue is
+    drained (``torch.cuda.synchronize``) before the first clock reading, so earlier work is not
+    counted, and again before the second, so this work's kernels are: CUDA calls return when
+    their kernels are queued, not done. The one timing helper of every benchmark script."""
+    sync = synchronizer(device)
+    if sync is not None:
+        sync()
+    started = clock()
+    for _ in range(calls):
+        work()
+    if sync is not None:
+        sync()
+    return clock() - started
 
 
 # ----------------------------------------------------------------------------- alternating rounds
@@ -99,14 +207,16 @@ class Contender:
 
 def alternate(contenders: Mapping[str, Contender | Callable[[], object]], rounds: int, calls: int = 1,
               warmup: int = 1, clock: Callable[[], float] = time.perf_counter,
-              on_round: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
+              on_round: Callable[[int, dict[str, float]], None] | None = None,
+              device=None) -> dict[str, list[float]]:
     """Time the contenders in alternating rounds; returns ``{name: [seconds per step, one per
     round]}``.
 
     Each contender first runs ``warmup`` untimed steps (in the given order). Then, for round
     ``r = 0 .. rounds - 1``, the contenders take turns in the given order rotated left by
     ``r``; a turn times ``calls`` consecutive steps with ``clock`` and records their total
-    divided by ``calls``. ``on_round(r, {name: seconds})`` is called after each round.
+    divided by ``calls``. ``on_round(r, {name: seconds})`` is called after each round. On a
+    CUDA ``device`` each turn is timed by :func:`timed`, synchronised on both sides.
     """
     if rounds < 1 or calls < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, calls >= 1, warmup >= 0; got {rounds}, {calls}, {warmup}")
@@ -115,29 +225,26 @@ def alternate(contenders: Mapping[str, Contender | Callable[[], object]], rounds
     entries = {name: c if isinstance(c, Contender) else Contender(c) for name, c in contenders.items()}
     names = list(entries)
     for name in names:
-        _turn(entries[name], warmup, clock)
+        _turn(entries[name], warmup, clock, device)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         shift = r % len(names)
         this_round = {}
         for name in names[shift:] + names[:shift]:
-            this_round[name] = _turn(entries[name], calls, clock) / calls
+            this_round[name] = _turn(entries[name], calls, clock, device) / calls
             times[name].append(this_round[name])
         if on_round is not None:
             on_round(r, this_round)
     return times
 
 
-def _turn(contender: Contender, calls: int, clock: Callable[[], float]) -> float:
+def _turn(contender: Contender, calls: int, clock: Callable[[], float], device=None) -> float:
     if calls == 0:
         return 0.0
     if contender.enter is not None:
         contender.enter()
     try:
-        started = clock()
-        for _ in range(calls):
-            contender.step()
-        return clock() - started
+        return timed(contender.step, calls, device, clock)
     finally:
         if contender.leave is not None:
             contender.leave()
@@ -234,16 +341,20 @@ def load_peak(path: str | os.PathLike) -> dict:
 
 
 def peak_fractions(flops: float, seconds: float, precision: str, peak: Mapping | None,
-                   facts: Mapping | None = None) -> dict[str, object]:
+                   facts: Mapping | None = None, device=None) -> dict[str, object]:
     """``achieved_gflops = flops / seconds / 1e9`` and, when ``peak`` (a :func:`load_peak`
     record) was measured on a machine whose :data:`PEAK_KEYS` facts equal ``facts`` (default:
     this process's), ``fraction_of_peak`` = achieved / the peak of ``precision`` and
-    ``fraction_of_fp32_peak`` = achieved / the fp32 peak. Otherwise ``fraction_of_peak`` is
+    ``fraction_of_fp32_peak`` = achieved / the fp32 peak. Otherwise, and always for work timed
+    on a CUDA ``device`` (``benchmarks/peak.py`` measures the CPU), ``fraction_of_peak`` is
     ``None`` with the reason."""
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     achieved = flops / seconds
     row: dict[str, object] = {"flops_per_step": int(flops), "achieved_gflops": round(achieved / 1e9, 3)}
+    if is_cuda(device):
+        row.update(fraction_of_peak=None, peak_note="timed on a GPU; benchmarks/peak.py measures CPU peaks only")
+        return row
     if peak is None:
         row.update(fraction_of_peak=None, peak_note="no --peak file given (python benchmarks/peak.py > peak.json)")
         return row
@@ -320,16 +431,15 @@ def summarize_profile(events: Iterable[tuple[str, list[str], float]], wall_s: fl
                          "category": v[2]} for k, v in ranked]}
 
 
-def profile_ops(step: Callable[[], object], calls: int = 2, top: int = 12) -> dict:
+def profile_ops(step: Callable[[], object], calls: int = 2, top: int = 12, device=None) -> dict:
     """Run ``calls`` steps under ``torch.profiler`` (CPU) and :func:`summarize_profile` them;
-    wall time per step and self times per step (divided by ``calls``)."""
+    wall time per step and self times per step (divided by ``calls``). On a CUDA ``device``
+    the wall time is synchronised (:func:`timed`) but the self times stay the host's (time
+    spent launching kernels, not running them): the record says so."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        started = time.perf_counter()
-        for _ in range(calls):
-            step()
-        wall = time.perf_counter() - started
+        wall = timed(step, calls, device)
 
     def ancestors(event) -> list[str]:
         names, parent = [], event.cpu_parent
@@ -339,7 +449,10 @@ def profile_ops(step: Callable[[], object], calls: int = 2, top: int = 12) -> di
         return names
 
     events = [(e.name, ancestors(e), e.self_cpu_time_total / 1e6 / calls) for e in prof.events()]
-    return summarize_profile(events, wall / calls, top)
+    summary = summarize_profile(events, wall / calls, top)
+    if synchronizer(device) is not None:
+        summary["self_times"] = "host (CPU) time per operator: CUDA kernels run asynchronously and are not attributed"
+    return summary
 
 
 # ----------------------------------------------------------------------------- reference checkouts

@@ -1,7 +1,8 @@
 """CURL update speed against the reference code, FLOP/s against the machine's peak, and
-environment throughput, on the CPU. Prints one JSON line per measurement, each with the machine
-facts (:func:`benchmarks.reference.run_facts`: CPU model, family/model, SIMD level, native bf16,
-threads, load average):
+environment throughput, on the CPU or, with --device cuda, a GPU. Prints one JSON line per
+measurement, each with the machine and device facts (:func:`benchmarks.reference.run_facts`:
+CPU model, family/model, SIMD level, native bf16, threads, load average; the device, GPU name,
+torch / CUDA versions):
 
 1. ``rl_update``: seconds per update, the paper's network sizes (4 convs of 32 filters on 84x84
    crops of 9x100x100 uint8 stacks, feature 50, MLPs 1024), each update sampling its batch
@@ -20,6 +21,11 @@ threads, load average):
    two consecutive updates (one with the actor / alpha / target step, one critic-only), and
    the speed-up is the median of the per-round ratios. Without ``--reference`` a
    ``reference: not measured`` line says so; no quoted figure is divided by.
+   With ``--device cuda`` every contender runs on the same GPU, in the same alternating
+   rounds, each turn bracketed by ``torch.cuda.synchronize``: ours with its replay buffer in GPU
+   memory (as ``rl_curl.train`` keeps it there on CUDA) and the whole batch through the convs,
+   the reference on its own replay (numpy crops on the host, then copied to the GPU) as its
+   ``train.py`` runs it; bf16 is timed by default where the GPU runs it natively.
    Every contender's FLOPs per update (``torch.utils.flop_counter``) and achieved GFLOP/s
    come with it, and with ``--peak peak.json`` (``benchmarks/peak.py``) the fraction of the
    machine's peak. ``--profile`` adds each contender's operator profile (``rl_profile``).
@@ -30,6 +36,7 @@ threads, load average):
    (environment steps per second; one 100x100 render per action-repeat block of 4).
 
     python benchmarks/rl.py --reference CURL_TREE --peak peak.json   # a few minutes, quiet machine
+    python benchmarks/rl.py --device cuda --reference CURL_TREE --rounds 5 --skip-env   # one GPU
     python benchmarks/rl.py --quick                                   # checks the script in seconds
 """
 
@@ -52,11 +59,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.reference import (REFERENCE, Contender, add_to_path, alternate, compare, count_flops, emit,  # noqa: E402
-                                  load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
+from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate,  # noqa: E402
+                                  bf16_skip_note, compare, count_flops, default_precisions, emit, load_peak,
+                                  not_measured, peak_fractions, profile_ops, reference_tree, select_device,
                                   stub_module, tree_commit)
 from core_ssl import losses  # noqa: E402
-from core_ssl.device import native_bf16, resolve_conv_micro_batch  # noqa: E402
+from core_ssl.device import resolve_conv_micro_batch  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
 from rl_curl.agent import SacAgent  # noqa: E402
 from rl_curl.replay import Batch, FrameReplayBuffer  # noqa: E402
@@ -64,15 +72,18 @@ from rl_curl.replay import Batch, FrameReplayBuffer  # noqa: E402
 ACTION_DIM = 6  # cheetah-run
 PRE_SHAPE = (9, 100, 100)
 CROP = 84
+CPU = torch.device("cpu")
 CURL_HOW = ("Make one outside this project: git clone https://github.com/MishaLaskin/curl && "
             "git -C curl checkout 8416d6e (needs scikit-image; see docs/benchmarks.md).")
 
 
-def random_batch(batch_size: int, seed: int = 0) -> Batch:
+def random_batch(batch_size: int, seed: int = 0, device: torch.device = CPU) -> Batch:
+    """Random transitions drawn on the CPU (the same on every device), then moved to ``device``."""
     g = torch.Generator().manual_seed(seed)
     frames = lambda: torch.randint(0, 256, (batch_size, *PRE_SHAPE), dtype=torch.uint8, generator=g)  # noqa: E731
-    return Batch(frames(), torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,
-                 torch.rand(batch_size, 1, generator=g), frames(), torch.ones(batch_size, 1))
+    batch = Batch(frames(), torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,
+                  torch.rand(batch_size, 1, generator=g), frames(), torch.ones(batch_size, 1))
+    return Batch(*(t.to(device) for t in batch))
 
 
 def transitions(capacity: int, seed: int):
@@ -88,18 +99,19 @@ def transitions(capacity: int, seed: int):
 # ------------------------------------------------------------------------------ contenders
 
 def ours(batch_size: int, bf16: bool, capacity: int, micro_batch: str = "auto",
-         optimizers: str = "joint") -> Contender:
+         optimizers: str = "joint", device: torch.device = CPU) -> Contender:
     """SacAgent.update on batches sampled from a filled FrameReplayBuffer (crops included), the
     conv stacks in micro-batches as ``--conv-micro-batch`` of ``rl_curl.train`` sets them, the
     optimiser sequence as its ``--optimizers`` (``joint``: one encoder step per update;
-    ``official``: the official code's three)."""
+    ``official``: the official code's three). Agent, replay buffer and sampling generator all
+    live on ``device``, as ``rl_curl.train`` places them."""
     torch.manual_seed(0)
-    agent = SacAgent(PRE_SHAPE, ACTION_DIM, torch.device("cpu"), aux="curl", bf16=bf16, optimizers=optimizers,
-                     conv_micro_batch=resolve_conv_micro_batch(micro_batch, torch.device("cpu")))
-    replay = FrameReplayBuffer(PRE_SHAPE, ACTION_DIM, capacity)
+    agent = SacAgent(PRE_SHAPE, ACTION_DIM, device, aux="curl", bf16=bf16, optimizers=optimizers,
+                     conv_micro_batch=resolve_conv_micro_batch(micro_batch, device))
+    replay = FrameReplayBuffer(PRE_SHAPE, ACTION_DIM, capacity, device=device)
     for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
         replay.add(obs, action, reward, next_obs, terminated=False, truncated=done)
-    generator = torch.Generator().manual_seed(2)
+    generator = torch.Generator(device=device).manual_seed(2)
     return Contender(lambda: agent.update(replay.sample(batch_size, generator)))
 
 
@@ -130,12 +142,14 @@ def load_curl(path: str) -> tuple[types.ModuleType, type, dict]:
     return utils, CurlSacAgent, meta
 
 
-def official(curl_utils: types.ModuleType, agent_class: type, batch_size: int, capacity: int) -> Contender:
+def official(curl_utils: types.ModuleType, agent_class: type, batch_size: int, capacity: int,
+             device: torch.device = CPU) -> Contender:
     """The official ``CurlSacAgent.update`` (train.py's defaults, the paper's sizes) on its own
     replay buffer filled with the same random transitions; steps counted from 1001 (odd) as
-    after ``init_steps`` in train.py."""
+    after ``init_steps`` in train.py. Both are given ``device``, as train.py gives them its
+    device: the networks live there, the replay keeps numpy arrays on the host and copies each
+    cropped batch there (``ReplayBuffer.sample_cpc``)."""
     curl_utils.set_seed_everywhere(0)
-    device = torch.device("cpu")
     replay = curl_utils.ReplayBuffer(obs_shape=PRE_SHAPE, action_shape=(ACTION_DIM,), capacity=capacity,
                                      batch_size=batch_size, device=device, image_size=CROP)
     for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
@@ -180,9 +194,9 @@ class OfficialStyleUpdate:
 
     def __call__(self, obs_np: np.ndarray, next_np: np.ndarray, batch: Batch) -> None:
         agent = self.agent
-        obs = torch.as_tensor(numpy_random_crop(obs_np))
-        next_obs = torch.as_tensor(numpy_random_crop(next_np))
-        positive = torch.as_tensor(numpy_random_crop(obs_np))
+        obs = torch.as_tensor(numpy_random_crop(obs_np), device=agent.device)  # host crops, copied as official
+        next_obs = torch.as_tensor(numpy_random_crop(next_np), device=agent.device)
+        positive = torch.as_tensor(numpy_random_crop(obs_np), device=agent.device)
         critic, actor, target = agent.critic, agent.actor, agent.critic_target
         # critic
         with torch.no_grad():
@@ -221,46 +235,54 @@ class OfficialStyleUpdate:
         self.step += 1
 
 
-def official_style(batch_size: int) -> Contender:
+def official_style(batch_size: int, device: torch.device = CPU) -> Contender:
     torch.manual_seed(0)
     np.random.seed(0)
-    agent = SacAgent((9, CROP, CROP), ACTION_DIM, torch.device("cpu"), aux="curl")
+    agent = SacAgent((9, CROP, CROP), ACTION_DIM, device, aux="curl")
     update = OfficialStyleUpdate(agent)
-    batch = random_batch(batch_size)
-    obs_np, next_np = batch.obs.numpy(), batch.next_obs.numpy()
+    host = random_batch(batch_size)
+    obs_np, next_np = host.obs.numpy(), host.next_obs.numpy()
+    batch = Batch(*(t.to(device) for t in host))
     return Contender(lambda: update(obs_np, next_np, batch))
 
 
 # ------------------------------------------------------------------------------ 1. updates side by side
 
-def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict | None) -> None:
+def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict | None,
+                  device: torch.device = CPU) -> None:
     contenders: dict[str, Contender] = {}
     sequence: dict[str, str] = {}  # which optimiser sequence each contender runs
+    replay: dict[str, str] = {}  # where each contender's batches come from
     for precision in precisions:
         for micro_batch in args.conv_micro_batch:
             for optimizers in args.optimizers:
                 name = (f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
                         + ("" if optimizers == "joint" else f"_opt{optimizers}"))
-                contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch, optimizers)
+                contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch, optimizers,
+                                        device)
                 sequence[name] = optimizers
+                replay[name] = f"FrameReplayBuffer on {device.type}"
     if args.official_style:
-        contenders["official_style_fp32"] = official_style(batch_size)
+        contenders["official_style_fp32"] = official_style(batch_size, device)
         sequence["official_style_fp32"] = "official"
+        replay["official_style_fp32"] = "one fixed host batch, numpy crops, copied to the device"
     if curl is not None:
-        contenders[REFERENCE] = official(*curl[:2], batch_size, args.capacity)
+        contenders[REFERENCE] = official(*curl[:2], batch_size, args.capacity, device)
         sequence[REFERENCE] = "official"
+        replay[REFERENCE] = "curl ReplayBuffer.sample_cpc: numpy crops on the host, copied to the device"
 
     def show(r: int, seconds: dict[str, float]) -> None:
         emit({"bench": "rl_update_round", "batch": batch_size, "round": r,
               "seconds_per_update": {k: round(v, 4) for k, v in seconds.items()}})
 
-    times = alternate(contenders, rounds=args.rounds, calls=2, warmup=2, on_round=show)
+    times = alternate(contenders, rounds=args.rounds, calls=2, warmup=2, on_round=show, device=device)
     summary = compare(times)
     for name, row in summary.items():
         precision = "bf16" if "bf16" in name else "fp32"
         flops = count_flops(contenders[name].step, calls=2)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
-              "optimizers": sequence[name], **row, **peak_fractions(flops, row["median_s"], precision, peak),
+              "optimizers": sequence[name], "replay": replay[name], **row,
+              **peak_fractions(flops, row["median_s"], precision, peak, device=device),
               **(curl[2] if name == REFERENCE else {})})
     if curl is None:
         emit({"bench": "rl_update", "batch": batch_size, "contender": REFERENCE,
@@ -269,15 +291,15 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     if args.profile:
         for name, contender in contenders.items():
             emit({"bench": "rl_profile", "batch": batch_size, "contender": name,
-                  **profile_ops(contender.step, calls=2, top=args.profile_top)})
+                  **profile_ops(contender.step, calls=2, top=args.profile_top, device=device)})
 
 
 # ------------------------------------------------------------------------------ 2. bf16 numerics, 3. environment
 
-def bench_bf16_numerics(batch_size: int) -> None:
+def bench_bf16_numerics(batch_size: int, device: torch.device = CPU) -> None:
     torch.manual_seed(0)
-    reference = SacAgent((9, 100, 100), ACTION_DIM, torch.device("cpu"), aux="curl")
-    batch = random_batch(batch_size, seed=1)
+    reference = SacAgent((9, 100, 100), ACTION_DIM, device, aux="curl")
+    batch = random_batch(batch_size, seed=1, device=device)
     results = {}
     for bf16 in (False, True):
         agent = copy.deepcopy(reference)
@@ -320,11 +342,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (2 updates per turn)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_device_argument(parser, "where every contender's updates run (the replay of ours too)")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
-                        help="our agent's precisions (default: fp32, plus bf16 where the CPU runs it natively)")
+                        help="our agent's precisions (default: fp32, plus bf16 where the device runs it natively)")
     parser.add_argument("--conv-micro-batch", nargs="+", default=["auto"], metavar="SETTING",
-                        help="our conv micro-batch settings to time, each a contender: auto (32 on a CPU; "
-                             "named ours_<precision>), off or N (named ours_<precision>_mb<setting>)")
+                        help="our conv micro-batch settings to time, each a contender: auto (32 on a CPU, the "
+                             "whole batch on CUDA; named ours_<precision>), off or N (named "
+                             "ours_<precision>_mb<setting>)")
     parser.add_argument("--optimizers", nargs="+", choices=["joint", "official"], default=["joint"],
                         help="our optimiser sequences to time, each a contender: joint (the default update, one "
                              "encoder step; named ours_<precision>) and official (the official code's sequence, "
@@ -344,16 +368,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.batch_sizes, args.rounds, args.capacity, args.env_steps = [16], 2, 200, 50
     torch.set_num_threads(args.threads)
-    precisions = args.precisions or (["fp32", "bf16"] if native_bf16(torch.device("cpu")) else ["fp32"])
-    if "bf16" not in precisions:
-        emit({"bench": "rl_update", "contender": "ours_bf16", "skipped": "bf16 is emulated on this CPU (no AVX512-BF16 "
-              "or AMX): 10-80x slower than fp32; pass --precisions fp32 bf16 to time it anyway"})
+    device = select_device(args.device)
+    precisions = args.precisions or default_precisions(device)
+    if "bf16" not in precisions and args.precisions is None:  # why the default left it out
+        emit({"bench": "rl_update", "contender": "ours_bf16", "skipped": bf16_skip_note(device)})
     curl = load_curl(args.reference) if args.reference else None
     peak = load_peak(args.peak) if args.peak else None
     for batch_size in args.batch_sizes:
-        bench_updates(batch_size, args, precisions, curl, peak)
+        bench_updates(batch_size, args, precisions, curl, peak, device)
     if "bf16" in precisions:
-        bench_bf16_numerics(min(args.batch_sizes))
+        bench_bf16_numerics(min(args.batch_sizes), device)
     if not args.skip_env:
         bench_env(args.env_steps)
 

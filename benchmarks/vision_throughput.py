@@ -44,12 +44,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reference import (REFERENCE, Contender, WorkerProcesses, alternate, child_pids, compare,  # noqa: E402
-                                  count_flops, emit, load_peak, not_measured, peak_fractions, profile_ops, turn_of)
+from benchmarks.reference import (REFERENCE, Contender, WorkerProcesses, add_device_argument, alternate,  # noqa: E402
+                                  bf16_skip_note, child_pids, compare, count_flops, default_precisions, emit,
+                                  load_peak, not_measured, peak_fractions, profile_ops, select_device, turn_of)
 from core_ssl import losses  # noqa: E402
 from core_ssl.augment import simclr_augment  # noqa: E402
 from core_ssl.data import BatchIterator, load_cifar10  # noqa: E402
-from core_ssl.device import autocast, native_bf16, resolve_device  # noqa: E402
+from core_ssl.device import autocast  # noqa: E402
 from core_ssl.encoders import build_encoder  # noqa: E402
 from core_ssl.heads import simclr_projection  # noqa: E402
 
@@ -235,18 +236,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--peak", metavar="PEAK_JSON", help="benchmarks/peak.py output: fractions of the peak")
     parser.add_argument("--profile", action="store_true", help="print each contender's operator profile")
     parser.add_argument("--profile-top", type=int, default=12, help="operators listed per profile")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    add_device_argument(parser, "where the networks run (and the batched augmentation)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="batch 8, 2 rounds of 1 step: checks the script")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch_size, args.rounds, args.calls, args.warmup = 8, 2, 1, 1
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    precisions = args.precisions or (["fp32", "bf16"] if device.type == "cuda" or native_bf16(device) else ["fp32"])
-    if "bf16" not in precisions:
-        emit({"bench": "vision_throughput", "contender": "batched_bf16", "skipped": "bf16 is emulated on this CPU "
-              "(no AVX512-BF16 or AMX): 10-80x slower than fp32; pass --precisions fp32 bf16 to time it anyway"})
+    device = select_device(args.device)
+    precisions = args.precisions or default_precisions(device)
+    if "bf16" not in precisions and args.precisions is None:  # why the default left it out
+        emit({"bench": "vision_throughput", "contender": "batched_bf16", "skipped": bf16_skip_note(device)})
     train = load_cifar10("train")
     contenders, meta = {}, {}
     if not args.skip_per_sample:
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def report(contenders: dict[str, Contender], meta: dict, train, args, device: torch.device,
            precisions: list[str]) -> list[dict]:
-    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup)
+    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device)
     peak = load_peak(args.peak) if args.peak else None
     rows = []
     for name, row in compare(times).items():
@@ -274,7 +274,7 @@ def report(contenders: dict[str, Contender], meta: dict, train, args, device: to
             flops = count_flops(contender.step)
         record = {"bench": "vision_throughput", "contender": name, "precision": precision, "device": str(device),
                   "batch_size": args.batch_size, "images_per_second": round(args.batch_size / row["median_s"], 2),
-                  **row, **peak_fractions(flops, row["median_s"], precision, peak),
+                  **row, **peak_fractions(flops, row["median_s"], precision, peak, device=device),
                   **(meta if name == REFERENCE else {})}
         emit(record)
         rows.append(record)
@@ -285,7 +285,7 @@ def report(contenders: dict[str, Contender], meta: dict, train, args, device: to
         for name, contender in contenders.items():
             with turn_of(contender):
                 emit({"bench": "vision_profile", "contender": name,
-                      **profile_ops(contender.step, calls=2, top=args.profile_top)})
+                      **profile_ops(contender.step, calls=2, top=args.profile_top, device=device)})
     if "bf16" in precisions:
         emit(bf16_numerics(train, device))
     return rows

@@ -13,7 +13,10 @@
 #           cheetah-run runs at once (batch 512, 4,000 random then 4,000 updating environment
 #           steps); prints each K's environment steps/s per run and in all (about 2 minutes);
 #   bench   the GPU benchmarks (benchmarks/rl.py, cut.py, vision_throughput.py, augment.py with
-#           --device cuda), one after the other, after the tests.
+#           --device cuda, each a few rounds, about 90 s or less on one H200, cut off at BENCH_SECONDS),
+#           one after the other, after the tests; ours and the reference code alternate on the same
+#           GPU where REF_CURL / REF_CUT name checkouts of MishaLaskin/curl / contrastive-unpaired-
+#           translation (outside this project), else a JSON line says the reference was skipped.
 # The RL runs are waited for until DEADLINE seconds after the start, then stopped; each run's
 # small files (config, evaluation and training CSVs, the learning curve) are packed into one
 # archive and the actor of every finished run is kept.
@@ -34,6 +37,7 @@
 #   JOBS=install bash scripts/gpu_check.sh            # only unpack the kit and print the facts
 #   JOBS=tests WORKERS=16 bash scripts/gpu_check.sh   # the test suite alone, about 3 minutes
 #   DRY_RUN=1 JOBS="rl tests" bash scripts/gpu_check.sh   # on a CPU: every step at toy size
+#   REF_CURL=~/curl REF_CUT=~/cut JOBS=bench bash scripts/gpu_check.sh   # the benchmarks, references included
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,6 +47,7 @@ WORKERS=${WORKERS:-8}
 TEST_SECONDS=${TEST_SECONDS:-300}
 DEADLINE=${DEADLINE:-540}
 DRY_RUN=${DRY_RUN:-0}
+BENCH_SECONDS=${BENCH_SECONDS:-150}
 OUT=${OUT:-runs/gpu_check}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -189,15 +194,44 @@ PY
 fi
 
 # --- benchmarks -----------------------------------------------------------------------------
+# Each a few rounds: about 90 s or less on one H200 (start-up, CUDA and cuDNN warm-up included).
+# rl.py: both batch sizes, fp32 and bf16, the replay on the GPU, no environment throughput (the
+# rl job renders); cut.py: CUT and FastCUT at 128 px; vision_throughput.py: the batched pipeline
+# in fp32 and bf16 and the per-sample one; augment.py: native against kornia for every policy and
+# the RL crop / shift (--only backends: the part that runs on the device).
 if [[ " $JOBS " == *" bench "* ]]; then
-  for bench in "benchmarks/rl.py --device cuda" "benchmarks/cut.py --device cuda" \
-               "benchmarks/vision_throughput.py --device cuda" "benchmarks/augment.py --device cuda"; do
-    echo "== $bench" >> "$OUT/bench.log"
-    # shellcheck disable=SC2086
-    timeout 120 python3 $bench >> "$OUT/bench.log" 2>&1
-    grep -h '^{' "$OUT/bench.log" | tail -n +1 >/dev/null
+  if [ "$DRY_RUN" = 1 ]; then
+    bench_device=cpu
+    rl_args=(--quick --skip-env --precisions fp32) cut_args=(--quick --modes fastcut --precisions fp32)
+    vision_args=(--quick --skip-per-sample --precisions fp32)
+    augment_args=(--only backends --batch 16 --repeats 1 --images 16 --tv-images 32)
+  else
+    bench_device=cuda
+    rl_args=(--batch-sizes 128 512 --rounds 6 --skip-env) cut_args=(--rounds 6 --calls 2)
+    vision_args=(--rounds 3 --calls 2) augment_args=(--only backends --batch 512 --repeats 5)
+  fi
+  # the reference checkouts, when named ("VAR script repository")
+  for ref in "REF_CURL rl MishaLaskin/curl" "REF_CUT cut taesungp/contrastive-unpaired-translation"; do
+    read -r var script repo <<< "$ref"
+    tree=${!var:-}
+    if [ -n "$tree" ] && [ -d "$tree" ]; then
+      eval "${script}_args+=(--reference \"\$tree\")"
+    else
+      emit "{\"check\": \"bench_reference\", \"bench\": \"benchmarks/$script.py\", \"skipped\": \"$var ${tree:+($tree) }does not name a checkout of $repo: the reference contender is not timed\"}"
+    fi
   done
-  grep '^{' "$OUT/bench.log" >> "$RESULTS"
+  for script in rl cut vision_throughput augment; do
+    args_name="${script%_throughput}_args[@]"
+    command=(python3 "benchmarks/$script.py" --device "$bench_device" "${!args_name}")
+    echo "== ${command[*]}" >> "$OUT/bench.log"
+    started=$(date +%s)
+    timeout -k 10 "$BENCH_SECONDS" "${command[@]}" > "$OUT/bench-$script.log" 2>&1
+    rc=$?
+    cat "$OUT/bench-$script.log" >> "$OUT/bench.log"
+    grep '^{' "$OUT/bench-$script.log" >> "$RESULTS"
+    emit "{\"check\": \"bench\", \"bench\": \"benchmarks/$script.py\", \"exit\": $rc, \"seconds\": $(( $(date +%s) - started )), \"last_line\": $(tail -1 "$OUT/bench-$script.log" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().strip()[:300]))')}"
+    rm -f "$OUT/bench-$script.log"
+  done
 fi
 
 # --- wait for the RL runs, then pack them ---------------------------------------------------

@@ -334,3 +334,218 @@ def test_layer_peak_counts_each_layer_and_tables_divide_by_the_mix(tmp_path, cap
     text = tables.tables(tmp_path)
     assert "| 128 | ours_bf16 (joint: 1 encoder step) | 0.300 |  |  | 250.0 |  | 25% |" in text
     assert "| 128 | reference (official sequence: 3 encoder steps) | 0.900 |  |  | 100.0 |  | 40% |" in text
+
+
+
+# ----------------------------------------------------------------------------- devices and CUDA timing
+
+class Recorder:
+    """A fake clock and torch.cuda.synchronize writing to one log, to check their order."""
+
+    def __init__(self) -> None:
+        self.log, self.now = [], 0.0
+
+    def clock(self) -> float:
+        self.log.append("clock")
+        return self.now
+
+    def synchronize(self, device=None) -> None:
+        self.log.append(("sync", str(device)))
+
+    def work(self) -> None:
+        self.log.append("work")
+        self.now += 1.0
+
+
+def test_timed_synchronizes_a_cuda_device_before_both_clock_readings(monkeypatch):
+    rec = Recorder()
+    monkeypatch.setattr(torch.cuda, "synchronize", rec.synchronize)
+    seconds = ref.timed(rec.work, calls=2, device=torch.device("cuda", 0), clock=rec.clock)
+    assert seconds == 2.0
+    sync = ("sync", "cuda:0")
+    assert rec.log == [sync, "clock", "work", "work", sync, "clock"]
+
+
+def test_timed_never_synchronizes_the_cpu(monkeypatch):
+    rec = Recorder()
+    monkeypatch.setattr(torch.cuda, "synchronize", rec.synchronize)
+    for device in (None, torch.device("cpu"), "cpu"):
+        rec.log.clear()
+        assert ref.timed(rec.work, device=device, clock=rec.clock) == 1.0
+        assert rec.log == ["clock", "work", "clock"]
+    assert ref.synchronizer("cuda:1") is not None and ref.synchronizer(torch.device("cpu")) is None
+
+
+def test_alternate_on_cuda_synchronizes_every_turn_and_warmup(monkeypatch):
+    rec = Recorder()
+    monkeypatch.setattr(torch.cuda, "synchronize", rec.synchronize)
+    times = ref.alternate({"a": rec.work, "b": rec.work}, rounds=2, calls=3, warmup=1, clock=rec.clock,
+                          device=torch.device("cuda", 0))
+    assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
+    sync = ("sync", "cuda:0")
+    turn = lambda calls: [sync, "clock"] + ["work"] * calls + [sync, "clock"]  # noqa: E731
+    assert rec.log == turn(1) * 2 + turn(3) * 4
+
+
+def test_select_device_without_cuda_is_one_line_naming_the_fix(monkeypatch):
+    monkeypatch.setattr(ref, "_selected_device", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as err:
+        ref.select_device("cuda")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("--device cuda:") and "--device cpu" in message
+    assert ref.select_device("auto") == torch.device("cpu") and ref.select_device("cpu") == torch.device("cpu")
+
+
+def fake_gpu(monkeypatch, bf16: bool = True) -> None:
+    """torch.cuda as an H200 would answer it, for the CUDA branches of the device helpers."""
+    props = type("Props", (), {"name": "NVIDIA H200", "major": 9, "minor": 0, "total_memory": 141 * 2**30})()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+
+
+def test_emit_carries_the_gpu_facts_after_select_device_cuda(monkeypatch, capsys):
+    monkeypatch.setattr(ref, "_selected_device", None)
+    fake_gpu(monkeypatch)
+    monkeypatch.setattr(ref, "machine_facts", lambda: {"cpu_model": "X", "cuda": "NVIDIA H200"})
+    device = ref.select_device("cuda")
+    assert device == torch.device("cuda", 0)
+    assert ref.default_precisions(device) == ["fp32", "bf16"]
+    ref.emit({"bench": "x"})
+    line = json.loads(capsys.readouterr().out)
+    assert line["device"] == "cuda:0" and line["gpu"] == "NVIDIA H200" and line["gpu_capability"] == "9.0"
+    assert line["native_bf16_device"] is True and line["torch"] == torch.__version__
+    assert line["cuda_version"] == torch.version.cuda and line["cudnn"] == 91000 and line["cpu_model"] == "X"
+    fake_gpu(monkeypatch, bf16=False)
+    assert ref.default_precisions(device) == ["fp32"] and "GPU" in ref.bf16_skip_note(device)
+
+
+def test_peak_fractions_give_no_cpu_peak_fraction_for_gpu_timings():
+    peak_record = {"bench": "peak", "peak_gflops": {"fp32": 100.0}, **FACTS}
+    row = ref.peak_fractions(30e9, 0.5, "fp32", peak_record, FACTS, device=torch.device("cuda", 0))
+    assert row["achieved_gflops"] == 60.0 and row["fraction_of_peak"] is None and "GPU" in row["peak_note"]
+    assert ref.peak_fractions(30e9, 0.5, "fp32", peak_record, FACTS, device=torch.device("cpu"))["fraction_of_peak"] == 0.6
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+DEVICE_KEYS = ("device", "gpu", "torch", "cuda_version", "cpu_model", "cpu_capability", "load_average")
+
+
+def test_rl_benchmark_device_cpu_lines_carry_the_device_facts(monkeypatch, capsys):
+    """A tiny ``benchmarks/rl.py --device cpu`` run: every line has the machine and device facts."""
+    from benchmarks import rl
+
+    monkeypatch.setattr(ref, "_selected_device", None)
+    threads = torch.get_num_threads()
+    try:
+        rl.main(["--device", "cpu", "--quick", "--skip-env", "--capacity", "120", "--batch-sizes", "8",
+                 "--rounds", "1", "--precisions", "fp32", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    lines = _json_lines(capsys.readouterr().out)
+    timed_lines = [line for line in lines if line.get("bench") == "rl_update" and "median_s" in line]
+    assert [line["contender"] for line in timed_lines] == ["ours_fp32"]
+    assert timed_lines[0]["replay"] == "FrameReplayBuffer on cpu"
+    for line in lines:
+        assert all(key in line for key in DEVICE_KEYS), line
+        assert line["device"] == "cpu" and line["gpu"] is None
+
+
+def test_rl_and_cut_benchmarks_without_cuda_stop_with_one_line(monkeypatch, capsys):
+    from benchmarks import cut, rl
+
+    monkeypatch.setattr(ref, "_selected_device", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for main in (rl.main, cut.main):
+        with pytest.raises(SystemExit, match="^--device cuda: CUDA is not available") as err:
+            main(["--device", "cuda", "--quick"])
+        assert "\n" not in str(err.value)
+    assert capsys.readouterr().out == ""  # nothing timed, nothing printed
+    with pytest.raises(SystemExit):
+        rl.main(["--device", "gpu"])  # argparse: invalid choice
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
+def test_cut_benchmark_worker_device_cpu_lines_carry_the_device_facts(monkeypatch, capsys):
+    """The worker of ``benchmarks/cut.py --device cpu`` (what each mode's process runs), tiny."""
+    from benchmarks import cut
+
+    monkeypatch.setattr(ref, "_selected_device", None)
+    threads = torch.get_num_threads()
+    try:
+        cut.main(["--device", "cpu", "--quick", "--threads", "1", "--worker", "fastcut", "ours_fp32"])
+    finally:
+        torch.set_num_threads(threads)
+    (line,) = _json_lines(capsys.readouterr().out)
+    assert line["benchmark"] == "cut_train_step" and line["contender"] == "ours_fp32" and line["rounds"] == 2
+    assert all(key in line for key in DEVICE_KEYS) and line["device"] == "cpu" and line["gpu"] is None
+    assert "peak_rss_gib" in line and "peak_gpu_memory_gib" not in line
+
+
+def test_cut_reference_gpu_ids_follow_the_device():
+    from benchmarks import cut
+
+    assert cut.reference_gpu_ids(torch.device("cpu")) == "-1"
+    assert cut.reference_gpu_ids(torch.device("cuda", 0)) == "0"
+    assert cut.reference_gpu_ids(torch.device("cuda", 1)) == "1"
+
+
+def test_rl_contenders_put_agent_replay_and_sampling_on_the_device(monkeypatch):
+    """The wiring of ``benchmarks/rl.py --device cuda`` without a GPU: ours builds agent, replay
+    and sampling generator on the device (the whole batch through the convs), the reference
+    agent and replay are handed the same device."""
+    from benchmarks import rl
+
+    seen = {}
+    cuda = torch.device("cuda", 0)
+
+    class Agent:
+        def __init__(self, *args, **kwargs):
+            seen["agent"] = (args[2], kwargs["conv_micro_batch"])
+
+    class Replay:
+        def __init__(self, *args, device=None, **kwargs):
+            seen.setdefault("replay", []).append(device)
+
+        def add(self, *args, **kwargs):
+            pass
+
+    class Generator:
+        def __init__(self, device="cpu"):
+            seen["generator"] = torch.device(device)
+
+        def manual_seed(self, seed):
+            return self
+
+    monkeypatch.setattr(rl, "SacAgent", Agent)
+    monkeypatch.setattr(rl, "FrameReplayBuffer", Replay)
+    monkeypatch.setattr(torch, "Generator", Generator)
+    rl.ours(8, bf16=False, capacity=3, device=cuda)
+    assert seen == {"agent": (cuda, None), "replay": [cuda], "generator": cuda}
+
+    class CurlAgent:
+        def __init__(self, **kwargs):
+            seen["reference_agent"] = kwargs["device"]
+
+    curl_utils = type("utils", (), {"set_seed_everywhere": staticmethod(lambda seed: None),
+                                    "ReplayBuffer": staticmethod(lambda **kw: Replay(device=kw["device"]))})
+    rl.official(curl_utils, CurlAgent, 8, capacity=3, device=cuda)
+    assert seen["reference_agent"] == cuda and seen["replay"][-1] == cuda
+
+
+def test_cut_contenders_move_to_the_device_of_the_images(monkeypatch):
+    from benchmarks import cut
+
+    moved = []
+    monkeypatch.setattr(cut.CUTModel, "to", lambda self, device: moved.append(device) or self)
+    images = (torch.zeros(1, 3, 32, 32, device="meta"), torch.zeros(1, 3, 32, 32, device="meta"))  # a stand-in GPU
+    shape = dict(size=32, batch=1, ngf=8, n_blocks=6)
+    cut.ours("fastcut", "fp32", shape, images)
+    cut.official_order_contender("fastcut", shape, images)
+    assert moved == [torch.device("meta")] * 2
