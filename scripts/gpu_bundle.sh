@@ -19,6 +19,8 @@
 #                                                    # command of its own (docs/benchmarks.md)
 #   EXTRA="pytest-xdist==3.8.0" bash scripts/gpu_bundle.sh   # more wheels into the site
 #   PY=3.11 bash scripts/gpu_bundle.sh               # for another CPython on the GPU machine
+#   TRAIN_PER_CLASS=5000 SPLIT_MB=30 bash scripts/gpu_bundle.sh   # the whole CIFAR-10, in 30 MB parts
+#                                                    # (.gpu/parts1, .gpu/parts2, ...: one per command)
 #
 # The whole tree a GPU job sends must often stay small (a few tens of MB): `du -sh .gpu` at the
 # end says what this adds. Data is read from $DATA_ROOT (default ../shared/data).
@@ -89,6 +91,26 @@ with zipfile.ZipFile(f"{source}/cifar10-jpeg.zip") as src, \
         dst.writestr(info, src.read(info))
 shutil.copy(f"{source}/catdog-128.zip", f"{target}/catdog-128.zip")
 PY
+  if [ -n "${SPLIT_MB:-}" ]; then
+    # Each data file over SPLIT_MB travels in parts, one per folder .gpu/parts<i>/, so that every
+    # command carries one of them; gpu_check.sh joins them once all have arrived (<file>.parts holds
+    # the whole file's sha256 and the parts' names, in order).
+    rm -rf .gpu/parts*
+    for f in .gpu/data/*; do
+      [ "$(stat -c %s "$f")" -gt $((SPLIT_MB * 1000000)) ] || continue
+      name=$(basename "$f")
+      split -b "${SPLIT_MB}M" -d -a 2 "$f" "/tmp/$name.part"
+      { sha256sum "$f" | cut -d' ' -f1; (cd /tmp && ls "$name".part[0-9]*); } > "/tmp/$name.parts"
+      i=1
+      for part in /tmp/"$name".part[0-9]*; do
+        mkdir -p ".gpu/parts$i" && mv "$part" ".gpu/parts$i/"
+        i=$((i + 1))
+      done
+      mv "/tmp/$name.parts" .gpu/parts1/
+      rm "$f"
+    done
+    ls -d .gpu/parts* 2>/dev/null | sed 's/^/parts folder: /'
+  fi
 fi
 du -sh .gpu/site.txz .gpu/gl ${DATA:+.gpu/data} 2>/dev/null || true
 du -sh .gpu

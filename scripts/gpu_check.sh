@@ -12,6 +12,10 @@
 #   rlscale how many RL runs one GPU holds: for each K in RLSCALE (default "1 2 4"), K CURL
 #           cheetah-run runs at once (batch 512, 4,000 random then 4,000 updating environment
 #           steps); prints each K's environment steps/s per run and in all (about 2 minutes);
+#   vision  pre-training runs from VISION_RUNS (one "name|flags" per line; default: SimCLR, paper
+#           preset, ResNet-18 with the CIFAR stem, batch 512, VISION_EPOCHS epochs on CIFAR-10),
+#           one after the other, each then evaluated (linear probe and kNN, k = 200) and exported
+#           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh TRAIN_PER_CLASS=5000);
 #   bench   the GPU benchmarks (benchmarks/rl.py, cut.py, vision_throughput.py, augment.py with
 #           --device cuda, each a few rounds, about 90 s or less on one H200, cut off at BENCH_SECONDS),
 #           one after the other, after the tests; ours and the reference code alternate on the same
@@ -24,6 +28,8 @@
 # Prints one JSON line per result and writes under $OUT (default runs/gpu_check):
 #   results.jsonl      the JSON lines printed here
 #   rl_runs.tgz        every RL run's small files (no checkpoints, no replay)
+#   vision_runs.tgz    every vision run's small files and logs (no checkpoints)
+#   encoder-<name>.safetensors.part<i>   each vision run's fp16 encoder in parts of 15 MB (join with cat)
 #   actor-<name>.safetensors   the actor of each finished cheetah-run run (at most 3 are kept)
 #   logs.tgz           these logs, packed at the end (PACK_LOGS=0 leaves them as files):
 #     facts.json       GPU, driver, torch / CUDA versions, CPU count, start time
@@ -73,6 +79,34 @@ if [ -d "$SITE" ] && [ "$DRY_RUN" != 1 ]; then
 else  # the packages are installed already (make setup); a dry run only unpacks the kit, built for another Python
   export PYTHONPATH=$ROOT
 fi
+# Data sent in parts (gpu_bundle.sh SPLIT_MB=...): each command brings one folder .gpu/parts<i>;
+# its files move into .gpu/data (which stays between commands), and a file is joined, checked
+# against its sha256 and its parts removed once every part has arrived.
+mkdir -p .gpu/data
+for folder in .gpu/parts*/; do
+  [ -d "$folder" ] && mv "$folder"* .gpu/data/ 2>/dev/null
+done
+for manifest in .gpu/data/*.parts; do
+  [ -f "$manifest" ] || continue
+  target=.gpu/data/$(basename "$manifest" .parts)
+  mapfile -t parts < <(tail -n +2 "$manifest")
+  missing=0
+  for part in "${parts[@]}"; do [ -f ".gpu/data/$part" ] || missing=$((missing + 1)); done
+  if [ "$missing" -gt 0 ]; then
+    emit "{\"check\": \"data_parts\", \"file\": \"$(basename "$target")\", \"missing_parts\": $missing}"
+    continue
+  fi
+  (cd .gpu/data && cat "${parts[@]}" > "$(basename "$target")")
+  if [ "$(sha256sum "$target" | cut -d' ' -f1)" = "$(head -1 "$manifest")" ]; then
+    (cd .gpu/data && rm -f "${parts[@]}") && rm -f "$manifest"
+    emit "{\"check\": \"data_parts\", \"file\": \"$(basename "$target")\", \"joined\": ${#parts[@]}}"
+  else
+    rm -f "$target"
+    emit "{\"check\": \"data_parts\", \"file\": \"$(basename "$target")\", \"error\": \"sha256 mismatch: send the parts again\"}"
+  fi
+done
+rmdir .gpu/data 2>/dev/null  # nothing was carried
+
 egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
 [ -d .gpu/data ] && export SSL_DATA_DIR=$ROOT/.gpu/data
@@ -191,6 +225,36 @@ print(json.dumps({"check": "rl_scale", "runs_at_once": k, "env_steps_per_s_each"
                   "env_steps_per_s_all": round(sum(per_run), 1), "batch": config["batch_size"]}))
 PY
   done
+fi
+
+# --- vision pre-training at the papers' scale -----------------------------------------------
+VISION_ROOT=${VISION_ROOT:-/tmp/ssl-vision}
+if [[ " $JOBS " == *" vision "* ]]; then
+  mkdir -p "$VISION_ROOT"
+  if [ "$DRY_RUN" = 1 ]; then
+    vision_common="--preset cpu --encoder convnet --width 8 --epochs 1 --train-images 512 --knn-train-images 512 --knn-test-images 256"
+    device=cpu; eval_flags="--batch-size 256"
+  else
+    vision_common="--preset paper --epochs ${VISION_EPOCHS:-200} --knn-every 25"; device=cuda; eval_flags=""
+  fi
+  VISION_RUNS=${VISION_RUNS:-"simclr-s0|--method simclr --seed 0"}
+  while IFS='|' read -r name flags; do
+    [ -z "$name" ] && continue
+    [ "$(elapsed)" -lt "$DEADLINE" ] || { emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"skipped\": \"past the deadline\"}"; continue; }
+    run=$VISION_ROOT/$name
+    started=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m vision_benchmarks.pretrain $flags $vision_common --dataset cifar10 \
+      --device $device --run-dir "$run" > "$VISION_ROOT/$name.log" 2>&1
+    rc=$?
+    # shellcheck disable=SC2086
+    [ $rc = 0 ] && python3 -m vision_benchmarks.evaluate --run "$run" --protocol linear+knn --device $device $eval_flags \
+      >> "$VISION_ROOT/$name.log" 2>&1
+    [ $rc = 0 ] && python3 -m vision_benchmarks.weights --run "$run" --out "$VISION_ROOT/$name.safetensors" --device $device \
+      >> "$VISION_ROOT/$name.log" 2>&1 && split -b 15M -d -a 1 "$VISION_ROOT/$name.safetensors" "$OUT/encoder-$name.safetensors.part"
+    emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"exit\": $rc, \"seconds\": $(( $(date +%s) - started ))}"
+  done <<< "$VISION_RUNS"
+  (cd "$VISION_ROOT" && tar -czf "$OUT/vision_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
 fi
 
 # --- benchmarks -----------------------------------------------------------------------------
