@@ -112,6 +112,19 @@ def bootstrap_interval(sample: np.ndarray, statistic: Callable[..., np.ndarray] 
     return Interval(point, low, high, confidence)
 
 
+def _stratified_resamples(scores: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, resampled)``: the (runs, tasks) matrix (a 1-d input is one task) and ``reps`` copies of it
+    whose runs are drawn with replacement within each task column independently, (reps, runs, tasks)."""
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"scores must be (runs, tasks) with at least one run, got shape {x.shape}")
+    runs, tasks = x.shape
+    index = np.random.default_rng(seed).integers(0, runs, size=(reps, runs, tasks))
+    return x, np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), index, axis=1)
+
+
 def stratified_bootstrap_interval(scores: np.ndarray, aggregate: Callable[[np.ndarray], float] = iqm,
                                   reps: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Interval:
     """``rliable``'s stratified percentile bootstrap for a (runs, tasks) score matrix.
@@ -121,15 +134,7 @@ def stratified_bootstrap_interval(scores: np.ndarray, aggregate: Callable[[np.nd
     :func:`iqm` or ``np.mean``) on the resampled matrix. A 1-d input is one task.
     """
     _check_confidence(confidence, reps)
-    x = np.asarray(scores, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"scores must be (runs, tasks) with at least one run, got shape {x.shape}")
-    runs, tasks = x.shape
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, runs, size=(reps, runs, tasks))
-    resampled = np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), index, axis=1)
+    x, resampled = _stratified_resamples(scores, reps, seed)
     replicates = np.array([aggregate(m) for m in resampled]) if aggregate not in (iqm, np.mean) \
         else _vectorised(aggregate, resampled)
     low, high = _percentiles(replicates, confidence)
@@ -150,16 +155,8 @@ def performance_profile(scores: np.ndarray, taus: np.ndarray, reps: int = 2_000,
     percentile bootstrap band (every replicate resamples the runs within each task column).
     """
     _check_confidence(confidence, reps)
-    x = np.asarray(scores, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"scores must be (runs, tasks) with at least one run, got shape {x.shape}")
+    x, resampled = _stratified_resamples(scores, reps, seed)
     t = np.asarray(taus, dtype=np.float64).reshape(-1)
-    runs, tasks = x.shape
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, runs, size=(reps, runs, tasks))
-    resampled = np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), index, axis=1)
     above = (resampled.reshape(reps, -1)[:, :, None] > t).mean(axis=1)  # (reps, taus)
     alpha = 1.0 - confidence
     low, high = np.quantile(above, [alpha / 2, 1 - alpha / 2], axis=0)

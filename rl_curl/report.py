@@ -222,8 +222,7 @@ def aggregate_table(aggregates: Sequence[dict]) -> str:
         paper = f"{a['paper_100k_mean']:.3f}" if "paper_100k_mean" in a else "-"
         steps = ", ".join(f"{s:,}" for s in a["env_steps"])
         lines.append(f"| {a['arm']} | {', '.join(a['tasks'])} | {a['seeds_per_task']} | {steps} | "
-                     f"{a['iqm']['point']:.3f} [{a['iqm']['low']:.3f}, {a['iqm']['high']:.3f}] | "
-                     f"{a['mean']['point']:.3f} [{a['mean']['low']:.3f}, {a['mean']['high']:.3f}] | {paper} |")
+                     f"{_interval_text(a['iqm'], 3)} | {_interval_text(a['mean'], 3)} | {paper} |")
     return "\n".join(lines) + "\n"
 
 
@@ -303,11 +302,16 @@ def pairwise_table(pairs: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval_text(interval: dict, digits: int = 1) -> str:
+    """``point [low, high]`` with ``digits`` decimals."""
+    return f"{interval['point']:.{digits}f} [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+
+
 def _fmt(interval: dict, seeds: int) -> str:
     """``point [low, high]``; one seed has no spread to bootstrap, so its value stands alone."""
     if seeds < 2:
         return f"{interval['point']:.1f} (1 seed: no interval)"
-    return f"{interval['point']:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
+    return _interval_text(interval)
 
 
 def markdown_table(records: Sequence[dict]) -> str:
