@@ -389,5 +389,9 @@ class RunFolder:
             kept = f"the checkpoint it was resumed from ({find_checkpoint(self.path).name}) is kept"
         else:
             kept = "no checkpoint was written"
-        return NonFiniteLoss(f"{what} at {position}; the run stopped and {kept}",
-                             f"{self.hint}, then start again (or --resume from the checkpoint)")
+        if self.saved_at or find_checkpoint(self.path):
+            fix = (f"{self.hint}, in a new run in another --run-dir (--resume continues only with this run's "
+                   "saved settings)")
+        else:
+            fix = f"{self.hint}, and start again (the same --run-dir may be used: it holds no checkpoint)"
+        return NonFiniteLoss(f"{what} at {position}; the run stopped and {kept}", fix)
