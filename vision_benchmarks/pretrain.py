@@ -56,7 +56,7 @@ from vision_benchmarks.datasets import load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"
-RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes")  # may change on --resume
+RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes", "strict")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "minutes")  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -67,8 +67,8 @@ NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
     """The training set (or its fixed random subset of ``train_images``) and the test set."""
-    train = load_run_split(cfg.dataset, "train", root=cfg.data_root)
-    test = load_run_split(cfg.dataset, "test", root=cfg.data_root)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=cfg.strict)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=cfg.strict)
     if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
         raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
                          "use a size <= the image side")
