@@ -173,12 +173,13 @@ def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) 
 
 
 def evaluate(agent: SacAgent, env: envs.DMControlEnv, episodes: int, seed: int,
-             record: bool = False) -> tuple[list[float], list[np.ndarray]]:
+             record: bool = False, show_progress: bool = False, label: str = "evaluation") -> tuple[list[float], list[np.ndarray]]:
     """Returns of ``episodes`` deterministic episodes (the same start states at every call) and,
-    when ``record``, the frames (H, W, 3) of the first episode."""
+    when ``record``, the frames (H, W, 3) of the first episode. ``show_progress``: a progress bar
+    over the episodes (``label``), removed when they are done."""
     agent.train(False)
     returns, frames = [], []
-    for episode in range(episodes):
+    for episode in progress(range(episodes), desc=label, unit="episode", leave=False, disable=not show_progress):
         obs, _ = env.reset(seed=seed + episode)
         total, done = 0.0, False
         while not done:
@@ -399,7 +400,8 @@ def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: e
 def run_evaluation(cfg: TrainConfig, agent: SacAgent, eval_env: envs.DMControlEnv, logger: RunLogger,
                    run_dir: Path, env_step: int, train_seconds: float) -> None:
     """Evaluate, log to eval.csv / TensorBoard, redraw the learning curve, save a video if asked."""
-    returns, frames = evaluate(agent, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000, record=cfg.video)
+    returns, frames = evaluate(agent, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000, record=cfg.video,
+                               show_progress=cfg.progress_bar, label=f"evaluation at env step {env_step}")
     logger.log("eval", env_step, return_mean=float(np.mean(returns)), return_std=float(np.std(returns)),
                return_min=float(np.min(returns)), return_max=float(np.max(returns)), episodes=len(returns),
                wall_seconds=round(train_seconds, 1))
