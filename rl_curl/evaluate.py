@@ -29,7 +29,8 @@ prefer_passive_waiting()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core_ssl.checkpoint import CheckpointError, export_weights, load_checkpoint, load_state, load_weights  # noqa: E402
+from core_ssl.checkpoint import (CheckpointError, export_weights, load_checkpoint, load_state, load_weights,  # noqa: E402
+                                 read_safetensors_metadata)
 from core_ssl.cli import run_command  # noqa: E402
 from core_ssl.config import replace_config  # noqa: E402
 from rl_curl.video import save_episode_animation  # noqa: E402
@@ -51,18 +52,10 @@ def _config_from_dict(values: dict):
 
 
 def read_weights_config(path: str | Path):
-    """The training config stored in a weights file's metadata."""
-    from safetensors import safe_open
-
+    """The training config stored in a weights file's metadata (a :class:`CheckpointError` naming
+    a missing or foreign file)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for foreign files
-        raise CheckpointError(f"{path} is not a safetensors weights file ({err}); give a file written by "
-                              "rl_curl.train or rl_curl.evaluate --export") from err
+    metadata = read_safetensors_metadata(path)
     if "config" not in metadata:
         raise CheckpointError(f"{path} has no training config in its metadata; re-export it with "
                               "python -m rl_curl.evaluate --export RUN_DIR --weights NEW_FILE")
