@@ -59,7 +59,7 @@ from vision_benchmarks.methods import build_backbone_encoder
 from vision_benchmarks.pretrain import fixed_subset
 from vision_benchmarks.protocols import balanced_label_subset, distill, finetune
 from vision_benchmarks.semisup_report import summarize, write_report
-from vision_benchmarks.weights import load_source
+from vision_benchmarks.pretrained import load_source
 from vision_benchmarks.datasets import load_run_split
 
 SCRATCH = "supervised"

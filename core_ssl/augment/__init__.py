@@ -73,6 +73,7 @@ __all__ = [
     "sample_crop_offsets",
     "sample_resized_crop_boxes",
     "shift_hue",
+    "sobel_magnitude",
     "simclr_augment",
     "standardize_images",
     "to_float_image",
