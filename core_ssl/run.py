@@ -49,7 +49,7 @@ from typing import Any, Iterable, Sequence, TypeVar
 
 from core_ssl.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from core_ssl.cli import CommandError, RunInterrupted, UsageError
-from core_ssl.config import CONFIG_FILE, build_parser, save_config
+from core_ssl.config import CONFIG_FILE, save_config
 
 T = TypeVar("T")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -91,10 +91,11 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 
 def given_fields(cls: type, argv: Sequence[str], presets: dict[str, dict[str, Any]] | None = None) -> set[str]:
-    """Config fields named on the command line: its flags, and the fields of a ``--preset`` named there."""
-    args = vars(build_parser(cls, presets=presets).parse_args(list(argv)))
-    preset = args.pop("preset", None)
-    return set(args) | set((presets or {}).get(preset) or ())
+    """Config fields named on the command line: its flags, and the fields of a ``--preset`` named
+    there (step 1 of :class:`core_ssl.pipeline.ConfigPipeline`, which the commands use)."""
+    from core_ssl.pipeline import ConfigPipeline
+
+    return ConfigPipeline(cls, presets=presets).read(argv)[1]
 
 
 def _flag(name: str) -> str:
