@@ -167,6 +167,9 @@ def check(cfg: TrainConfig) -> None:
     """The checks beyond each field's declared bounds (:class:`UsageError`, exit 2)."""
     if cfg.size % 4:
         raise UsageError(f"--size must be divisible by 4, got {cfg.size}", "give e.g. 32, 64 or 128")
+    if cfg.load_size is not None and cfg.load_size < cfg.size:
+        raise UsageError(f"--load-size {cfg.load_size} is smaller than --size {cfg.size}: the random crop is taken "
+                         "from the loaded image", "give a --load-size of at least --size, or leave it out")
     if 0 < cfg.classifier_images < domain_classifier.MIN_IMAGES:
         raise UsageError(f"--classifier-images must be 0 (no domain classifier) or at least {domain_classifier.MIN_IMAGES}, "
                          f"got {cfg.classifier_images}", f"give 0 or {domain_classifier.MIN_IMAGES} or more")
