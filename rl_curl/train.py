@@ -424,7 +424,10 @@ def tqdm_write(message: str) -> None:
 
 def check(cfg: TrainConfig) -> None:
     """The checks across fields, after every field's declared bounds (:class:`UsageError`, exit 2)."""
-    envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
+    try:
+        envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
+    except ValueError as err:
+        raise UsageError(f"--env: {err}", "give one of the valid tasks, e.g. --env cheetah-run") from None
     if cfg.crop_size > cfg.image_size:
         raise UsageError(f"--crop-size {cfg.crop_size} is larger than --image-size {cfg.image_size}",
                          "give a crop no larger than the rendered frame")

@@ -234,8 +234,11 @@ def test_importing_sets_nothing_up_and_an_unusable_renderer_leaves_no_run_folder
 
 
 def test_unknown_task_fails_before_training():
-    with pytest.raises(ValueError, match="Valid tasks"):
+    from core_ssl.cli import UsageError
+
+    with pytest.raises(UsageError, match="--env: unknown task 'cheetah-fly'. Valid tasks") as info:
         parse_args(["--env", "cheetah-fly"])
+    assert info.value.exit_code == 2
 
 
 def test_an_evaluation_shows_its_progress_over_the_episodes(capsys):
