@@ -239,6 +239,12 @@ def validate(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}", "give a positive number")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}", "give a positive learning rate")
+    if not args.weight_decay >= 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}", "give 0 or more")
+    if any(seed < 0 for seed in args.seeds):
+        raise UsageError(f"--seeds must be >= 0, got {args.seeds}", "give seeds 0 or more")
     if not args.runs and not args.scratch:
         raise UsageError("no arm to run: --no-scratch and no --runs", "give --runs NAME=PATH")
 
