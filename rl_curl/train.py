@@ -54,7 +54,7 @@ from core_ssl.plotting import pyplot, save_figure
 from core_ssl.pipeline import ConfigPipeline
 from core_ssl.run import RunFolder
 from rl_curl import envs
-from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
+from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, AgentSettings, SacAgent
 from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
 
@@ -157,19 +157,22 @@ def build_env(cfg: TrainConfig, seed: int) -> envs.DMControlEnv:
                          frame_stack=cfg.frame_stack, action_repeat=cfg.action_repeat)
 
 
+def agent_settings(cfg: TrainConfig, device: torch.device) -> AgentSettings:
+    """The :class:`AgentSettings` of a training config on ``device`` (bf16 and the conv micro-batch
+    resolved for it, the paper's learning rate when none is given)."""
+    return AgentSettings(
+        agent=cfg.agent, aux=cfg.aux, aug=cfg.aug, aug_backend=cfg.aug_backend, crop_size=cfg.crop_size,
+        hidden_dim=cfg.hidden_dim, feature_dim=cfg.feature_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters,
+        lr=cfg.lr or paper_lr(cfg.env), alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999),
+        critic_tau=cfg.critic_tau, encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
+        target_update_freq=cfg.target_update_freq, discount=cfg.discount, init_temperature=cfg.init_temperature,
+        aux_weight=cfg.aux_weight, optimizers=cfg.optimizers, aux_temperature=cfg.aux_temperature,
+        queue_size=cfg.queue_size, bf16=resolve_bf16(cfg.bf16, device),
+        conv_micro_batch=resolve_conv_micro_batch(cfg.conv_micro_batch, device))
+
+
 def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) -> SacAgent:
-    bf16 = resolve_bf16(cfg.bf16, device)
-    micro_batch = resolve_conv_micro_batch(cfg.conv_micro_batch, device)
-    return SacAgent(
-        env.observation_space.shape, env.action_space.shape[0], device, agent=cfg.agent, aux=cfg.aux,
-        aug=cfg.aug, aug_backend=cfg.aug_backend, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim,
-        feature_dim=cfg.feature_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters, lr=cfg.lr or paper_lr(cfg.env),
-        alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999), critic_tau=cfg.critic_tau,
-        encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
-        target_update_freq=cfg.target_update_freq, discount=cfg.discount,
-        init_temperature=cfg.init_temperature, aux_weight=cfg.aux_weight, optimizers=cfg.optimizers,
-        aux_temperature=cfg.aux_temperature, queue_size=cfg.queue_size, bf16=bf16,
-        conv_micro_batch=micro_batch)
+    return SacAgent(env.observation_space.shape, env.action_space.shape[0], device, agent_settings(cfg, device))
 
 
 def evaluate(agent: SacAgent, env: envs.DMControlEnv, episodes: int, seed: int,
