@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from core_ssl.openmp import prefer_passive_waiting
 
@@ -281,10 +281,12 @@ def save_run(run: RunFolder, cfg: TrainConfig, counters: Counters, agent: SacAge
 # the training loop
 # ---------------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder."""
-    cfg = _default_run_dir(cfg)
-    validate(cfg)
+def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> Path:
+    """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder.
+    ``cfg`` goes through :data:`PIPELINE` first (merged with the saved config on resume, the run
+    folder filled in, validated); ``given``: the fields named on the command line (None = those
+    set away from the defaults)."""
+    cfg = PIPELINE.finish(cfg, given)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -472,7 +474,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     envs.setup()  # MUJOCO_GL and the gymnasium ids, before anything imports dm_control
-    run_dir = train(parse_args(argv))
+    run_dir = train(*PIPELINE.read(list(sys.argv[1:] if argv is None else argv)))
     print(f"run folder: {run_dir}")
     return run_dir
 
