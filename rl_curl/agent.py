@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -62,11 +62,10 @@ from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
 
 from rl_curl.replay import Batch
 
-__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "OPTIMIZER_MODES", "StateEncoder", "Actor", "Critic", "AgentSettings",
+__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "OPTIMIZER_MODES", "StateEncoder", "Actor", "Critic", "AuxLoss", "AgentSettings",
            "SacAgent"]
 
 AGENTS = ("curl", "pixel-sac", "state-sac")
-AUX_LOSSES = ("curl", "infonce", "byol", "none")
 AUGMENTATIONS = ("crop", "shift")
 OPTIMIZER_MODES = ("joint", "official")
 
@@ -139,6 +138,40 @@ class Critic(nn.Module):
     def q_values(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state_action = torch.cat([features, action], dim=-1)
         return self.q_heads[0](state_action), self.q_heads[1](state_action)
+
+
+def _curl_loss(agent: "SacAgent", query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    return losses.curl_bilinear(query, key, agent.aux_head.weight)
+
+
+def _infonce_loss(agent: "SacAgent", query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    loss = losses.info_nce(query, key, agent.key_queue.keys.clone(), agent.aux_temperature)
+    agent.key_queue.enqueue(key)
+    return loss
+
+
+def _byol_loss(agent: "SacAgent", query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    return losses.byol_loss(agent.aux_head(query), key)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxLoss:
+    """One auxiliary loss of the ``curl`` agent: the head trained with the encoder (``aux_head``,
+    from the agent's settings), whether it keeps a queue of past keys (``key_queue``), and the
+    loss of a (query, key) batch of encoder features."""
+
+    loss: Callable[["SacAgent", torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    head: Callable[["AgentSettings"], nn.Module] | None = None
+    queue: bool = False
+
+
+AUX_LOSSES: dict[str, AuxLoss] = {
+    "curl": AuxLoss(_curl_loss, head=lambda s: BilinearSimilarity(s.feature_dim)),
+    "infonce": AuxLoss(_infonce_loss, queue=True),
+    "byol": AuxLoss(_byol_loss, head=lambda s: byol_predictor(s.feature_dim, hidden=4 * s.feature_dim)),
+    "none": AuxLoss(),
+}
+"""The auxiliary losses by name (``--aux``); a new one is one entry here."""
 
 
 @dataclasses.dataclass
@@ -255,14 +288,10 @@ class SacAgent:
         self.log_alpha = torch.tensor(math.log(settings.init_temperature), device=self.device, requires_grad=True)
         self.target_entropy = -float(action_dim)
 
-        self.aux_head: nn.Module | None = None
-        self.key_queue: KeyQueue | None = None
-        if self.aux == "curl":
-            self.aux_head = BilinearSimilarity(settings.feature_dim).to(self.device)
-        elif self.aux == "byol":
-            self.aux_head = byol_predictor(settings.feature_dim, hidden=4 * settings.feature_dim).to(self.device)
-        elif self.aux == "infonce":
-            self.key_queue = KeyQueue(settings.feature_dim, settings.queue_size).to(self.device)
+        aux_loss = AUX_LOSSES[self.aux]
+        self.aux_head: nn.Module | None = aux_loss.head(settings).to(self.device) if aux_loss.head else None
+        self.key_queue: KeyQueue | None = (KeyQueue(settings.feature_dim, settings.queue_size).to(self.device)
+                                           if aux_loss.queue else None)
 
         critic_params = list(self.critic.parameters())
         critic_ids = {id(p) for p in critic_params}
@@ -323,13 +352,7 @@ class SacAgent:
     # -- learning --------------------------------------------------------------------------
 
     def _aux_loss(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        if self.aux == "curl":
-            return losses.curl_bilinear(query, key, self.aux_head.weight)
-        if self.aux == "infonce":
-            loss = losses.info_nce(query, key, self.key_queue.keys.clone(), self.aux_temperature)
-            self.key_queue.enqueue(key)
-            return loss
-        return losses.byol_loss(self.aux_head(query), key)
+        return AUX_LOSSES[self.aux].loss(self, query, key)
 
     @torch.no_grad()
     def _td_target(self, batch: Batch, next_view: torch.Tensor,
