@@ -20,6 +20,7 @@ import glob
 import io
 import os
 import pickle
+import re
 import random
 import tempfile
 import time
@@ -104,7 +105,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"refusing to load {path}: it contains pickled code, not just weights ({err}). "
+            f"refusing to load {path}: it contains pickled code, not just weights ({_unpickler_reason(err)}). "
             "Only checkpoints of tensors, numbers, strings, lists and dicts are loaded; if you "
             "trust the file, re-save its state dict with core_ssl.checkpoint.save_checkpoint."
         ) from err
@@ -113,6 +114,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"cannot read checkpoint {path}: the file is corrupt or truncated ({err}). "
             "Delete it and resume from an earlier one, or start afresh."
         ) from err
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's multi-line weights-only refusal that names what was refused
+    (``Unsupported global: GLOBAL __main__.X ...``, ``Trying to load unsupported GLOBAL
+    posix.system ...``), without its advice or terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    for line in (part.strip() for part in text.splitlines()):
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line.replace("WeightsUnpickler error: ", "").split(". Please")[0].rstrip(".")
+    return "torch's weights-only loader refused it"
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6

@@ -72,7 +72,8 @@ def describe_os_error(err: OSError) -> str:
     code = err.errno
     if code in (errno.ENOSPC, errno.EDQUOT):
         return (f"no space left on the device writing {name} — free some disk space (or choose a folder on "
-                "another disk), then run the same command again with --resume to continue from the last checkpoint")
+                "another disk), then run the same command again (add --resume if the run folder holds a checkpoint.pt, to "
+                "continue from it)")
     if code == errno.EROFS:
         return f"{name} is on a read-only file system — choose a writable folder (--run-dir / --out / --output)"
     if code in (errno.EACCES, errno.EPERM):
@@ -103,7 +104,8 @@ def _expected(err: BaseException) -> tuple[str, int] | None:
     if _is_disk_full_during_save(err):
         last_line = str(err).strip().splitlines()[-1].strip()
         return (f"writing a checkpoint failed part-way ({last_line}): the disk is most likely full — free some "
-                "disk space, then run the same command again with --resume"), 1
+                "disk space, then run the same command again (add --resume if the run folder holds a checkpoint.pt, "
+                "to continue from it)"), 1
     from core_ssl.checkpoint import CheckpointError  # torch is loaded by now: a command ran
 
     if isinstance(err, (ValueError, CheckpointError)):

@@ -51,13 +51,17 @@ class RunLogger:
         self.enabled = distributed.is_main_process()
         self._columns: dict[str, list[str]] = {}
         self._writer = None
-        if not self.enabled:
+        self._tensorboard = tensorboard and self.enabled  # the writer is opened by the first row, so a
+        if not self.enabled:                             # run that logs nothing adds no empty events file
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if tensorboard:
+
+    def _tensorboard_writer(self):
+        if self._writer is None and self._tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        return self._writer
 
     def log(self, stream: str, step: int, **metrics: Any) -> None:
         """Append one row ``{"step": step, **metrics}`` to the stream's CSV, JSONL and TensorBoard."""
@@ -67,10 +71,11 @@ class RunLogger:
         with open(self.run_dir / f"{stream}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         self._append_csv(stream, row)
-        if self._writer is not None:
+        writer = self._tensorboard_writer()
+        if writer is not None:
             for name, value in row.items():
                 if name != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self._writer.add_scalar(f"{stream}/{name}", value, int(step))
+                    writer.add_scalar(f"{stream}/{name}", value, int(step))
 
     def _append_csv(self, stream: str, row: dict[str, Any]) -> None:
         path = self.run_dir / f"{stream}.csv"
@@ -123,6 +128,7 @@ class RunLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._tensorboard = False  # a row after close opens no new events file
 
     def __enter__(self) -> "RunLogger":
         return self

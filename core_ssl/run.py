@@ -52,7 +52,7 @@ from typing import Any, Iterable, Sequence, TypeVar
 
 from core_ssl.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from core_ssl.cli import CommandError, RunInterrupted, UsageError
-from core_ssl.config import CONFIG_FILE, build_parser, save_config
+from core_ssl.config import CONFIG_FILE, save_config
 
 T = TypeVar("T")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -95,10 +95,11 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 
 def given_fields(cls: type, argv: Sequence[str], presets: dict[str, dict[str, Any]] | None = None) -> set[str]:
-    """Config fields named on the command line: its flags, and the fields of a ``--preset`` named there."""
-    args = vars(build_parser(cls, presets=presets).parse_args(list(argv)))
-    preset = args.pop("preset", None)
-    return set(args) | set((presets or {}).get(preset) or ())
+    """Config fields named on the command line: its flags, and the fields of a ``--preset`` named
+    there (step 1 of :class:`core_ssl.pipeline.ConfigPipeline`, which the commands use)."""
+    from core_ssl.pipeline import ConfigPipeline
+
+    return ConfigPipeline(cls, presets=presets).read(argv)[1]
 
 
 def _flag(name: str) -> str:
@@ -407,5 +408,9 @@ class RunFolder:
             kept = f"the checkpoint it was resumed from ({find_checkpoint(self.path).name}) is kept"
         else:
             kept = "no checkpoint was written"
-        return NonFiniteLoss(f"{what} at {position}; the run stopped and {kept}",
-                             f"{self.hint}, then start again (or --resume from the checkpoint)")
+        if self.saved_at or find_checkpoint(self.path):
+            fix = (f"{self.hint}, in a new run in another --run-dir (--resume continues only with this run's "
+                   "saved settings)")
+        else:
+            fix = f"{self.hint}, and start again (the same --run-dir may be used: it holds no checkpoint)"
+        return NonFiniteLoss(f"{what} at {position}; the run stopped and {kept}", fix)

@@ -46,11 +46,11 @@ from torch import nn
 from core_ssl.augment import standardize_images, to_float_image
 from core_ssl.checkpoint import CheckpointError, export_weights, load_state, load_weights, read_safetensors_metadata
 from core_ssl.encoders import build_encoder
-from core_ssl.features import extract_features, knn_evaluation
+from core_ssl.features import knn_evaluation
 from core_ssl.heads import linear_block
 
 __all__ = ["WEIGHTS_FORMAT", "INPUT_NORMALIZATIONS", "EncoderNetwork", "EncoderWeights", "check_images",
-           "describe", "encode_images", "knn_check_top1", "load_encoder_weights", "read_weights_metadata",
+           "describe", "knn_check_top1", "load_encoder_weights", "read_weights_metadata",
            "save_encoder_weights", "verify_knn_check"]
 
 WEIGHTS_FORMAT = "core_ssl.encoder_weights/1"
@@ -189,14 +189,6 @@ def load_encoder_weights(path: str | Path, device: str | torch.device = "cpu") -
     knn_check = json.loads(metadata["knn_check"]) if "knn_check" in metadata else None
     return EncoderWeights(network.to(device).eval(), path, metadata["dtype"], json.loads(metadata.get("info", "{}")),
                           knn_check)
-
-
-def encode_images(network: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu",
-                  batch_size: int = 512) -> torch.Tensor:
-    """``network(images)`` in eval mode, batch by batch, as float32 (N, d) on ``device``
-    (:func:`core_ssl.features.extract_features` in fp32, inputs in their own memory format);
-    the network's train/eval mode is restored afterwards."""
-    return extract_features(network, images, device, batch_size=batch_size, channels_last=False)
 
 
 def check_images(size: int, count: int, seed: int) -> list[int]:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from core_ssl.augment import sobel_magnitude
 from core_ssl.stats import Interval, bootstrap_interval
 
 __all__ = ["LUMA", "edge_magnitude", "edge_correlation", "content_interval"]
 
 LUMA = (0.299, 0.587, 0.114)
-_SOBEL_H = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=torch.float64)
 
 
 def edge_magnitude(images: torch.Tensor) -> torch.Tensor:
@@ -40,10 +39,7 @@ def edge_magnitude(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected uint8 images (round translations with data.to_uint8 first), got {images.dtype}")
     x = images.to(torch.float64) / 255.0
     grey = x[:, :1] if x.shape[1] == 1 else sum(w * x[:, c:c + 1] for c, w in enumerate(LUMA))
-    padded = F.pad(grey, (1, 1, 1, 1), mode="replicate")
-    kernels = torch.stack([_SOBEL_H, _SOBEL_H.T]).unsqueeze(1)
-    gradients = F.conv2d(padded, kernels)
-    return gradients.square().sum(1).sqrt()
+    return sobel_magnitude(grey)[:, 0]
 
 
 def edge_correlation(inputs: torch.Tensor, outputs: torch.Tensor) -> np.ndarray:

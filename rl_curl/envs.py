@@ -30,6 +30,8 @@ fix. Importing this module does nothing of this.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -55,6 +57,25 @@ __all__ = [
     "setup",
     "RenderingError",
 ]
+
+class _DropDeprecations(logging.Filter):
+    """Drops MuJoCo's "compiler attribute ... is deprecated" notices about dm_control's own model
+    files (``settotalmass`` in cheetah.xml): nothing a user of this package can change."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is deprecated and will be removed" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_model_deprecations():
+    """Within the block, absl's deprecation warnings about the suite's model files are not shown."""
+    logger, dropped = logging.getLogger("absl"), _DropDeprecations()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
+
 
 PAPER_ACTION_REPEAT: dict[str, int] = {
     "finger-spin": 2,
@@ -212,8 +233,9 @@ class DMControlEnv(gymnasium.Env):
         self.render_seconds = 0.0  # total time spent rendering, for the training loop's time shares
         self.render_mode = render_mode
         self._seed = seed
-        self._env = suite.load(domain, task, task_kwargs={"random": seed},
-                               environment_kwargs={"flat_observation": False})
+        with quiet_model_deprecations():
+            self._env = suite.load(domain, task, task_kwargs={"random": seed},
+                                   environment_kwargs={"flat_observation": False})
         spec = self._env.action_spec()
         self.action_space = spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32),
                                        dtype=np.float32, seed=seed)

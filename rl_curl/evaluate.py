@@ -15,10 +15,10 @@ the metadata or to ship a small file.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -29,9 +29,11 @@ prefer_passive_waiting()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core_ssl.checkpoint import CheckpointError, export_weights, load_checkpoint, load_state, load_weights  # noqa: E402
-from core_ssl.cli import run_command  # noqa: E402
-from core_ssl.config import replace_config  # noqa: E402
+from core_ssl.checkpoint import (CheckpointError, export_weights, load_checkpoint, load_state, load_weights,  # noqa: E402
+                                 read_safetensors_metadata)
+from core_ssl.cli import UsageError, run_command  # noqa: E402
+from core_ssl.config import parse_config, replace_config  # noqa: E402
+from core_ssl.device import resolve_device  # noqa: E402
 from rl_curl.video import save_episode_animation  # noqa: E402
 
 __all__ = ["read_weights_config", "load_agent", "export_actor", "main"]
@@ -51,18 +53,10 @@ def _config_from_dict(values: dict):
 
 
 def read_weights_config(path: str | Path):
-    """The training config stored in a weights file's metadata."""
-    from safetensors import safe_open
-
+    """The training config stored in a weights file's metadata (a :class:`CheckpointError` naming
+    a missing or foreign file)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for foreign files
-        raise CheckpointError(f"{path} is not a safetensors weights file ({err}); give a file written by "
-                              "rl_curl.train or rl_curl.evaluate --export") from err
+    metadata = read_safetensors_metadata(path)
     if "config" not in metadata:
         raise CheckpointError(f"{path} has no training config in its metadata; re-export it with "
                               "python -m rl_curl.evaluate --export RUN_DIR --weights NEW_FILE")
@@ -89,24 +83,30 @@ def export_actor(run_dir: str | Path, path: str | Path, half: bool = True) -> Pa
     return export_weights(actor, path, metadata=_train_module().weights_metadata(cfg, checkpoint["counters"]["env_step"]))
 
 
+@dataclass
+class EvaluateConfig:
+    """Evaluation episodes of a trained agent from its weights file, with a video."""
+
+    weights: Path | None = field(default=None, metadata={"help": "actor weights (.safetensors) to evaluate or to write (required)"})
+    export: Path | None = field(default=None, metadata={"help": "RUN_DIR: first write --weights from RUN_DIR/checkpoint.pt"})
+    fp32: bool = field(default=False, metadata={"help": "with --export: keep fp32 weights (default fp16)"})
+    episodes: int = field(default=10, metadata={"help": "evaluation episodes", "min": 1})
+    seed: int | None = field(default=None, metadata={"help": "seed of the first episode (default: the run's evaluation "
+                                                             "seed, so the returns match its last evaluation)", "min": 0})
+    video: Path | None = field(default=None, metadata={"help": "save the first episode as VIDEO.mp4 (or .gif)"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N | auto"})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, required=True, help="actor weights (.safetensors) to evaluate or to write")
-    parser.add_argument("--export", type=Path, default=None, metavar="RUN_DIR",
-                        help="first write --weights from RUN_DIR/checkpoint.pt")
-    parser.add_argument("--fp32", action="store_true", help="with --export: keep fp32 weights (default fp16)")
-    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default 10)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the first episode (default: the run's "
-                        "evaluation seed, so the returns match its last evaluation)")
-    parser.add_argument("--video", type=Path, default=None, help="save the first episode as VIDEO.mp4 (or .gif)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    args = parse_config(EvaluateConfig, list(sys.argv[1:] if argv is None else argv),
+                        description=__doc__.split("\n\n")[0])
+    if args.weights is None:
+        raise UsageError("--weights is required", "give the actor weights (.safetensors) to evaluate or to write")
+    device = resolve_device(args.device)
     if args.export is not None:
         export_actor(args.export, args.weights, half=not args.fp32)
         print(f"wrote {args.weights}", file=sys.stderr)
-    cfg, env, agent = load_agent(args.weights, torch.device(args.device))
+    cfg, env, agent = load_agent(args.weights, device)
     seed = cfg.seed + 10_000 if args.seed is None else args.seed
     returns, frames = _train_module().evaluate(agent, env, args.episodes, seed=seed, record=args.video is not None)
     print(json.dumps({"env": cfg.env, "agent": cfg.agent, "episodes": len(returns),

@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from core_ssl.openmp import prefer_passive_waiting
 
@@ -54,7 +54,7 @@ from core_ssl.plotting import pyplot, save_figure
 from core_ssl.pipeline import ConfigPipeline
 from core_ssl.run import RunFolder
 from rl_curl import envs
-from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, SacAgent
+from rl_curl.agent import AGENTS, AUGMENTATIONS, AUX_LOSSES, AgentSettings, SacAgent
 from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
 
@@ -165,28 +165,32 @@ def build_env(cfg: TrainConfig, seed: int) -> envs.DMControlEnv:
                          frame_stack=cfg.frame_stack, action_repeat=cfg.action_repeat)
 
 
+def agent_settings(cfg: TrainConfig, device: torch.device) -> AgentSettings:
+    """The :class:`AgentSettings` of a training config on ``device`` (bf16 and the conv micro-batch
+    resolved for it, the paper's learning rate when none is given)."""
+    return AgentSettings(
+        agent=cfg.agent, aux=cfg.aux, aug=cfg.aug, aug_backend=cfg.aug_backend, crop_size=cfg.crop_size,
+        hidden_dim=cfg.hidden_dim, feature_dim=cfg.feature_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters,
+        lr=cfg.lr or paper_lr(cfg.env), alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999),
+        critic_tau=cfg.critic_tau, encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
+        target_update_freq=cfg.target_update_freq, discount=cfg.discount, init_temperature=cfg.init_temperature,
+        aux_weight=cfg.aux_weight, optimizers=cfg.optimizers, aux_temperature=cfg.aux_temperature,
+        queue_size=cfg.queue_size, bf16=resolve_bf16(cfg.bf16, device),
+        conv_micro_batch=resolve_conv_micro_batch(cfg.conv_micro_batch, device))
+
+
 def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) -> SacAgent:
-    bf16 = resolve_bf16(cfg.bf16, device)
-    micro_batch = resolve_conv_micro_batch(cfg.conv_micro_batch, device)
-    return SacAgent(
-        env.observation_space.shape, env.action_space.shape[0], device, agent=cfg.agent, aux=cfg.aux,
-        aug=cfg.aug, aug_backend=cfg.aug_backend, crop_size=cfg.crop_size, hidden_dim=cfg.hidden_dim,
-        feature_dim=cfg.feature_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters, lr=cfg.lr or paper_lr(cfg.env),
-        alpha_lr=cfg.alpha_lr, alpha_betas=(cfg.alpha_beta1, 0.999), critic_tau=cfg.critic_tau,
-        encoder_tau=cfg.encoder_tau, actor_update_freq=cfg.actor_update_freq,
-        target_update_freq=cfg.target_update_freq, discount=cfg.discount,
-        init_temperature=cfg.init_temperature, aux_weight=cfg.aux_weight, optimizers=cfg.optimizers,
-        aux_temperature=cfg.aux_temperature, queue_size=cfg.queue_size, bf16=bf16,
-        conv_micro_batch=micro_batch)
+    return SacAgent(env.observation_space.shape, env.action_space.shape[0], device, agent_settings(cfg, device))
 
 
 def evaluate(agent: SacAgent, env: envs.DMControlEnv, episodes: int, seed: int,
-             record: bool = False) -> tuple[list[float], list[np.ndarray]]:
+             record: bool = False, show_progress: bool = False, label: str = "evaluation") -> tuple[list[float], list[np.ndarray]]:
     """Returns of ``episodes`` deterministic episodes (the same start states at every call) and,
-    when ``record``, the frames (H, W, 3) of the first episode."""
+    when ``record``, the frames (H, W, 3) of the first episode. ``show_progress``: a progress bar
+    over the episodes (``label``), removed when they are done."""
     agent.train(False)
     returns, frames = [], []
-    for episode in range(episodes):
+    for episode in progress(range(episodes), desc=label, unit="episode", leave=False, disable=not show_progress):
         obs, _ = env.reset(seed=seed + episode)
         total, done = 0.0, False
         while not done:
@@ -285,10 +289,12 @@ def save_run(run: RunFolder, cfg: TrainConfig, counters: Counters, agent: SacAge
 # the training loop
 # ---------------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder."""
-    cfg = _resolve_defaults(cfg)
-    validate(cfg)
+def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> Path:
+    """Run (or resume) one training run in ``cfg.run_dir`` (locked meanwhile); returns its folder.
+    ``cfg`` goes through :data:`PIPELINE` first (merged with the saved config on resume, the run
+    folder filled in, validated); ``given``: the fields named on the command line (None = those
+    set away from the defaults)."""
+    cfg = PIPELINE.finish(cfg, given)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -407,7 +413,8 @@ def _train(cfg: TrainConfig, run: RunFolder, env: envs.DMControlEnv, eval_env: e
 def run_evaluation(cfg: TrainConfig, agent: SacAgent, eval_env: envs.DMControlEnv, logger: RunLogger,
                    run_dir: Path, env_step: int, train_seconds: float) -> None:
     """Evaluate, log to eval.csv / TensorBoard, redraw the learning curve, save a video if asked."""
-    returns, frames = evaluate(agent, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000, record=cfg.video)
+    returns, frames = evaluate(agent, eval_env, cfg.eval_episodes, seed=cfg.seed + 10_000, record=cfg.video,
+                               show_progress=cfg.progress_bar, label=f"evaluation at env step {env_step}")
     logger.log("eval", env_step, return_mean=float(np.mean(returns)), return_std=float(np.std(returns)),
                return_min=float(np.min(returns)), return_max=float(np.max(returns)), episodes=len(returns),
                wall_seconds=round(train_seconds, 1))
@@ -430,7 +437,10 @@ def tqdm_write(message: str) -> None:
 
 def check(cfg: TrainConfig) -> None:
     """The checks across fields, after every field's declared bounds (:class:`UsageError`, exit 2)."""
-    envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
+    try:
+        envs.parse_task(cfg.env)  # unknown task: a clear error before anything starts
+    except ValueError as err:
+        raise UsageError(f"--env: {err}", "give one of the valid tasks, e.g. --env cheetah-run") from None
     if cfg.crop_size > cfg.image_size:
         raise UsageError(f"--crop-size {cfg.crop_size} is larger than --image-size {cfg.image_size}",
                          "give a crop no larger than the rendered frame")
@@ -476,7 +486,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     envs.setup()  # MUJOCO_GL and the gymnasium ids, before anything imports dm_control
-    run_dir = train(parse_args(argv))
+    run_dir = train(*PIPELINE.read(list(sys.argv[1:] if argv is None else argv)))
     print(f"run folder: {run_dir}")
     return run_dir
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import typing
-from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +31,7 @@ COMMANDS = {
     "cut_translation.evaluate": ("cut_translation.evaluate:EvaluateConfig", ["--device", "cpu", "--output", "{tmp}/e.json"]),
     "cut_translation.export": ("cut_translation.export:ExportConfig", ["--checkpoint", "{tmp}/best.pt",
                                                                        "--output", "{tmp}/g.safetensors"]),
+    "rl_curl.evaluate": ("rl_curl.evaluate:EvaluateConfig", ["--device", "cpu", "--weights", "{tmp}/actor.safetensors"]),
     "core_ssl.demo": ("core_ssl.demo:DemoConfig", ["--device", "cpu", "--out", "{tmp}/demo"]),
 }
 

@@ -60,6 +60,7 @@ from vision_benchmarks.methods import resolve_method_defaults
 from vision_benchmarks.protocols import linear_probe
 from vision_benchmarks.transforms import BRANCHES, TRANSFORM_NAMES
 from vision_benchmarks.datasets import load_run_split
+from vision_benchmarks.pretrained import load_pretrained
 
 CELL_FILE = "cell.json"
 HEAD_LAYERS = {"none": 0, "linear": 1, "mlp": 2}
@@ -143,8 +144,6 @@ def evaluate_cell(run: Path, device: torch.device, train_images: int | None, tes
                   seed: int) -> dict[str, float]:
     """Linear probe and weighted kNN (k = min(200, bank)) of a run's backbone on its dataset, the
     labelled set and the test set fixed random subsets of the given sizes (None = all)."""
-    from vision_benchmarks.evaluate import load_pretrained  # imported late: evaluate loads the transfer code
-
     method, cfg = load_pretrained(run, device)
     train, test = _splits(cfg.dataset, None if cfg.data_root is None else str(cfg.data_root))
     train = pretrain.fixed_subset(train, train_images, seed + 1)

@@ -68,6 +68,8 @@ class _RuntimeFields:
     log_every: int = field(default=20, metadata={"help": "log training metrics every this many steps", "min": 1})
     checkpoint_minutes: float = field(default=5.0, metadata={"help": "also checkpoint mid-epoch at this interval (minutes)", "min": 0})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first unreadable image of a folder or zip "
+                                                         "dataset instead of skipping it with a warning that names it"})
     seed: int = field(default=0, metadata={"help": "random seed (data order, augmentation, initialisation)", "min": 0})
 
 

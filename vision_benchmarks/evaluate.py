@@ -45,20 +45,19 @@ from typing import Any, Sequence
 
 import torch
 
-from core_ssl import checkpoint, monitor
+from core_ssl import monitor
 from core_ssl.cli import UsageError, run_command
-from core_ssl.config import load_config, parse_config
+from core_ssl.config import parse_config
 from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import RunLogger
-from core_ssl.run import CHECKPOINT_FILE, find_checkpoint
 
 from vision_benchmarks.config import PretrainConfig
-from vision_benchmarks.methods import Method, build_method
+from vision_benchmarks.methods import Method
 from vision_benchmarks.protocols import balanced_label_subset, distill, finetune, linear_probe
 from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
-from vision_benchmarks.weights import PretrainedBackbone, open_weights
+from vision_benchmarks.pretrained import PretrainedBackbone, load_pretrained, open_weights
 from vision_benchmarks.datasets import load_run_split
 
 
@@ -89,20 +88,6 @@ class EvaluateConfig:
     weights: Path | None = field(default=None, metadata={"help": "evaluate this encoder weights file (python -m vision_benchmarks.weights) instead of --run"})
     out: Path | None = field(default=None, metadata={"help": "with --weights: folder for the results (default runs/eval-<file name>)"})
     label_index: Path | None = field(default=None, metadata={"help": "with --label-fraction: label index file to read, or to write when absent (default <results folder>/labels<fraction>_seed<seed>[_<dataset>].json)"})
-
-
-def load_pretrained(run: Path, device: torch.device, data_root: Path | None = None) -> tuple[Method, PretrainConfig]:
-    """The method of a run folder with the weights of its checkpoint (``checkpoint.pt``, or ``last.pt`` of older runs)."""
-    cfg = load_config(PretrainConfig, run)
-    if data_root is not None:
-        cfg.data_root = data_root
-    state = checkpoint.load_checkpoint(find_checkpoint(run) or run / CHECKPOINT_FILE, map_location="cpu")
-    bank_rows = state["method"].get("bank.bank")  # PIRL's memory bank has one row per training image
-    num_train = bank_rows.shape[0] if bank_rows is not None else 1
-    num_classes = len(load_run_split(cfg.dataset, "test", root=cfg.data_root).classes)
-    method = build_method(cfg, num_classes, num_train)
-    method.load_state_dict(state["method"])
-    return method.to(device), cfg
 
 
 def load_evaluated(ecfg: EvaluateConfig, device: torch.device) -> tuple[Method | PretrainedBackbone, PretrainConfig]:

@@ -28,7 +28,6 @@ import inspect
 import itertools
 import sys
 import time
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from core_ssl.openmp import prefer_passive_waiting
@@ -58,7 +57,7 @@ from vision_benchmarks.datasets import load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"
-RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes")  # may change on --resume
+RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes", "strict")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "minutes")  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -69,8 +68,8 @@ NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
     """The training set (or its fixed random subset of ``train_images``) and the test set."""
-    train = load_run_split(cfg.dataset, "train", root=cfg.data_root)
-    test = load_run_split(cfg.dataset, "test", root=cfg.data_root)
+    train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=cfg.strict)
+    test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=cfg.strict)
     if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
         raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
                          "use a size <= the image side")
@@ -126,6 +125,20 @@ def online_evaluation(method: Method, knn_train: ImageSet, knn_test: ImageSet, d
     summary = monitor.representation_summary(knn.test_features[:2048])
     return {"knn_top1": knn.top1, "embedding_std_x_sqrt_dim": summary["embedding_std_x_sqrt_dim"],
             "effective_rank": summary["effective_rank"]}
+
+
+@dataclasses.dataclass
+class Position:
+    """Where a pre-training run stands; its fields are saved at the top level of every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    train_seconds: float = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> "Position":
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
 
 
 def save_state(run: RunFolder, method: Method, optimizer: torch.optim.Optimizer, generator: torch.Generator,
@@ -212,7 +225,7 @@ def _pretrain(cfg: PretrainConfig, run: RunFolder, rank: int, world: int, device
     total_steps = cfg.epochs * len(batches)
     budget_seconds = None if cfg.minutes is None else cfg.minutes * 60.0
 
-    step, epoch, batch_in_epoch, train_seconds = 0, 0, 0, 0.0
+    pos = Position()
     if cfg.resume:
         method.load_state_dict(saved["method"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -220,145 +233,141 @@ def _pretrain(cfg: PretrainConfig, run: RunFolder, rank: int, world: int, device
             aux.load_state_dict(saved["auxiliary_optimizers"][name])
         generator.set_state(saved["generator"].cpu())
         checkpoint.restore_rng_state(saved["rng"])
-        step, epoch, batch_in_epoch, train_seconds = saved["step"], saved["epoch"], saved["batch_in_epoch"], saved["train_seconds"]
-        print(f"resuming {cfg.out} at step {step} (epoch {epoch}, batch {batch_in_epoch}, "
-              f"{train_seconds / 60:.1f} training minutes done)")
+        pos = Position.from_checkpoint(saved)
+        print(f"resuming {cfg.out} at step {pos.step} (epoch {pos.epoch}, batch {pos.batch_in_epoch}, "
+              f"{pos.train_seconds / 60:.1f} training minutes done)")
         del saved
     run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
-    logger = RunLogger(cfg.out)
-    logger.truncate_after(step)
+    with RunLogger(cfg.out) as logger:  # closed on every way out, an error or a signal included
+        logger.truncate_after(pos.step)
 
-    def run_progress() -> float:
-        """Share of the run done, in [0, 1]: by steps, or by training time under --minutes."""
-        if budget_seconds is None:
-            return 1.0 if total_steps == 0 else min(1.0, step / total_steps)
-        if budget_seconds == 0:
-            return 1.0
-        share = train_seconds / budget_seconds
-        if world > 1:  # every process must agree, or their learning rates would drift apart
-            share = float(distributed.all_reduce_mean(torch.tensor(share, device=device)))
-        return min(1.0, share)
+        def run_progress() -> float:
+            """Share of the run done, in [0, 1]: by steps, or by training time under --minutes."""
+            if budget_seconds is None:
+                return 1.0 if total_steps == 0 else min(1.0, pos.step / total_steps)
+            if budget_seconds == 0:
+                return 1.0
+            share = pos.train_seconds / budget_seconds
+            if world > 1:  # every process must agree, or their learning rates would drift apart
+                share = float(distributed.all_reduce_mean(torch.tensor(share, device=device)))
+            return min(1.0, share)
 
-    def finished() -> bool:
-        return run_progress() >= 1.0
+        def finished() -> bool:
+            return run_progress() >= 1.0
 
-    evaluated = {row["step"]: row for row in logger.read("eval")}  # a resumed run does not log a step twice
+        evaluated = {row["step"]: row for row in logger.read("eval")}  # a resumed run does not log a step twice
 
-    def evaluate_and_log() -> dict[str, float]:
+        def evaluate_and_log() -> dict[str, float]:
+            if distributed.is_main_process():
+                metrics = online_evaluation(method, knn_train, knn_test, device, bf16)
+                logger.log("eval", pos.step, epoch=pos.epoch, train_minutes=pos.train_seconds / 60, **metrics)
+                evaluated[pos.step] = metrics
+            else:
+                metrics = {}
+            if distributed.is_initialized():
+                torch.distributed.barrier()
+            return metrics
+
+        def already_evaluated() -> bool:
+            """Whether this step's evaluation is logged (the main process decides for all)."""
+            flag = float(pos.step in evaluated)
+            if world > 1:
+                flag = float(distributed.all_reduce_mean(torch.tensor(flag * world * (rank == 0), device=device)))
+            return flag > 0
+
+        def checkpoint_now() -> None:
+            save_state(run, method, optimizer, generator, cfg, dataclasses.asdict(pos),
+                       losses={"loss": step_loss} if step_loss is not None else {})
+
+        def stop_requested() -> bool:
+            """SIGINT / SIGTERM received; under torchrun the processes agree at log steps."""
+            if world == 1:
+                return run.stop_signal is not None
+            if pos.step % cfg.log_every:
+                return False
+            flag = torch.tensor(float(run.stop_signal is not None), device=device)
+            return float(distributed.all_reduce_mean(flag)) > 0
+
+        if pos.step == 0 and not already_evaluated():
+            metrics = evaluate_and_log()
+            if metrics:
+                print(f"{cfg.method}: step 0 (random init) kNN top-1 {metrics['knn_top1']:.3f}")
+        images_seen_since_log, log_clock, last_loss, step_loss = 0, time.perf_counter(), None, None
+        last_checkpoint = time.perf_counter()
+        with progress(total=100, desc=f"{cfg.method}", unit="%",
+                      bar_format="{l_bar}{bar}| {n:.1f}/{total}% [{elapsed}<{remaining}]") as bar:
+            bar.update(100 * run_progress())
+            while not finished():
+                batches.set_epoch(pos.epoch)
+                for images, labels, indices in itertools.islice(batches, pos.batch_in_epoch, None):
+                    started = time.perf_counter()
+                    progress_now = run_progress()
+                    for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                        group["lr"] = base_lr * warmup_cosine_factor(int(progress_now * _LR_RESOLUTION), _LR_RESOLUTION, warmup)
+                    with autocast(device, bf16):
+                        out = model(images, labels, indices)
+                    optimizer.zero_grad(set_to_none=True)
+                    out["loss"].backward()
+                    optimizer.step()
+                    last_loss = step_loss = out["loss"].detach()
+                    method.after_optimizer_step(progress_now)
+                    pos.step += 1
+                    pos.batch_in_epoch += 1
+                    images_seen_since_log += len(images) * world
+                    if device.type == "cuda" and (pos.step % cfg.log_every == 0 or budget_seconds is not None):
+                        torch.cuda.synchronize()  # time the work, not its queueing (under a budget: every step)
+                    pos.train_seconds += time.perf_counter() - started
+
+                    if pos.step % cfg.log_every == 0:
+                        seconds = time.perf_counter() - log_clock
+                        scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items() if k != "embeddings"}
+                        run.check_finite(f"step {pos.step}", **{k: v for k, v in scalars.items() if "loss" in k})
+                        if "embeddings" in out:
+                            z1, z2 = (z.detach() for z in out["embeddings"])
+                            scalars.update(monitor.representation_summary(z1, z2))
+                        logger.log("train", pos.step, epoch=pos.epoch, lr=optimizer.param_groups[0]["lr"],
+                                   images_per_second=images_seen_since_log / seconds, **scalars)
+                        bar.set_postfix(loss=f"{scalars['loss']:.3f}", img_s=f"{images_seen_since_log / seconds:.0f}")
+                        images_seen_since_log, log_clock, last_loss = 0, time.perf_counter(), None
+                    bar.update(100 * run_progress() - bar.n)
+                    if time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes:
+                        checkpoint_now()
+                        last_checkpoint = time.perf_counter()
+                    if stop_requested():
+                        checkpoint_now()
+                        raise run.interrupted()
+                    if finished():
+                        break
+                else:  # the epoch ran to its end
+                    pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+                    if cfg.knn_every and pos.epoch % cfg.knn_every == 0 and not finished() and not already_evaluated():
+                        metrics = evaluate_and_log()
+                        if metrics:
+                            bar.write(f"epoch {pos.epoch}: kNN top-1 {metrics['knn_top1']:.3f}, effective rank "
+                                      f"{metrics['effective_rank']:.1f} ({pos.train_seconds / 60:.1f} training min)")
+                    checkpoint_now()
+                    last_checkpoint = time.perf_counter()
+                    log_clock, images_seen_since_log = time.perf_counter(), 0
+
+        final = evaluated.get(pos.step, {}) if already_evaluated() else evaluate_and_log()
+        checkpoint_now()
+        summary: dict[str, Any] = {}
         if distributed.is_main_process():
-            metrics = online_evaluation(method, knn_train, knn_test, device, bf16)
-            logger.log("eval", step, epoch=epoch, train_minutes=train_seconds / 60, **metrics)
-            evaluated[step] = metrics
-        else:
-            metrics = {}
-        if distributed.is_initialized():
-            torch.distributed.barrier()
-        return metrics
-
-    def already_evaluated() -> bool:
-        """Whether this step's evaluation is logged (the main process decides for all)."""
-        flag = float(step in evaluated)
-        if world > 1:
-            flag = float(distributed.all_reduce_mean(torch.tensor(flag * world * (rank == 0), device=device)))
-        return flag > 0
-
-    def checkpoint_now() -> None:
-        save_state(run, method, optimizer, generator, cfg,
-                   dict(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, train_seconds=train_seconds),
-                   losses={"loss": step_loss} if step_loss is not None else {})
-
-    def stop_requested() -> bool:
-        """SIGINT / SIGTERM received; under torchrun the processes agree at log steps."""
-        if world == 1:
-            return run.stop_signal is not None
-        if step % cfg.log_every:
-            return False
-        flag = torch.tensor(float(run.stop_signal is not None), device=device)
-        return float(distributed.all_reduce_mean(flag)) > 0
-
-    if step == 0 and not already_evaluated():
-        metrics = evaluate_and_log()
-        if metrics:
-            print(f"{cfg.method}: step 0 (random init) kNN top-1 {metrics['knn_top1']:.3f}")
-    images_seen_since_log, log_clock, last_loss, step_loss = 0, time.perf_counter(), None, None
-    last_checkpoint = time.perf_counter()
-    bar = progress(total=100, desc=f"{cfg.method}", unit="%", bar_format="{l_bar}{bar}| {n:.1f}/{total}% [{elapsed}<{remaining}]")
-    bar.update(100 * run_progress())
-    while not finished():
-        batches.set_epoch(epoch)
-        for images, labels, indices in itertools.islice(batches, batch_in_epoch, None):
-            started = time.perf_counter()
-            progress_now = run_progress()
-            for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base_lr * warmup_cosine_factor(int(progress_now * _LR_RESOLUTION), _LR_RESOLUTION, warmup)
-            with autocast(device, bf16):
-                out = model(images, labels, indices)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
-            last_loss = step_loss = out["loss"].detach()
-            method.after_optimizer_step(progress_now)
-            step += 1
-            batch_in_epoch += 1
-            images_seen_since_log += len(images) * world
-            if device.type == "cuda" and (step % cfg.log_every == 0 or budget_seconds is not None):
-                torch.cuda.synchronize()  # time the work, not its queueing (under a budget: every step)
-            train_seconds += time.perf_counter() - started
-
-            if step % cfg.log_every == 0:
-                seconds = time.perf_counter() - log_clock
-                scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items() if k != "embeddings"}
-                run.check_finite(f"step {step}", **{k: v for k, v in scalars.items() if "loss" in k})
-                if "embeddings" in out:
-                    z1, z2 = (z.detach() for z in out["embeddings"])
-                    scalars.update(monitor.representation_summary(z1, z2))
-                logger.log("train", step, epoch=epoch, lr=optimizer.param_groups[0]["lr"],
-                           images_per_second=images_seen_since_log / seconds, **scalars)
-                bar.set_postfix(loss=f"{scalars['loss']:.3f}", img_s=f"{images_seen_since_log / seconds:.0f}")
-                images_seen_since_log, log_clock, last_loss = 0, time.perf_counter(), None
-            bar.update(100 * run_progress() - bar.n)
-            if time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes:
-                checkpoint_now()
-                last_checkpoint = time.perf_counter()
-            if stop_requested():
-                checkpoint_now()
-                bar.close()
-                logger.close()
-                raise run.interrupted()
-            if finished():
-                break
-        else:  # the epoch ran to its end
-            epoch, batch_in_epoch = epoch + 1, 0
-            if cfg.knn_every and epoch % cfg.knn_every == 0 and not finished() and not already_evaluated():
-                metrics = evaluate_and_log()
-                if metrics:
-                    bar.write(f"epoch {epoch}: kNN top-1 {metrics['knn_top1']:.3f}, effective rank "
-                              f"{metrics['effective_rank']:.1f} ({train_seconds / 60:.1f} training min)")
-            checkpoint_now()
-            last_checkpoint = time.perf_counter()
-            log_clock, images_seen_since_log = time.perf_counter(), 0
-    bar.close()
-
-    final = evaluated.get(step, {}) if already_evaluated() else evaluate_and_log()
-    checkpoint_now()
-    summary: dict[str, Any] = {}
-    if distributed.is_main_process():
-        checkpoint.export_weights(method.encoder.state_dict(), cfg.out / "encoder.safetensors",
-                                  {"method": cfg.method, "encoder": cfg.encoder})
-        checkpoint.export_weights(method.backbone().state_dict(), cfg.out / "backbone.safetensors",
-                                  {"method": cfg.method, "encoder": cfg.encoder})
-        summary = {"method": cfg.method, "steps": step, "epochs": round(step / len(batches), 3),
-                   "train_minutes": round(train_seconds / 60, 3),
-                   "images_per_second": round(step * cfg.batch_size / train_seconds, 1) if step else None,
-                   "final_loss": None if last_loss is None else float(last_loss),
-                   "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
-                   "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
-        run.write_summary(summary)
-        plot_monitors(cfg.out, title=f"{cfg.method} ({cfg.encoder}, {cfg.dataset})")
-        print(f"{cfg.method}: {step} steps in {train_seconds / 60:.1f} training minutes, "
-              f"kNN top-1 {final['knn_top1']:.3f}; see {cfg.out}")
-    logger.close()
-    return summary
+            checkpoint.export_weights(method.encoder.state_dict(), cfg.out / "encoder.safetensors",
+                                      {"method": cfg.method, "encoder": cfg.encoder})
+            checkpoint.export_weights(method.backbone().state_dict(), cfg.out / "backbone.safetensors",
+                                      {"method": cfg.method, "encoder": cfg.encoder})
+            summary = {"method": cfg.method, "steps": pos.step, "epochs": round(pos.step / len(batches), 3),
+                       "train_minutes": round(pos.train_seconds / 60, 3),
+                       "images_per_second": round(pos.step * cfg.batch_size / pos.train_seconds, 1) if pos.step else None,
+                       "final_loss": None if last_loss is None else float(last_loss),
+                       "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
+                       "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
+            run.write_summary(summary)
+            plot_monitors(cfg.out, title=f"{cfg.method} ({cfg.encoder}, {cfg.dataset})")
+            print(f"{cfg.method}: {pos.step} steps in {pos.train_seconds / 60:.1f} training minutes, "
+                  f"kNN top-1 {final['knn_top1']:.3f}; see {cfg.out}")
+        return summary
 
 
 if __name__ == "__main__":

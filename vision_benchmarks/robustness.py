@@ -44,6 +44,7 @@ from core_ssl.stats import format_seed_summary, seed_summary
 from vision_benchmarks.corruptions import SEVERITIES, corrupt, corruption_names
 from vision_benchmarks.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
 from vision_benchmarks.datasets import load_run_split
+from vision_benchmarks.pretrained import load_pretrained
 
 if TYPE_CHECKING:
     from vision_benchmarks.evaluate import EvaluateConfig
@@ -193,8 +194,6 @@ def plot_robustness(curves: dict[str, dict[str, Any]], path: Path) -> Path:
 def evaluate_robustness(ecfg: EvaluateConfig) -> dict[str, Any]:
     """The robustness protocol on a run (see the module docstring); writes
     ``<run>/eval_robustness.json`` and ``<run>/robustness.png`` and prints a table."""
-    from vision_benchmarks.evaluate import load_pretrained  # deferred: evaluate imports this module lazily
-
     device = resolve_device(ecfg.device)
     method, cfg = load_pretrained(ecfg.run, device, ecfg.data_root)
     bf16 = resolve_bf16(cfg.bf16 if ecfg.bf16 is None else ecfg.bf16, device)

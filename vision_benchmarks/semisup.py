@@ -59,7 +59,7 @@ from vision_benchmarks.methods import build_backbone_encoder
 from vision_benchmarks.pretrain import fixed_subset
 from vision_benchmarks.protocols import balanced_label_subset, distill, finetune
 from vision_benchmarks.semisup_report import summarize, write_report
-from vision_benchmarks.weights import load_source
+from vision_benchmarks.pretrained import load_source
 from vision_benchmarks.datasets import load_run_split
 
 SCRATCH = "supervised"
@@ -239,6 +239,12 @@ def validate(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}", "give a positive number")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}", "give a positive learning rate")
+    if not args.weight_decay >= 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}", "give 0 or more")
+    if any(seed < 0 for seed in args.seeds):
+        raise UsageError(f"--seeds must be >= 0, got {args.seeds}", "give seeds 0 or more")
     if not args.runs and not args.scratch:
         raise UsageError("no arm to run: --no-scratch and no --runs", "give --runs NAME=PATH")
 

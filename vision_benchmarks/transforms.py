@@ -34,10 +34,9 @@ independently. The diagonal of the paper's grid is a single transformation.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from core_ssl.augment import SimCLRAugment, rgb_to_gray, to_float_image
+from core_ssl.augment import SimCLRAugment, rgb_to_gray, sobel_magnitude, to_float_image
 from core_ssl.cli import UsageError
 
 TRANSFORM_NAMES = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
@@ -77,9 +76,6 @@ class Cutout(nn.Module):
         return x.masked_fill(inside.unsqueeze(1), self.fill)
 
 
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-
-
 class Sobel(nn.Module):
     """Sobel gradient magnitude of the luma, scaled by the image's maximum, on every channel."""
 
@@ -88,9 +84,7 @@ class Sobel(nn.Module):
         x = to_float_image(x)
         B, C, H, W = x.shape
         gray = rgb_to_gray(x) if C == 3 else x.mean(1, keepdim=True)
-        kernels = torch.stack([_SOBEL_X, _SOBEL_X.T]).unsqueeze(1).to(x.device)  # (2, 1, 3, 3): d/dx, d/dy
-        gradients = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
-        magnitude = gradients.square().sum(1, keepdim=True).sqrt()
+        magnitude = sobel_magnitude(gray)
         peak = magnitude.amax(dim=(2, 3), keepdim=True)
         scaled = torch.where(peak > 1e-6, magnitude / peak.clamp_min(1e-6), torch.zeros_like(magnitude))
         return scaled.expand(B, C, H, W).contiguous()
@@ -200,10 +194,5 @@ def view_policies(spec: str, size: int, branches: str = "one",
     return Compose([], size), second
 
 
-def views_label(spec: str) -> str:
-    """A short name of a cell: ``crop`` for one transformation, ``crop+color`` for a pair."""
-    return "+".join(parse_views(spec))
-
-
 __all__ = ["BRANCHES", "TRANSFORM_NAMES", "Compose", "Cutout", "GaussianNoise", "Rotate", "Sobel",
-           "build_transform", "parse_views", "view_policies", "views_label"]
+           "build_transform", "parse_views", "view_policies"]

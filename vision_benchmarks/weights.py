@@ -14,14 +14,12 @@ drawn with ``--check-seed``) as ``knn_check``: :func:`core_ssl.weights.verify_kn
 measures it again after loading. Before anything is written, the rebuilt network must give
 the run's backbone features to float rounding on a batch of images.
 
-:func:`open_weights` turns a weights file into what the evaluation protocols read (a
-``backbone()`` and its ``backbone_dim``) with the training config rebuilt from ``info``;
-:func:`load_source` accepts either a run folder or a weights file.
+Loading a weights file back for the evaluation protocols lives in
+:mod:`vision_benchmarks.pretrained` (``open_weights``, ``load_source``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -37,9 +35,9 @@ from core_ssl.device import resolve_device
 from core_ssl.weights import (EncoderNetwork, check_images, knn_check_top1, load_encoder_weights,
                               save_encoder_weights)
 
-from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import Method
 from vision_benchmarks.datasets import load_run_split
+from vision_benchmarks.pretrained import load_pretrained
 
 
 @dataclass
@@ -97,8 +95,6 @@ def _check_same_features(network: nn.Module, backbone: nn.Module, images: torch.
 def export_run(ecfg: ExportConfig) -> dict[str, Any]:
     """Write the run's backbone as an encoder weights file with its kNN check (see the module
     docstring); returns ``{"path", "megabytes", "dtype", "knn_check"}``."""
-    from vision_benchmarks.evaluate import load_pretrained  # evaluate imports this module
-
     validate_config(ecfg)  # also when called with a config built in code
     method, cfg = load_pretrained(ecfg.run, torch.device("cpu"), ecfg.data_root)
     network = encoder_network(method)
@@ -128,54 +124,6 @@ def export_run(ecfg: ExportConfig) -> dict[str, Any]:
     print(f"{cfg.method}: wrote {out} ({result['megabytes']} MB, {result['dtype']}); kNN top-1 {top1:.4f} on "
           f"{len(queries)} {cfg.dataset} test images against {len(bank)} training images")
     return result
-
-
-class PretrainedBackbone:
-    """What the evaluation protocols read from a pre-trained source, for a weights file: the
-    network (``backbone()``, with the input normalisation built in) and its feature size."""
-
-    def __init__(self, network: nn.Module, backbone_dim: int) -> None:
-        self.network = network
-        self.backbone_dim = backbone_dim
-
-    def backbone(self) -> nn.Module:
-        return self.network
-
-
-def config_from_info(info: dict[str, Any]) -> PretrainConfig:
-    """The training config stored in a weights file's ``info`` (fields this version does not
-    know are dropped; a file without one gets the defaults with its method, dataset, encoder,
-    width and image size)."""
-    known = {f.name for f in dataclasses.fields(PretrainConfig)}
-    values = dict(info.get("config") or {})
-    for name in ("method", "dataset", "encoder", "width", "image_size"):
-        if name in info:
-            values.setdefault(name, info[name])
-    return dataclasses.replace(PretrainConfig(), **{k: v for k, v in values.items() if k in known})
-
-
-def open_weights(path: str | Path, device: torch.device,
-                 data_root: Path | None = None) -> tuple[PretrainedBackbone, PretrainConfig]:
-    """An encoder weights file as (backbone source, training config) for the protocols."""
-    weights = load_encoder_weights(path, device)
-    cfg = config_from_info(weights.info)
-    if data_root is not None:
-        cfg = dataclasses.replace(cfg, data_root=data_root)
-    return PretrainedBackbone(weights.network, weights.feature_dim), cfg
-
-
-def load_source(path: str | Path, device: torch.device,
-                data_root: Path | None = None) -> tuple[Method | PretrainedBackbone, PretrainConfig]:
-    """A pre-trained backbone from a run folder (:func:`vision_benchmarks.evaluate.load_pretrained`)
-    or from an encoder weights file (:func:`open_weights`)."""
-    path = Path(path)
-    if path.is_file():
-        return open_weights(path, device, data_root)
-    from vision_benchmarks.evaluate import load_pretrained
-
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is neither a run folder nor an encoder weights file: check the path")
-    return load_pretrained(path, device, data_root)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

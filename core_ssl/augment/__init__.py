@@ -14,7 +14,7 @@ Modules:
   recipes :func:`simclr_augment`, :func:`byol_augment_pair`, :func:`mocov1_augment`,
   :func:`mocov2_augment` (SupCon and the pretext methods build their views from the same class);
 - :mod:`~core_ssl.augment.color`: :func:`rgb_to_gray`, :func:`color_jitter`, :func:`shift_hue`,
-  :func:`gaussian_blur`; :mod:`~core_ssl.augment.geometry`: :func:`sample_resized_crop_boxes`,
+  :func:`gaussian_blur`, :func:`sobel_magnitude`; :mod:`~core_ssl.augment.geometry`: :func:`sample_resized_crop_boxes`,
   :func:`resized_crop`; :mod:`~core_ssl.augment.normalize`: :func:`to_float_image`,
   :func:`standardize_images` (per-image, per-channel standardisation, e.g. of Jigsaw tiles);
 - :mod:`~core_ssl.augment.crops`: :func:`random_crop` (CURL), :func:`random_shift` (DrQ) and
@@ -34,7 +34,7 @@ Image policies take uint8 (0..255) or floating-point (0..1) input and return flo
 
 from core_ssl.augment.backends import (AUG_BACKEND_CHOICES, AUG_BACKENDS, DEFAULT_BACKENDS, check_backend,
                                        generator_seeded_rng, resolve_backend)
-from core_ssl.augment.color import JITTER_OPS, color_jitter, gaussian_blur, rgb_to_gray, shift_hue
+from core_ssl.augment.color import JITTER_OPS, color_jitter, gaussian_blur, rgb_to_gray, shift_hue, sobel_magnitude
 from core_ssl.augment.crops import center_crop, random_crop, random_shift, sample_crop_offsets
 from core_ssl.augment.geometry import resized_crop, sample_resized_crop_boxes
 from core_ssl.augment.masks import apply_mask, center_square_mask, random_block_mask, random_erasing
@@ -73,6 +73,7 @@ __all__ = [
     "sample_crop_offsets",
     "sample_resized_crop_boxes",
     "shift_hue",
+    "sobel_magnitude",
     "simclr_augment",
     "standardize_images",
     "to_float_image",

@@ -178,3 +178,19 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int,
     y = F.conv2d(y, taps.view(B * C, 1, 1, kernel_size), groups=B * C)
     y = F.conv2d(y, taps.view(B * C, 1, kernel_size, 1), groups=B * C)
     return y.view(B, C, H, W)
+
+
+SOBEL_KERNEL = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+"""The 3x3 horizontal Sobel kernel; its transpose is the vertical one."""
+
+
+def sobel_magnitude(grey: torch.Tensor) -> torch.Tensor:
+    """Sobel gradient magnitude ``sqrt(gx^2 + gy^2)`` of (N, 1, H, W) grey images, with replicate
+    padding (same size out, in the input's dtype and device): the one Sobel filter of the
+    toolkit (the SimCLR ``sobel`` view, the CUT content measure)."""
+    if grey.dim() != 4 or grey.shape[1] != 1:
+        raise ValueError(f"expected (N, 1, H, W) grey images, got {tuple(grey.shape)}")
+    horizontal = torch.tensor(SOBEL_KERNEL, dtype=grey.dtype, device=grey.device)
+    kernels = torch.stack([horizontal, horizontal.T]).unsqueeze(1)  # (2, 1, 3, 3): d/dx, d/dy
+    gradients = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+    return gradients.square().sum(1, keepdim=True).sqrt()

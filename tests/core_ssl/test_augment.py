@@ -557,3 +557,19 @@ def test_real_cifar_colour_policy_matches_torchvision_per_image():
 def test_module_exports_exist():
     for name in A.__all__:
         assert hasattr(A, name), name
+
+
+def test_sobel_magnitude_matches_scipy_with_replicated_borders():
+    import numpy as np
+    from scipy import ndimage
+
+    from core_ssl.augment import sobel_magnitude
+
+    grey = torch.rand(2, 1, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = sobel_magnitude(grey)
+    for b in range(2):
+        image = grey[b, 0].numpy()
+        expected = np.hypot(ndimage.sobel(image, axis=0, mode="nearest"), ndimage.sobel(image, axis=1, mode="nearest"))
+        assert np.allclose(out[b, 0].numpy(), expected)
+    with pytest.raises(ValueError, match=r"expected \(N, 1, H, W\) grey images"):
+        sobel_magnitude(grey.expand(2, 3, 9, 7))

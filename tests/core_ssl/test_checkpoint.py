@@ -38,8 +38,10 @@ class Exploit:
 def test_refuses_a_checkpoint_that_carries_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"weights": torch.zeros(2), "payload": Exploit()}, path)
-    with pytest.raises(CheckpointError, match="refusing to load .*evil.pt.*pickled code"):
+    with pytest.raises(CheckpointError, match="refusing to load .*evil.pt.*pickled code") as info:
         checkpoint.load_checkpoint(path)
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)  # one line, not torch's page of advice
+    assert "GLOBAL" in str(info.value) and "Weights only load failed" not in str(info.value)
     raw = tmp_path / "raw.pkl"
     raw.write_bytes(pickle.dumps(Exploit()))
     with pytest.raises(CheckpointError, match="raw.pkl"):

@@ -93,8 +93,8 @@ def test_disk_full_during_a_checkpoint_save(tmp_path, monkeypatch, capsys):
     code, err = _run(main, [], capsys)
     assert code == 1 and "Traceback" not in err
     assert err.strip() == (f"error: no space left on the device writing {target} — free some disk space (or choose "
-                           "a folder on another disk), then run the same command again with --resume to continue "
-                           "from the last checkpoint")
+                           "a folder on another disk), then run the same command again (add --resume if the run "
+                           "folder holds a checkpoint.pt, to continue from it)")
     assert checkpoint.load_checkpoint(target) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary left
 

@@ -94,3 +94,13 @@ def test_device_resolution():
             resolve_device(f"cuda:{torch.cuda.device_count()}")
     with pytest.raises(UsageError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+
+
+def test_a_logger_that_logs_nothing_leaves_no_tensorboard_file(tmp_path):
+    """A resume of a finished run logs no row: it must not add an empty events file each time."""
+    with RunLogger(tmp_path):
+        pass
+    assert not (tmp_path / "tensorboard").exists()
+    with RunLogger(tmp_path) as logger:
+        logger.log("train", 1, loss=0.5)
+    assert len(list((tmp_path / "tensorboard").glob("events.*"))) == 1

@@ -186,8 +186,14 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
             run.save({"w": torch.full((2,), float("nan"))}, "step 20", losses={"loss": 0.3, "critic_loss": torch.tensor(float("inf"))})
     assert str(info.value) == ("critic_loss became inf at step 20; the run stopped and the last good checkpoint "
                                "(checkpoint.pt, step 10) is kept — lower the learning rate (--lr), or turn bf16 off "
-                               "(--bf16 off), then start again (or --resume from the checkpoint)")
+                               "(--bf16 off), in a new run in another --run-dir (--resume continues only with this run's "
+                               "saved settings)")
     assert torch.equal(load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)["w"], torch.ones(2))
+    with RunFolder(tmp_path / "fresh", resume=False, command="cmd") as run, pytest.raises(NonFiniteLoss) as info:
+        run.check_finite("step 3", loss=float("nan"))
+    assert str(info.value).endswith("no checkpoint was written — lower the learning rate (--lr), or turn bf16 off "
+                                    "(--bf16 off), and start again (the same --run-dir may be used: it holds no "
+                                    "checkpoint)")
 
 
 def test_config_and_summary_are_written_whole(tmp_path):

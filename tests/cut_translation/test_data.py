@@ -140,3 +140,15 @@ def test_a_truncated_zip_is_named_with_how_to_recover(tmp_path):
     (tmp_path / "cut.zip").write_bytes((tmp_path / "whole.zip").read_bytes()[:3000])
     with pytest.raises(ValueError, match=r"cut.zip is a damaged or truncated zip archive .*zip -FF"):
         load_unpaired(tmp_path / "cut.zip", size=32)
+
+
+def test_strict_loading_stops_at_an_unreadable_image(tmp_path):
+    write_images(tmp_path / "trainA", 6, "RGB")
+    write_images(tmp_path / "trainB", 6, "RGB")
+    (tmp_path / "trainB" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    with pytest.raises(ValueError, match="cannot decode 'trainB/broken.png'"):
+        load_unpaired(tmp_path, size=32, holdout=2, strict=True)
+    from core_ssl.data import CorruptImageWarning
+
+    with pytest.warns(CorruptImageWarning, match="--strict"):
+        assert len(load_unpaired(tmp_path, size=32, holdout=2).train_b) == 4

@@ -250,6 +250,20 @@ def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path,
     assert contents(user) == files
 
 
+def test_settings_across_flags_are_refused_before_the_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, ["--preset", "smoke", "--device", "cpu", "--classifier-images", "4",
+                                 "--run-dir", str(tmp_path / "run")])
+    assert stopped.value.code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err.strip() == ("error: --classifier-images must be 0 (no domain classifier) or at "
+                                               "least 5, got 4 — give 0 or 5 or more")
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, ["--preset", "smoke", "--device", "cpu", "--load-size", "32", "--size", "64",
+                                 "--run-dir", str(tmp_path / "run")])
+    assert stopped.value.code == 2 and not (tmp_path / "run").exists()
+    assert "--load-size 32 is smaller than --size 64" in capsys.readouterr().err
+
+
 def test_translate_validates_its_flags_and_names_an_image_given_as_checkpoint(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
     with pytest.raises(SystemExit) as stopped:

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from rl_curl.agent import SacAgent
+from rl_curl.agent import AgentSettings, SacAgent
 from rl_curl.replay import Batch
 
 SMALL = dict(hidden_dim=32, feature_dim=16, num_layers=2, num_filters=8)
@@ -91,7 +91,8 @@ def test_state_sac_and_checkpoint_round_trip():
     batch = Batch(torch.randn(8, 5), torch.rand(8, 2), torch.rand(8, 1), torch.randn(8, 5), torch.ones(8, 1))
     for _ in range(3):
         agent.update(batch)
-    clone = SacAgent((5,), 2, torch.device("cpu"), agent="state-sac", hidden_dim=32)
+    clone = SacAgent((5,), 2, torch.device("cpu"), AgentSettings(agent="state-sac", hidden_dim=32))  # the same agent
+    assert clone.settings == agent.settings and clone.settings.hidden_dim == 32
     clone.load_state_dict(agent.state_dict())
     obs = torch.randn(5).numpy()
     assert (agent.act(obs, deterministic=True) == clone.act(obs, deterministic=True)).all()

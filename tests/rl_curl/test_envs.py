@@ -88,3 +88,20 @@ def test_unknown_task_lists_valid_ones():
     with pytest.raises(ValueError, match="cheetah-run") as info:
         envs.make_env("cheetah-walk")
     assert "unknown task 'cheetah-walk'" in str(info.value)
+
+
+def test_the_suites_own_model_deprecations_are_not_shown(capfd):
+    """cheetah.xml's ``settotalmass`` makes MuJoCo log a deprecation a user cannot act on."""
+    import logging
+
+    envs.setup()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("absl").addHandler(handler)
+    try:
+        envs.make_env("cheetah-run", seed=0, from_pixels=False)
+    finally:
+        logging.getLogger("absl").removeHandler(handler)
+    assert not [r for r in records if "deprecated" in r.getMessage()]
+    assert "deprecated" not in capfd.readouterr().err

@@ -234,8 +234,23 @@ def test_importing_sets_nothing_up_and_an_unusable_renderer_leaves_no_run_folder
 
 
 def test_unknown_task_fails_before_training():
-    with pytest.raises(ValueError, match="Valid tasks"):
+    from core_ssl.cli import UsageError
+
+    with pytest.raises(UsageError, match="--env: unknown task 'cheetah-fly'. Valid tasks") as info:
         parse_args(["--env", "cheetah-fly"])
+    assert info.value.exit_code == 2
+
+
+def test_an_evaluation_shows_its_progress_over_the_episodes(capsys):
+    from rl_curl import train as train_module
+
+    cfg = parse_args([*STATE_SAC, "--eval-episodes", "2"])
+    env = train_module.build_env(cfg, 0)
+    agent = train_module.build_agent(cfg, env, torch.device("cpu"))
+    returns, _ = train_module.evaluate(agent, env, 2, seed=0, show_progress=True, label="evaluation at env step 0")
+    assert len(returns) == 2
+    err = capsys.readouterr().err
+    assert "evaluation at env step 0" in err and "2/2" in err and "episode" in err
 
 
 def test_paper_preset_uses_the_papers_batch_per_task():

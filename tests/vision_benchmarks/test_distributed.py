@@ -4,16 +4,15 @@ holds the combined batch (negatives gathered, batch norm over both processes).""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from core_ssl.augment import to_float_image
 from vision_benchmarks.methods import build_method
 from vision_benchmarks.pretrain import distribute
+from tests.spawn import run_workers
 from tests.vision_benchmarks.test_methods import tiny_config
 
 WORLD = 2
@@ -51,9 +50,8 @@ def loss_and_grads(model, method, images, labels):
     return out["loss"].detach(), grads
 
 
-def _worker(rank: int, port: int, images, labels, result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+def _worker(rank: int, init_file: str, failures, images, labels, result_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
     try:
         share = len(images) // WORLD
@@ -64,20 +62,17 @@ def _worker(rank: int, port: int, images, labels, result_dir: str) -> None:
             model = distribute(method, torch.device("cpu"))
             results[name] = loss_and_grads(model, method, images[mine], labels[mine])
         torch.save(results, os.path.join(result_dir, f"rank{rank}.pt"))
+    except Exception as err:  # reported back to the parent, which fails the test
+        failures.put(f"rank {rank}: {err!r}")
+        raise
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_process_loss_and_gradients_equal_one_process_with_the_combined_batch(cifar_batch, tmp_path):
     images, labels = cifar_batch[0][:32], cifar_batch[1][:32]
-    mp.spawn(_worker, args=(_free_port(), images, labels, str(tmp_path)), nprocs=WORLD, join=True)
+    run_workers(_worker, tmp_path, WORLD, args=(images, labels, str(tmp_path)))
     per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for name in METHODS_UNDER_TEST:
         method = make_method(name)

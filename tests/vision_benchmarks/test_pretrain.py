@@ -216,3 +216,23 @@ def test_an_unknown_view_is_a_usage_error_before_the_run_folder(tmp_path, capsys
         run_command(pretrain.main, [*TINY_ARGS, "--views", "crop,sparkle", "--run-dir", str(tmp_path / "run")])
     assert stopped.value.code == 2 and not (tmp_path / "run").exists()
     assert capsys.readouterr().err.strip().startswith("error: --views takes one or two of crop, ")
+
+
+def test_the_strict_flag_the_corrupt_image_warning_suggests_is_accepted(tmp_path):
+    from PIL import Image
+
+    from core_ssl.data import CorruptImageWarning
+
+    data = tmp_path / "photos"
+    for split in ("train", "test"):
+        for label, shade in (("dark", 40), ("light", 200)):
+            (data / split / label).mkdir(parents=True)
+            for i in range(8):
+                Image.new("RGB", (16, 16), (shade, shade, i)).save(data / split / label / f"{i}.png")
+    (data / "train" / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    args = [*TINY_ARGS, "--dataset", str(data), "--image-size", "16", "--train-images", "none", "--batch-size", "8",
+            "--knn-every", "0", "--epochs", "0"]
+    with pytest.raises(ValueError, match="cannot decode 'train/dark/broken.png'.*strict loading stops"):
+        pretrain.main([*args, "--strict", "--run-dir", str(tmp_path / "strict")])
+    with pytest.warns(CorruptImageWarning, match=r"skipped 1 of 17 images .*broken.png.*\(--strict\)"):
+        pretrain.main([*args, "--run-dir", str(tmp_path / "lenient")])

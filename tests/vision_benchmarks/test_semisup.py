@@ -116,7 +116,10 @@ def test_the_ordering_is_judged_by_means_and_by_paired_intervals():
 def test_bad_settings_are_refused_before_any_training():
     for argv, message in ((["--fractions", "0", "0.1"], "--fractions must lie in"),
                           (["--no-scratch"], "no arm to run"),
-                          (["--epochs", "0"], "--epochs must be >= 1")):
+                          (["--epochs", "0"], "--epochs must be >= 1"),
+                          (["--lr", "-1"], "--lr must be > 0"),
+                          (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
+                          (["--seeds", "-1"], "--seeds must be >= 0")):
         with pytest.raises(UsageError, match=message):
             semisup.main(argv)
     with pytest.raises(UsageError, match="NAME=PATH"):

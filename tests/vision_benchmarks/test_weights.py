@@ -15,7 +15,7 @@ from core_ssl.features import extract_features
 from core_ssl.monitor import knn_accuracy
 from core_ssl.weights import (EncoderNetwork, describe, load_encoder_weights, read_weights_metadata, save_encoder_weights,
                               verify_knn_check)
-from vision_benchmarks import evaluate, pretrain, semisup, weights
+from vision_benchmarks import evaluate, pretrain, pretrained, semisup, weights
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
 
@@ -132,7 +132,7 @@ def test_files_that_are_not_encoder_weights_are_refused_with_the_fix(tiny, tmp_p
     with pytest.raises(ValueError, match="does not follow features of size 32"):
         EncoderNetwork({"encoder": "convnet", "encoder_kwargs": {"width": 4}, "head": [[16, 8, True]]})
     with pytest.raises(FileNotFoundError, match="neither a run folder nor an encoder weights file"):
-        weights.load_source(tmp_path / "nowhere", torch.device("cpu"))
+        pretrained.load_source(tmp_path / "nowhere", torch.device("cpu"))
 
 
 def test_semisup_fine_tunes_a_weights_file_as_it_fine_tunes_the_run(tiny, tmp_path):

@@ -188,7 +188,8 @@ class Method(nn.Module):
 
     def encode(self, images: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
         """Encoder features (B, feature_dim) of ``normalize_input(views)``, channels-last when
-        configured."""
+        configured; ``encoder``: another network on the same input (BYOL's online and target
+        networks, MoCo's query and key networks), so every method formats its input here once."""
         images = self.normalize_input(images)
         if self.cfg.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)

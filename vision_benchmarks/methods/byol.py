@@ -36,11 +36,9 @@ class BYOL(Method):
 
     def forward(self, images, labels, indices):
         views = torch.cat([self.augment(self.view1, images), self.augment(self.view2, images)])
-        if self.cfg.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        p1, p2 = self.predictor(self.online(views)).chunk(2)
+        p1, p2 = self.predictor(self.encode(views, self.online)).chunk(2)  # encode: the input format, once
         with torch.no_grad():
-            t1, t2 = self.target(views).chunk(2)
+            t1, t2 = self.encode(views, self.target).chunk(2)
         loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
         return {"loss": loss, "embeddings": (p1, p2)}
 

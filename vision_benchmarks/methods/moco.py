@@ -92,16 +92,13 @@ class MoCo(Method):
         """Key projections, the batch shuffled and split into BN groups, returned in order."""
         order = self.random_permutation(len(views)).to(views.device)
         groups = min(self.cfg.shuffle_bn_splits, len(views))
-        shuffled = torch.cat([self.key_net(self._channels_last(g)) for g in views[order].chunk(groups)])
+        shuffled = torch.cat([self.encode(g, self.key_net) for g in views[order].chunk(groups)])
         return torch.empty_like(shuffled).index_copy_(0, order, shuffled)
-
-    def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     def forward(self, images, labels, indices):
         query_views = self.augment(self.views, images)
         key_views = self.augment(self.views, images)
-        q = self.query_net(self._channels_last(query_views))
+        q = self.encode(query_views, self.query_net)
         k = self.keys(key_views)
         loss = losses.info_nce(q, k, self.queue.keys.clone(), self.cfg.temperature)
         self.queue.enqueue(distributed.gather(k.float()))

@@ -201,11 +201,13 @@ def test_profile_ops_attributes_a_training_step():
         optimizer.step()
 
     step()  # Adam's state exists before profiling
-    out = ref.profile_ops(step, calls=2, top=5)
-    assert out["by_category"]["gemm_conv"]["s"] > 0 and out["by_category"]["optimiser"]["s"] > 0
+    out = ref.profile_ops(step, calls=2, top=1000)  # every operator listed: nothing below depends on how long one took
+    categories = {op["category"] for op in out["top_ops"]}
+    assert {"gemm_conv", "optimiser"} <= categories  # the matrix products and Adam's update are recognised
+    assert all(op["calls"] >= 1 for op in out["top_ops"])
     attributed = sum(v["s"] for v in out["by_category"].values())
     assert attributed + out["outside_ops_s"] >= out["wall_s"] - 1e-3  # every part of the wall time is placed (values rounded)
-    assert len(out["top_ops"]) == 5
+    assert len(ref.profile_ops(step, calls=1, top=3)["top_ops"]) == 3
 
 
 def _sleep() -> None:

@@ -1,0 +1,1 @@
+"""Tests of the benchmark helpers (benchmarks/) and the sweep scripts (scripts/)."""
