@@ -250,8 +250,8 @@ def shipping_note(row: dict, rows: list[dict]) -> str:
     if random is None or row["linear_top1"] >= random["linear_top1"]:
         return ""
     return (f"**below the random encoder** (linear top-1 {row['linear_top1']:.3f} against "
-            f"{random['linear_top1']:.3f}, mean over seeds): not a useful starting point; why is untested "
-            "(docs/vision_benchmarks.md, Known limits)")
+            f"{random['linear_top1']:.3f}, mean over seeds): not a useful starting point (what is known of why: "
+            "docs/vision_benchmarks.md, Known limits)")
 
 
 def ship_weights(rows: list[dict], folder: Path) -> str:

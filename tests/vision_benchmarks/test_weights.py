@@ -169,7 +169,7 @@ def test_shipping_note_warns_only_below_the_random_encoder():
     assert shipping_note(rows[1], rows) == ""
     note = shipping_note(rows[2], rows)
     assert note.startswith("**below the random encoder** (linear top-1 0.330 against 0.447")
-    assert "untested" in note
+    assert "not a useful starting point" in note and "Known limits" in note
     assert shipping_note(rows[2], rows[1:]) == ""  # no random row: nothing to compare with
 
 
