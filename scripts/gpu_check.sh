@@ -355,7 +355,7 @@ if [ ${#RL_PID[@]} -gt 0 ]; then
   (cd "$RL_ROOT" && tar -czf "$OUT/rl_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='replay*' .)
 fi
 emit "{\"check\": \"done\", \"seconds\": $(elapsed)}"
-# Few files come back from some GPU services (8 here): the logs travel as one archive.
+# Some GPU services bring back only a few files: the logs travel as one archive.
 logs=$(cd "$OUT" && ls facts.json suite.json pytest.log failures.log durations.log bench.log 2>/dev/null)
 if [ -n "$logs" ] && [ "${PACK_LOGS:-1}" = 1 ]; then
   # shellcheck disable=SC2086
