@@ -93,11 +93,16 @@ def _precision(row: dict) -> str:
     return "bf16" if "bf16" in row.get("contender", "") else "fp32"
 
 
-def _layer_fraction(row: dict, layer_peaks: dict[tuple[str, int], float]) -> str:
+LAYER_STEPS = {"rl_update": "curl_update", "cut_train_step": "cut_train_step", "vision_throughput": "simclr_step"}
+"""The ``benchmarks/layer_peak.py`` step whose layers each benchmark's step runs."""
+
+
+def _layer_fraction(row: dict, layer_peaks: dict[tuple[str, str, int], float]) -> str:
     """Achieved GFLOP/s over the best mix rate of the step's own layers (``layer_peak.jsonl``) at
-    the contender's precision, over the batches measured (the micro-batch and the full batch)."""
+    the contender's precision, over the batches measured (e.g. the micro-batch and the full batch)."""
     achieved = row.get("achieved_gflops")
-    peaks = [v for (dtype, _), v in layer_peaks.items() if dtype == _precision(row)]
+    step = LAYER_STEPS.get(row.get("bench") or row.get("benchmark"))
+    peaks = [v for (name, dtype, _), v in layer_peaks.items() if name == step and dtype == _precision(row)]
     if achieved is None or not peaks:
         return ""
     return f"{100 * achieved / max(peaks):.0f}%"
@@ -113,6 +118,8 @@ def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s
         return ""
     header = [*keys, "contender", unit, "vs reference", "GFLOP/step", "GFLOP/s", "of peak"]
     align = " --- | ---: | ---: | ---: | ---: | ---: |"
+    step = LAYER_STEPS.get(measured[0].get(key))
+    layer_peaks = {k: v for k, v in (layer_peaks or {}).items() if k[0] == step}
     if layer_peaks:
         header.append("of layer peak")
         align += " ---: |"
@@ -129,17 +136,18 @@ def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s
 
 
 def layer_peak_table(rows: list[dict]) -> str:
-    """The CURL update's own layers (``benchmarks/layer_peak.py``): the mix rate per precision and batch."""
+    """Each step's own layers (``benchmarks/layer_peak.py``): the mix rate per step, precision and batch."""
     measured = [r for r in rows if r.get("bench") == "layer_peak"]
     if not measured:
         return ""
-    lines = ["| precision | batch | mix GFLOP/s | slowest layer (GFLOP/s) | fastest layer (GFLOP/s) |",
-             "| --- | ---: | ---: | --- | --- |"]
+    lines = ["| step | precision | batch | mix GFLOP/s | slowest layer (GFLOP/s) | fastest layer (GFLOP/s) |",
+             "| --- | --- | ---: | ---: | --- | --- |"]
     for r in measured:
         ordered = sorted(r["layers"], key=lambda layer: layer["gflops"])
-        lines.append(f"| {r['dtype']} | {r['batch']} | {r['mix_gflops']:.1f} | {ordered[0]['layer']} "
-                     f"({ordered[0]['gflops']:.1f}) | {ordered[-1]['layer']} ({ordered[-1]['gflops']:.1f}) |")
-    return "\n".join([f"The CURL update's own layers, forward and backward, each at its best. {_machine(measured)}",
+        lines.append(f"| {r.get('step', 'curl_update')} | {r['dtype']} | {r['batch']} | {r['mix_gflops']:.1f} | "
+                     f"{ordered[0]['layer']} ({ordered[0]['gflops']:.1f}) | {ordered[-1]['layer']} "
+                     f"({ordered[-1]['gflops']:.1f}) |")
+    return "\n".join([f"Each step's own layers, forward and backward, each at its best. {_machine(measured)}",
                        "", *lines])
 
 
@@ -153,14 +161,15 @@ def env_table(rows: list[dict]) -> str:
 def tables(folder: Path) -> str:
     parts = []
     layer_rows = read_lines(folder / "layer_peak.jsonl") if (folder / "layer_peak.jsonl").is_file() else []
-    layer_peaks = {(r["dtype"], r["batch"]): r["mix_gflops"] for r in layer_rows
+    layer_peaks = {(r.get("step", "curl_update"), r["dtype"], r["batch"]): r["mix_gflops"] for r in layer_rows
                    if r.get("bench") == "layer_peak" and not r.get("quick")}
     sources = [("peak.json", lambda rows: peak_table(rows)),
                ("layer_peak.jsonl", lambda rows: layer_peak_table(rows)),
                ("rl.jsonl", lambda rows: "\n\n".join(t for t in (step_table(rows, "bench", ("batch",), layer_peaks=layer_peaks),
                                                                    env_table(rows)) if t)),
-               ("cut.jsonl", lambda rows: step_table(rows, "benchmark", ("mode", "size", "batch"))),
-               ("vision_throughput.jsonl", lambda rows: step_table(rows, "bench", ("batch_size",)))]
+               ("cut.jsonl", lambda rows: step_table(rows, "benchmark", ("mode", "size", "batch"), layer_peaks=layer_peaks)),
+               ("vision_throughput.jsonl", lambda rows: step_table(rows, "bench", ("batch_size",),
+                                                                  layer_peaks=layer_peaks))]
     for name, render in sources:
         path = folder / name
         if path.is_file():

@@ -317,18 +317,24 @@ def test_layer_peak_counts_each_layer_and_tables_divide_by_the_mix(tmp_path, cap
 
     lines = layer_peak.main(["--quick", "--threads", "1"])
     capsys.readouterr()
-    fp32 = next(line for line in lines if line["dtype"] == "fp32")
+    assert {line["step"] for line in lines} == {"curl_update", "cut_train_step", "simclr_step"}
+    fp32 = next(line for line in lines if line["dtype"] == "fp32" and line["step"] == "curl_update")
     conv2 = next(layer for layer in fp32["layers"] if layer["layer"] == "conv2")
     # 3x3, 32 -> 32 channels at 41 -> 39: forward 2 B C_out C_in 9 39^2, backward twice that (input + weight)
-    assert conv2["gflop"] == pytest.approx(3 * 2 * 4 * 32 * 32 * 9 * 39 * 39 / 1e9, rel=1e-3)
+    assert conv2["gflop"] == pytest.approx(3 * 2 * 2 * 32 * 32 * 9 * 39 * 39 / 1e9, rel=1e-3)
     conv1 = next(layer for layer in fp32["layers"] if layer["layer"] == "conv1")
-    assert conv1["gflop"] == pytest.approx(2 * 2 * 4 * 32 * 9 * 9 * 41 * 41 / 1e9, rel=1e-3)  # no input gradient
+    assert conv1["gflop"] == pytest.approx(2 * 2 * 2 * 32 * 9 * 9 * 41 * 41 / 1e9, rel=1e-3)  # no input gradient
+    cut = next(line for line in lines if line["dtype"] == "fp32" and line["step"] == "cut_train_step")
+    block = next(layer for layer in cut["layers"] if layer["layer"] == "g_block0")  # 3x3 256 -> 256 at 32 px, padded
+    assert block["gflop"] == pytest.approx(3 * 2 * 2 * 256 * 256 * 9 * 32 * 32 / 1e9, rel=1e-3)
     total_s = sum(layer["best_s"] for layer in fp32["layers"])
     assert fp32["mix_gflops"] == pytest.approx(sum(layer["gflop"] for layer in fp32["layers"]) / total_s, rel=1e-2)
 
     peaks = [{"bench": "layer_peak", "dtype": "fp32", "batch": 32, "mix_gflops": 200.0, "layers": fp32["layers"]},
              {"bench": "layer_peak", "dtype": "fp32", "batch": 512, "mix_gflops": 250.0, "layers": fp32["layers"]},
-             {"bench": "layer_peak", "dtype": "bf16", "batch": 32, "mix_gflops": 1000.0, "layers": fp32["layers"]}]
+             {"bench": "layer_peak", "dtype": "bf16", "batch": 32, "mix_gflops": 1000.0, "layers": fp32["layers"]},
+             {"bench": "layer_peak", "step": "cut_train_step", "dtype": "fp32", "batch": 1, "mix_gflops": 50.0,
+              "layers": cut["layers"]}]  # another step's peak: never divides a CURL row
     (tmp_path / "layer_peak.jsonl").write_text("\n".join(json.dumps(p) for p in peaks) + "\n")
     rows = [{"bench": "rl_update", "batch": 128, "contender": "ours_bf16", "median_s": 0.3, "achieved_gflops": 250.0},
             {"bench": "rl_update", "batch": 128, "contender": "reference", "median_s": 0.9, "achieved_gflops": 100.0}]
