@@ -270,7 +270,9 @@ class SacAgent:
         self.aux_weight, self.aux_temperature = settings.aux_weight, settings.aux_temperature
         self.bf16 = settings.bf16
         self.optimizers_mode = settings.optimizers
-        self.channels_last = self.pixels and self.device.type == "cuda"
+        # channels-last convolutions: on CUDA, and with bf16 on a CPU that runs it natively (oneDNN's
+        # bf16 kernels want NHWC; in fp32 the NCHW path is as fast, docs/benchmarks.md)
+        self.channels_last = self.pixels and (self.device.type == "cuda" or (self.bf16 and self.device.type == "cpu"))
 
         def make_encoder() -> nn.Module:
             if not self.pixels:
