@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.peak import rate  # noqa: E402
 from benchmarks.reference import emit  # noqa: E402
 from core_ssl.device import native_bf16  # noqa: E402
 
@@ -96,18 +96,11 @@ def _layer(spec: tuple, batch: int, dtype: torch.dtype):
     return step, float(counter.get_total_flops())
 
 
-def best_seconds(step, min_time: float, windows: int) -> float:
-    """The best per-call seconds over ``windows`` windows of at least ``min_time`` s (one warm-up call)."""
-    started = time.perf_counter()
-    step()
-    per_window = max(1, int(min_time / max(time.perf_counter() - started, 1e-6)))
-    best = float("inf")
-    for _ in range(windows):
-        started = time.perf_counter()
-        for _ in range(per_window):
-            step()
-        best = min(best, (time.perf_counter() - started) / per_window)
-    return best
+def best_seconds(step, flops: float, min_time: float, windows: int) -> float:
+    """The best per-call seconds over ``windows`` windows of at least ``min_time`` s, one warm-up
+    call first (:func:`benchmarks.peak.rate`, which times the machine's peak the same way)."""
+    best_gflops, _, _ = rate(step, flops, min_time, windows)
+    return flops / (best_gflops * 1e9)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -134,7 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 layers = []
                 for spec in specs:
                     run, flops = _layer(spec, batch, dtype)
-                    seconds = best_seconds(run, args.min_time, args.windows)
+                    seconds = best_seconds(run, flops, args.min_time, args.windows)
                     layers.append({"layer": spec[1], "gflop": round(flops / 1e9, 6), "best_s": seconds,
                                    "gflops": round(flops / seconds / 1e9, 2)})
                 total_flops = sum(layer["gflop"] for layer in layers) * 1e9
