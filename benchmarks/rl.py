@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import os
 import sys
 import time
@@ -99,19 +100,23 @@ def transitions(capacity: int, seed: int):
 # ------------------------------------------------------------------------------ contenders
 
 def ours(batch_size: int, bf16: bool, capacity: int, micro_batch: str = "auto",
-         optimizers: str = "joint", device: torch.device = CPU) -> Contender:
+         optimizers: str = "joint", device: torch.device = CPU, cuda_graphs: bool = False) -> Contender:
     """SacAgent.update on batches sampled from a filled FrameReplayBuffer (crops included), the
     conv stacks in micro-batches as ``--conv-micro-batch`` of ``rl_curl.train`` sets them, the
     optimiser sequence as its ``--optimizers`` (``joint``: one encoder step per update;
     ``official``: the official code's three). Agent, replay buffer and sampling generator all
-    live on ``device``, as ``rl_curl.train`` places them."""
+    live on ``device``, as ``rl_curl.train`` places them. With ``cuda_graphs`` each update
+    variant is recorded before the contender is returned (6 updates), so no timed turn records."""
     torch.manual_seed(0)
     agent = SacAgent(PRE_SHAPE, ACTION_DIM, device, aux="curl", bf16=bf16, optimizers=optimizers,
-                     conv_micro_batch=resolve_conv_micro_batch(micro_batch, device))
+                     conv_micro_batch=resolve_conv_micro_batch(micro_batch, device), cuda_graphs=cuda_graphs)
     replay = FrameReplayBuffer(PRE_SHAPE, ACTION_DIM, capacity, device=device)
     for obs, action, reward, next_obs, done in transitions(capacity, seed=1):
         replay.add(obs, action, reward, next_obs, terminated=False, truncated=done)
     generator = torch.Generator(device=device).manual_seed(2)
+    if cuda_graphs:
+        for _ in range(2 * (agent.graphs.warmup + 1)):
+            agent.update(replay.sample(batch_size, generator))
     return Contender(lambda: agent.update(replay.sample(batch_size, generator)))
 
 
@@ -253,15 +258,18 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     contenders: dict[str, Contender] = {}
     sequence: dict[str, str] = {}  # which optimiser sequence each contender runs
     replay: dict[str, str] = {}  # where each contender's batches come from
-    for precision in precisions:
-        for micro_batch in args.conv_micro_batch:
-            for optimizers in args.optimizers:
-                name = (f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
-                        + ("" if optimizers == "joint" else f"_opt{optimizers}"))
-                contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch, optimizers,
-                                        device)
-                sequence[name] = optimizers
-                replay[name] = f"FrameReplayBuffer on {device.type}"
+    eager_twin: dict[str, str] = {}  # a graphed contender's FLOPs are its eager twin's (a replay dispatches nothing)
+    graph_settings = [False, True] if args.cuda_graphs else [False]
+    for precision, micro_batch, optimizers, graphs in itertools.product(
+            precisions, args.conv_micro_batch, args.optimizers, graph_settings):
+        eager_name = (f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
+                      + ("" if optimizers == "joint" else f"_opt{optimizers}"))
+        name = eager_name + ("_graphs" if graphs else "")
+        contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch, optimizers,
+                                device, cuda_graphs=graphs)
+        sequence[name] = optimizers
+        replay[name] = f"FrameReplayBuffer on {device.type}"
+        eager_twin[name] = eager_name
     if args.official_style:
         contenders["official_style_fp32"] = official_style(batch_size, device)
         sequence["official_style_fp32"] = "official"
@@ -279,7 +287,7 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     summary = compare(times)
     for name, row in summary.items():
         precision = "bf16" if "bf16" in name else "fp32"
-        flops = count_flops(contenders[name].step, calls=2)
+        flops = count_flops(contenders[eager_twin.get(name, name)].step, calls=2)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
               "optimizers": sequence[name], "replay": replay[name], **row,
               **peak_fractions(flops, row["median_s"], precision, peak, device=device),
@@ -354,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
                              "encoder step; named ours_<precision>) and official (the official code's sequence, "
                              "three encoder steps: the like-for-like contender of --reference; named "
                              "ours_<precision>_optofficial)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time each of our contenders replayed from CUDA graphs (--device cuda; named "
+                             "ours_<...>_graphs)")
     parser.add_argument("--capacity", type=int, default=2000, help="transitions in each replay buffer")
     parser.add_argument("--reference", metavar="CURL_TREE", help="a MishaLaskin/curl checkout to time alongside")
     parser.add_argument("--official-style", action="store_true",
@@ -369,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_sizes, args.rounds, args.capacity, args.env_steps = [16], 2, 200, 50
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
+    if args.cuda_graphs and device.type != "cuda":
+        parser.error("--cuda-graphs needs --device cuda")
     precisions = args.precisions or default_precisions(device)
     if "bf16" not in precisions and args.precisions is None:  # why the default left it out
         emit({"bench": "rl_update", "contender": "ours_bf16", "skipped": bf16_skip_note(device)})

@@ -35,11 +35,14 @@ def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on the given device, or a no-op context when disabled.
 
     bf16 keeps fp32's exponent range, so no loss scaling is needed. Losses are computed in
-    fp32 by the loss functions themselves (they upcast their inputs).
+    fp32 by the loss functions themselves (they upcast their inputs). While a CUDA graph is being
+    recorded the cast weights are not cached (torch's rule for autocast in graphs; the recorded
+    casts are replayed with the graph).
     """
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    recording = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=not recording)
 
 
 def native_bf16(device: torch.device) -> bool:

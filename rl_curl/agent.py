@@ -55,6 +55,8 @@ from torch import nn
 
 from core_ssl import losses
 from core_ssl.augment import center_crop, check_backend, random_crop, random_shift
+from core_ssl.augment.backends import resolve_backend
+from core_ssl.cuda_graphs import StepGraphs, capturable, graph_support
 from core_ssl.device import autocast, fused_optimizer
 from core_ssl.encoders import CurlEncoder, orthogonal_weight_init
 from core_ssl.heads import BilinearSimilarity, MLPHead, byol_predictor
@@ -201,6 +203,10 @@ class AgentSettings:
         conv_micro_batch: run the conv stacks on at most this many observations at a time
             (None: whole batches); a speed setting only, the same maths up to float rounding
             (:func:`core_ssl.device.resolve_conv_micro_batch`).
+        cuda_graphs: replay each update from a CUDA graph (:mod:`core_ssl.cuda_graphs`): one
+            graph per update variant (with or without the actor and target steps), the batch
+            copied into it; a speed setting only. CUDA devices only; not with ``aux="infonce"``
+            (its key queue advances on the host) or the kornia backend (it draws on the host).
     """
 
     agent: Literal["curl", "pixel-sac", "state-sac"] = "curl"
@@ -228,15 +234,30 @@ class AgentSettings:
     optimizers: Literal["joint", "official"] = "joint"
     aug_backend: str = "auto"
     conv_micro_batch: int | None = None
+    cuda_graphs: bool = False
 
-    def check(self) -> None:
+    def check(self, device: torch.device | None = None) -> None:
         """Raise ``ValueError`` for a name that is none of the known agents, aux losses,
-        optimiser modes or augmentations."""
+        optimiser modes or augmentations, or CUDA graphs asked for where they cannot run."""
         for value, known, what in ((self.agent, AGENTS, "agent"), (self.aux, AUX_LOSSES, "aux loss"),
                                    (self.optimizers, OPTIMIZER_MODES, "optimizers"),
                                    (self.aug, AUGMENTATIONS, "augmentation")):
             if value not in known:
                 raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(known)}")
+        if self.cuda_graphs:
+            problem = self.cuda_graph_problem(device)
+            if problem:
+                raise ValueError(problem)
+
+    def cuda_graph_problem(self, device: torch.device | None) -> str | None:
+        """Why these settings cannot replay their updates from CUDA graphs on ``device``, or None."""
+        if device is not None and (problem := graph_support(device)):
+            return problem
+        if self.agent == "curl" and AUX_LOSSES[self.aux].queue:
+            return f"CUDA graphs cannot record aux {self.aux!r}: its key queue advances on the host"
+        if device is not None and resolve_backend(check_backend(self.aug_backend), torch.device(device)) == "kornia":
+            return "CUDA graphs cannot record the kornia augmentation backend (it draws on the host)"
+        return None
 
 
 class SacAgent:
@@ -253,7 +274,7 @@ class SacAgent:
     def __init__(self, obs_shape: tuple[int, ...], action_dim: int, device: torch.device,
                  settings: AgentSettings | None = None, **overrides: Any) -> None:
         settings = dataclasses.replace(settings or AgentSettings(), **overrides)
-        settings.check()
+        settings.check(device)
         self.settings = settings
         agent, aux, aug, crop_size = settings.agent, settings.aux, settings.aug, settings.crop_size
         self.pixels = agent != "state-sac"
@@ -298,20 +319,23 @@ class SacAgent:
         critic_params = list(self.critic.parameters())
         critic_ids = {id(p) for p in critic_params}
         aux_params = list(self.aux_head.parameters()) if self.aux_head is not None else []
-        official, lr = settings.optimizers == "official", settings.lr
+        official, graphs = settings.optimizers == "official", settings.cuda_graphs
+        lr = capturable({"lr": settings.lr}, graphs)
         adam = torch.optim.Adam
-        self.critic_optimizer = fused_optimizer(adam, critic_params + ([] if official else aux_params), lr=lr)
+        self.critic_optimizer = fused_optimizer(adam, critic_params + ([] if official else aux_params), **lr)
         # the actor's tied conv weights belong to the critic's optimiser only
-        self.actor_optimizer = fused_optimizer(adam, [p for p in self.actor.parameters() if id(p) not in critic_ids], lr=lr)
-        self.alpha_optimizer = fused_optimizer(adam, [self.log_alpha], lr=settings.alpha_lr, betas=settings.alpha_betas)
+        self.actor_optimizer = fused_optimizer(adam, [p for p in self.actor.parameters() if id(p) not in critic_ids], **lr)
+        self.alpha_optimizer = fused_optimizer(adam, [self.log_alpha], **capturable(
+            {"lr": settings.alpha_lr, "betas": settings.alpha_betas}, graphs))
         self.optimizers = {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
                            "alpha": self.alpha_optimizer}
         if official and self.aux != "none":
             # the official encoder_optimizer and cpc_optimizer: both step the critic's encoder
             encoder_params = list(self.critic.encoder.parameters())
-            self.optimizers["encoder"] = fused_optimizer(adam, encoder_params, lr=lr)
-            self.optimizers["aux"] = fused_optimizer(adam, encoder_params + aux_params, lr=lr)
+            self.optimizers["encoder"] = fused_optimizer(adam, encoder_params, **lr)
+            self.optimizers["aux"] = fused_optimizer(adam, encoder_params + aux_params, **lr)
         self.updates = 0
+        self.graphs: StepGraphs | None = StepGraphs(self._step, self._trained_tensors) if graphs else None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -377,9 +401,32 @@ class SacAgent:
         ema_update_(self.critic_target.encoder, self.critic.encoder, 1.0 - self.encoder_tau)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One SAC (+ auxiliary) update from a replay batch; returns detached metric tensors."""
+        """One SAC (+ auxiliary) update from a replay batch; returns detached metric tensors.
+
+        Every ``actor_update_freq``-th update also steps the actor and the temperature, every
+        ``target_update_freq``-th the target networks (counted from update 0). With
+        ``cuda_graphs`` the update is replayed from the graph recorded for its variant.
+        """
+        with_actor = self.updates % self.actor_update_freq == 0
+        with_target = self.updates % self.target_update_freq == 0
+        step = self.graphs if self.graphs is not None else self._step
+        metrics = step(batch, with_actor, with_target)
+        self.updates += 1
+        return metrics
+
+    def _step(self, batch: Batch, with_actor: bool, with_target: bool) -> dict[str, torch.Tensor]:
+        """The update's maths, its variant fixed by the two flags (graph-safe: no host sync)."""
         if self.optimizers_mode == "official":
-            return self._update_official(batch)
+            return self._update_official(batch, with_actor, with_target)
+        return self._update_joint(batch, with_actor, with_target)
+
+    def _trained_tensors(self) -> list[torch.Tensor]:
+        """Every tensor an update's backward passes write a gradient to."""
+        modules = [self.critic, self.actor] + ([self.aux_head] if self.aux_head is not None else [])
+        return [p for module in modules for p in module.parameters()] + [self.log_alpha]
+
+    def _update_joint(self, batch: Batch, with_actor: bool, with_target: bool) -> dict[str, torch.Tensor]:
+        """SAC's critic step over the critic loss plus the weighted aux loss (one encoder step)."""
         use_aux = self.aux != "none"
         anchor, next_view = self._augment(batch.obs), self._augment(batch.next_obs)
         positive = self._augment(batch.obs) if use_aux else None
@@ -400,14 +447,13 @@ class SacAgent:
         self.critic_optimizer.step()
         metrics.update(critic_loss=critic_loss.detach(), q=q1.detach().mean())
 
-        if self.updates % self.actor_update_freq == 0:
+        if with_actor:
             metrics.update(self._update_actor_and_alpha(conv.detach()))
-        if self.updates % self.target_update_freq == 0:
+        if with_target:
             self._update_target()
-        self.updates += 1
         return metrics
 
-    def _update_official(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _update_official(self, batch: Batch, with_actor: bool, with_target: bool) -> dict[str, torch.Tensor]:
         """The official CURL update sequence (``CurlSacAgent.update``), step for step."""
         use_aux = self.aux != "none"
         anchor, next_view = self._augment(batch.obs), self._augment(batch.next_obs)
@@ -422,11 +468,11 @@ class SacAgent:
         self.critic_optimizer.step()
         metrics = {"critic_loss": critic_loss.detach(), "q": q1.detach().mean()}
 
-        if self.updates % self.actor_update_freq == 0:
+        if with_actor:
             with torch.no_grad():  # the official actor update re-encodes obs with the updated convs
                 conv = self._conv(self.critic.encoder, anchor)
             metrics.update(self._update_actor_and_alpha(conv))
-        if self.updates % self.target_update_freq == 0:
+        if with_target:
             self._update_target()
         if use_aux:  # the official update_cpc, after the target EMA
             with torch.no_grad():
@@ -441,7 +487,6 @@ class SacAgent:
             encoder_optimizer.step()
             aux_optimizer.step()
             metrics["aux_loss"] = aux_loss.detach()
-        self.updates += 1
         return metrics
 
     def _update_actor_and_alpha(self, conv: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -487,7 +532,8 @@ class SacAgent:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved (same agent settings)."""
+        """Restore what :meth:`state_dict` saved (same agent settings). Recorded CUDA graphs are
+        dropped: the optimisers' restored state lives in new tensors."""
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
         self.actor.load_state_dict(state["actor"])
@@ -500,3 +546,5 @@ class SacAgent:
             self.aux_head.load_state_dict(state["aux_head"])
         if self.key_queue is not None:
             self.key_queue.load_state_dict(state["key_queue"])
+        if self.graphs is not None:
+            self.graphs.reset()

@@ -59,7 +59,7 @@ from rl_curl.replay import make_replay
 from rl_curl.video import save_episode_animation
 
 COMMAND = "python -m rl_curl.train"
-RUNTIME_FIELDS = ("device", "threads", "progress_bar", "conv_micro_batch")  # may change on --resume
+RUNTIME_FIELDS = ("device", "threads", "progress_bar", "conv_micro_batch", "cuda_graphs")  # may change on --resume
 LENGTH_FIELDS = ("total_env_steps",)  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -117,6 +117,9 @@ class TrainConfig:
         "help": "run the conv encoder on at most N observations at a time: auto (32 on a CPU, whose caches "
                 "overflow on larger batches; the whole batch on CUDA) | off | N. Speed only: the same "
                 "maths up to float rounding, and it may change on --resume"})
+    cuda_graphs: bool = field(default=False, metadata={
+        "help": "replay each update from a CUDA graph (one launch instead of hundreds; CUDA only, not with "
+                "--aux infonce or --aug-backend kornia). Speed only, and it may change on --resume"})
     eval_every: int = field(default=10_000, metadata={"help": "evaluate every N environment steps (and at step 0)", "min": 1})
     eval_episodes: int = field(default=10, metadata={"help": "episodes per evaluation", "min": 1})
     checkpoint_every: int = field(default=50_000, metadata={"help": "checkpoint every N environment steps", "min": 1})
@@ -176,7 +179,7 @@ def agent_settings(cfg: TrainConfig, device: torch.device) -> AgentSettings:
         target_update_freq=cfg.target_update_freq, discount=cfg.discount, init_temperature=cfg.init_temperature,
         aux_weight=cfg.aux_weight, optimizers=cfg.optimizers, aux_temperature=cfg.aux_temperature,
         queue_size=cfg.queue_size, bf16=resolve_bf16(cfg.bf16, device),
-        conv_micro_batch=resolve_conv_micro_batch(cfg.conv_micro_batch, device))
+        conv_micro_batch=resolve_conv_micro_batch(cfg.conv_micro_batch, device), cuda_graphs=cfg.cuda_graphs)
 
 
 def build_agent(cfg: TrainConfig, env: envs.DMControlEnv, device: torch.device) -> SacAgent:
@@ -448,6 +451,11 @@ def check(cfg: TrainConfig) -> None:
         resolve_conv_micro_batch(cfg.conv_micro_batch, torch.device("cpu"))
     except ValueError as err:
         raise UsageError(str(err), "give --conv-micro-batch auto, off or a positive integer") from None
+    if cfg.cuda_graphs:
+        problem = agent_settings(cfg, torch.device("cpu")).cuda_graph_problem(resolve_device(cfg.device))
+        if problem:
+            raise UsageError(f"--cuda-graphs: {problem}", "leave --cuda-graphs off, or run with --device cuda "
+                             "and an aux loss other than infonce and the native augmentation backend")
 
 
 def _device_preset(flags: dict[str, Any]) -> str:

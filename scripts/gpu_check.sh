@@ -26,6 +26,7 @@
 #           one after the other, after the tests; ours and the reference code alternate on the same
 #           GPU where REF_CURL / REF_CUT name checkouts of MishaLaskin/curl / contrastive-unpaired-
 #           translation (outside this project), else a JSON line says the reference was skipped.
+# RL_EXTRA: flags added to every rl and rlscale run (e.g. "--cuda-graphs"; not in a dry run on a CPU).
 # The RL runs are waited for until DEADLINE seconds after the start, then stopped; each run's
 # small files (config, evaluation and training CSVs, the learning curve) are packed into one
 # archive and the actor of every finished run is kept.
@@ -58,7 +59,9 @@ JOBS=${JOBS:-"rl tests"}
 WORKERS=${WORKERS:-8}
 TEST_SECONDS=${TEST_SECONDS:-300}
 DEADLINE=${DEADLINE:-540}
+RL_EXTRA=${RL_EXTRA:-}
 DRY_RUN=${DRY_RUN:-0}
+[ "$DRY_RUN" = 1 ] && RL_EXTRA=""  # CUDA-only flags cannot run on a CPU
 BENCH_SECONDS=${BENCH_SECONDS:-150}
 OUT=${OUT:-runs/gpu_check}
 mkdir -p "$OUT"
@@ -162,7 +165,7 @@ cartpole-swingup-curl-s3|--env cartpole-swingup --batch-size 128 --seed 3"}
   while IFS='|' read -r name flags; do
     [ -z "$name" ] && continue
     # shellcheck disable=SC2086
-    python3 -m rl_curl.train $flags $rl_common --device $device --threads 1 --checkpoint-every 1000000 \
+    python3 -m rl_curl.train $flags $rl_common $RL_EXTRA --device $device --threads 1 --checkpoint-every 1000000 \
       --log-every 2000 --no-progress-bar --run-dir "$RL_ROOT/$name" > "$RL_ROOT/$name.log" 2>&1 &
     RL_PID[$name]=$!
   done <<< "$RL_RUNS"
@@ -210,7 +213,7 @@ if [[ " $JOBS " == *" rlscale "* ]]; then
     pids=()
     for i in $(seq 1 "$k"); do
       # shellcheck disable=SC2086
-      python3 -m rl_curl.train --env cheetah-run --seed "$i" $scale_flags --device $device --threads 1 \
+      python3 -m rl_curl.train --env cheetah-run --seed "$i" $scale_flags $RL_EXTRA --device $device --threads 1 \
         --eval-every 1000000 --eval-episodes 1 --checkpoint-every 1000000 --no-progress-bar \
         --run-dir "$RL_ROOT/scale-k$k-$i" > "$RL_ROOT/scale-k$k-$i.log" 2>&1 &
       pids+=($!)
@@ -303,7 +306,7 @@ if [[ " $JOBS " == *" bench "* ]]; then
     augment_args=(--only backends --batch 16 --repeats 1 --images 16 --tv-images 32)
   else
     bench_device=cuda
-    rl_args=(--batch-sizes 128 512 --rounds 6 --skip-env) cut_args=(--rounds 6 --calls 2)
+    rl_args=(--batch-sizes 128 512 --rounds 6 --skip-env --cuda-graphs) cut_args=(--rounds 6 --calls 2)
     vision_args=(--rounds 3 --calls 2) augment_args=(--only backends --batch 512 --repeats 5)
   fi
   # the reference checkouts, when named ("VAR script repository")
