@@ -112,7 +112,7 @@ class StepGraphs:
             tensor.grad = None
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (a progress bar) may use CUDA
             outputs = self.step(self._static, *key)
         return _Recorded(graph, outputs)
 
