@@ -1,93 +1,36 @@
-"""Evaluate a pre-trained run's backbone on its own dataset, on other datasets (transfer), or
-under corruptions (robustness).
+"""The protocols of ``python -m vision_benchmarks.evaluate`` run on one pre-trained backbone:
+the chosen protocol on the run's own dataset (:func:`evaluate`), on other datasets
+(:func:`evaluate_transfer`), or under corruptions (:mod:`vision_benchmarks.evaluation.robustness`).
+The command line, the protocols and the files written are described in
+:mod:`vision_benchmarks.evaluate`."""
 
-    python -m vision_benchmarks.evaluate --run runs/simclr --protocol linear
-    python -m vision_benchmarks.evaluate --run runs/simclr --protocol knn
-    python -m vision_benchmarks.evaluate --run runs/simclr --protocol finetune --epochs 10
-    python -m vision_benchmarks.evaluate --run runs/simclr --protocol linear --label-fraction 0.01
-    python -m vision_benchmarks.evaluate --run runs/simclr --dataset fashion-mnist --dataset catdog
-    python -m vision_benchmarks.evaluate --run runs/simclr --dataset path/to/photos.zip --protocol finetune
-    python -m vision_benchmarks.evaluate --run runs/simclr --protocol robustness --baseline runs/supervised
-    python -m vision_benchmarks.evaluate --weights docs/weights/vision/simclr.safetensors --protocol linear+knn
-
-Protocols (``vision_benchmarks.protocols``): ``linear`` = L-BFGS logistic regression on frozen
-features computed once, L2 chosen on a held-out 10%; ``knn`` = weighted kNN, k = 200, t = 0.1;
-``finetune`` = the whole backbone + a linear layer with SGD, optionally followed by SimCLRv2's
-self-distillation on the unlabelled training images (``--distill-epochs``). ``--label-fraction`` trains the
-classifier on a class-balanced share of the labels (the 1% / 10% semi-supervised protocol); the
-kNN bank then holds only those images, and the subset is kept as a label index file
-(``<run>/labels<fraction>_seed<seed>[_<dataset>].json``, or ``--label-index``) that later
-evaluations read back. ``linear+knn`` runs both on one feature pass. ``--weights FILE``
-evaluates an encoder weights file (:mod:`vision_benchmarks.weights`) instead of a run folder;
-its results go to ``--out``.
-Writes ``<run>/eval_<protocol>[_labels<fraction>].json``
-(and for fine-tuning the per-epoch log under ``<run>/eval_finetune*/``).
-
-``--dataset D`` (repeatable, or comma-separated) runs the protocols (default ``linear+knn``) on
-other datasets (:mod:`vision_benchmarks.transfer`: named sets, ``catdog``, or any folder / zip
-laid out ``train/`` + ``val/`` or ``test/``, or one folder of class sub-folders split by a
-seeded fraction), every image resized once to the run's ``image_size`` and converted to the
-encoder's channels; it writes ``<run>/eval_transfer_<dataset>[_labels<fraction>].{json,csv}``
-and prints a table. ``--protocol robustness`` (:mod:`vision_benchmarks.robustness`) measures the
-linear probe's accuracy on corrupted CIFAR-10 test images (CIFAR-10-C style).
-"""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from core_ssl import monitor
-from core_ssl.cli import UsageError, run_command
-from core_ssl.config import parse_config
+from core_ssl.cli import UsageError
 from core_ssl.data import ImageSet
 from core_ssl.device import resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import RunLogger
 
 from vision_benchmarks.config import PretrainConfig
+from vision_benchmarks.evaluation.config import EvaluateConfig
 from vision_benchmarks.methods import Method
-from vision_benchmarks.protocols import balanced_label_subset, distill, finetune, linear_probe
-from vision_benchmarks.transfer import TransferData, encoder_input_channels, load_transfer_data
+from vision_benchmarks.evaluation.protocols import balanced_label_subset, distill, finetune, linear_probe
+from vision_benchmarks.evaluation.robustness import evaluate_robustness
+from vision_benchmarks.evaluation.transfer import TransferData, encoder_input_channels, load_transfer_data
 from vision_benchmarks.pretrained import PretrainedBackbone, load_pretrained, open_weights
 from vision_benchmarks.datasets import load_run_split
-
-
-@dataclass
-class EvaluateConfig:
-    """Evaluate a pre-training run with a linear probe, a kNN classifier or fine-tuning, on its own
-    dataset or others (transfer), or under common corruptions (robustness)."""
-
-    run: Path = field(default=Path("runs/pretrain"), metadata={"help": "run folder written by vision_benchmarks.pretrain"})
-    protocol: str | None = field(default=None, metadata={"help": "evaluation protocol (linear+knn: both from one feature pass; robustness: linear probe on corrupted CIFAR-10 test images); default linear, or linear+knn with --dataset", "choices": ["linear", "knn", "linear+knn", "finetune", "robustness"]})
-    dataset: str | None = field(default=None, metadata={"help": "evaluate on this dataset instead of the run's own (transfer): a name (cifar10, cifar100, stl10, fashion-mnist, catdog) or a folder/.zip; repeat the flag or separate with commas for several"})
-    test_fraction: float = field(default=0.2, metadata={"help": "transfer: share of every class held out as the test set when the dataset has no test/val folder", "gt": 0, "lt": 1})
-    eval_split: str | None = field(default=None, metadata={"help": "transfer: held-out folder beside train/ (default: test, else val, valid, validation)"})
-    strict: bool = field(default=False, metadata={"help": "stop at an unreadable image with an error naming it (default: skip it with a warning)"})
-    baseline: Path | None = field(default=None, metadata={"help": "robustness: run folder of the reference model whose eval_robustness.json gives the mCE denominator"})
-    corruptions: str = field(default="all", metadata={"help": "robustness: comma-separated corruption names, all (the 10 benchmark ones) or every (with the extras)"})
-    corruption_images: int | None = field(default=None, metadata={"help": "robustness: corrupt only a fixed random subset of this many test images (None = all 10,000)", "min": 1})
-    label_fraction: float = field(default=1.0, metadata={"help": "share of the training labels used (0.01 and 0.1 for the semi-supervised protocol)", "gt": 0, "max": 1})
-    epochs: int = field(default=10, metadata={"help": "fine-tuning epochs", "min": 0})
-    batch_size: int = field(default=256, metadata={"help": "fine-tuning batch size", "min": 1})
-    lr: float = field(default=0.05, metadata={"help": "fine-tuning peak learning rate (SGD, nesterov)", "gt": 0})
-    weight_decay: float = field(default=5e-4, metadata={"help": "fine-tuning weight decay", "min": 0})
-    distill_epochs: int = field(default=0, metadata={"help": "finetune: then distil the fine-tuned network into a fresh copy of the backbone on all (unlabelled) training images for this many epochs (SimCLRv2)", "min": 0})
-    data_root: Path | None = field(default=None, metadata={"help": "folder holding the datasets (default: the run's, then $SSL_DATA_DIR or ../shared/data)"})
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast for the backbone; None = as in pre-training"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    seed: int = field(default=0, metadata={"help": "seed of the label subset, the probe's validation split and fine-tuning", "min": 0})
-    weights: Path | None = field(default=None, metadata={"help": "evaluate this encoder weights file (python -m vision_benchmarks.weights) instead of --run"})
-    out: Path | None = field(default=None, metadata={"help": "with --weights: folder for the results (default runs/eval-<file name>)"})
-    label_index: Path | None = field(default=None, metadata={"help": "with --label-fraction: label index file to read, or to write when absent (default <results folder>/labels<fraction>_seed<seed>[_<dataset>].json)"})
 
 
 def load_evaluated(ecfg: EvaluateConfig, device: torch.device) -> tuple[Method | PretrainedBackbone, PretrainConfig]:
@@ -158,7 +101,7 @@ def run_protocols(ecfg: EvaluateConfig, method: Method | PretrainedBackbone, tra
 def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
     """Run one protocol on one run folder; returns (and writes) its record (for ``linear+knn``
     a dict ``{"linear": record, "knn": record}``; with ``--dataset``, :func:`evaluate_transfer`'s
-    dict per dataset; for ``robustness``, :func:`vision_benchmarks.robustness.evaluate_robustness`'s
+    dict per dataset; for ``robustness``, :func:`vision_benchmarks.evaluation.robustness.evaluate_robustness`'s
     record)."""
     if ecfg.weights is not None:
         if ecfg.protocol == "robustness":
@@ -166,8 +109,6 @@ def evaluate(ecfg: EvaluateConfig) -> dict[str, Any]:
         ecfg = dataclasses.replace(ecfg, run=ecfg.out or Path("runs") / f"eval-{ecfg.weights.stem}")
         ecfg.run.mkdir(parents=True, exist_ok=True)
     if ecfg.protocol == "robustness":
-        from vision_benchmarks.robustness import evaluate_robustness  # deferred: plotting and corruptions
-
         if ecfg.dataset:
             raise UsageError("--protocol robustness corrupts the CIFAR-10 test set", "drop --dataset")
         return evaluate_robustness(ecfg)
@@ -211,7 +152,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def evaluate_transfer(ecfg: EvaluateConfig) -> dict[str, dict[str, Any]]:
     """The protocol(s) (default ``linear+knn``) of a run's backbone on each ``--dataset``.
 
-    Every dataset is loaded with :func:`vision_benchmarks.transfer.load_transfer_data` at the
+    Every dataset is loaded with :func:`vision_benchmarks.evaluation.transfer.load_transfer_data` at the
     run's ``image_size`` and the encoder's input channels. Writes, per dataset,
     ``<run>/eval_transfer_<tag>[_labels<f>].json`` (layout, sizes, one record per protocol) and
     ``.csv`` (one row per protocol), prints a table, and returns ``{tag: record}``.
@@ -254,32 +195,3 @@ def evaluate_transfer(ecfg: EvaluateConfig) -> dict[str, dict[str, Any]]:
     print(f"{cfg.method} ({cfg.encoder}, pre-trained on {cfg.dataset}) transferred, top-1{suffix}:")
     print(format_table(rows))
     return results
-
-
-def gather_repeated(argv: Sequence[str], flag: str) -> list[str]:
-    """``argv`` with every ``flag X`` / ``flag=X`` merged into one ``flag X1,X2,...`` (the
-    config parser keeps only the last of a repeated flag)."""
-    values, rest = [], []
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if item == flag and i + 1 < len(items):
-            values.append(items[i + 1])
-            i += 2
-            continue
-        if item.startswith(flag + "="):
-            values.append(item[len(flag) + 1 :])
-        else:
-            rest.append(item)
-        i += 1
-    return rest + ([flag, ",".join(values)] if values else [])
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    argv = sys.argv[1:] if argv is None else argv
-    return evaluate(parse_config(EvaluateConfig, gather_repeated(argv, "--dataset")))
-
-
-if __name__ == "__main__":
-    run_command(main)
