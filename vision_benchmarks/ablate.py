@@ -37,93 +37,91 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from core_ssl.cli import UsageError, run_command
+from core_ssl.config import config_to_dict, parse_config
+from core_ssl.device import resolve_device
 
-from vision_benchmarks.methods.transforms import BRANCHES, TRANSFORM_NAMES
-from vision_benchmarks.studies.ablation_cells import (CELL_FILE, HEAD_LAYERS, LR_SCALINGS, build_cells, cell_folder,
-                                                      check_extra_flags, run_cell)
+from vision_benchmarks.studies.ablation_cells import CELL_FILE, build_cells, cell_folder, check_extra_flags, run_cell
 from vision_benchmarks.studies.ablation_claims import judge_ablation
+from vision_benchmarks.studies.ablation_configs import ABLATION_CONFIGS, AblationConfig, BudgetConfig
 from vision_benchmarks.studies.ablation_report import ABLATIONS, summarize, write_report
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+PROG = "python -m vision_benchmarks.ablate"
+PASS_THROUGH = "--"
+"""Everything after the first ``--`` goes to every pre-training run unchanged."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vision_benchmarks.ablate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ablations = parser.add_subparsers(dest="ablation", required=True, metavar="{" + ",".join(ABLATIONS) + "}")
-    for name, text in ABLATIONS.items():
-        sub = ablations.add_parser(name, help=text, description=text,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        sub.add_argument("--out", type=Path, default=Path(f"runs/ablate/{name}"), help="folder of the cells and results")
-        sub.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every cell")
-        sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
-        sub.add_argument("--report-only", action="store_true",
-                         help="rebuild the report from the evaluated cells in --out; train nothing")
-        sub.add_argument("--eval-train-images", type=_positive, default=None,
-                         help="labelled images of the linear probe and the kNN bank (a fixed random subset; default all)")
-        sub.add_argument("--eval-test-images", type=_positive, default=None,
-                         help="test images (a fixed random subset; default all)")
-        if name != "batch":
-            budget = sub.add_mutually_exclusive_group()
-            budget.add_argument("--epochs", type=_positive, default=10, help="pre-training epochs per cell")
-            budget.add_argument("--minutes", type=float, default=None, help="pre-training minutes per cell instead")
-        if name == "augmentations":
-            sub.add_argument("--transforms", nargs="+", choices=TRANSFORM_NAMES, default=list(TRANSFORM_NAMES),
-                             help="the transformations of the grid")
-            sub.add_argument("--branches", choices=BRANCHES, default="one",
-                             help="one: the pair makes one view, the other is the image (the paper); both: both views")
-        elif name == "head":
-            sub.add_argument("--heads", nargs="+", choices=list(HEAD_LAYERS), default=list(HEAD_LAYERS),
-                             help="projection heads")
-            sub.add_argument("--dims", type=_positive, nargs="+", default=[32, 64, 128, 256, 512],
-                             help="projection output sizes (linear and mlp)")
-        else:
-            sub.add_argument("--batch-sizes", type=_positive, nargs="+", default=[64, 128, 256, 512, 1024],
-                             help="batch sizes")
-            sub.add_argument("--epoch-grid", type=_positive, nargs="+", default=[5, 10, 20, 40],
-                             help="training lengths in epochs")
-            sub.add_argument("--lr-scaling", choices=LR_SCALINGS, default="sqrt",
-                             help="learning rate = preset lr x (batch / 256) ** (1/2, 1 or 0)")
-        sub.add_argument("pretrain_flags", nargs="*", default=[],
-                         help="flags for every pre-training run, after a '--' (e.g. -- --train-images 5000)")
-    return parser
+def split_pass_through(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the ablation's own arguments, the pre-training flags after the first ``--``)."""
+    argv = list(argv)
+    if PASS_THROUGH not in argv:
+        return argv, []
+    cut = argv.index(PASS_THROUGH)
+    return argv[:cut], argv[cut + 1:]
+
+
+def choose_ablation(own: Sequence[str]) -> tuple[str, list[str]]:
+    """(the sub-command, its flags); ``--help`` before a sub-command lists them, a missing or
+    unknown one exits 2 with argparse's message."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     usage=f"{PROG} {{{','.join(ABLATIONS)}}} [flags] [-- pre-training flags]")
+    parser.add_argument("ablation", choices=list(ABLATIONS), metavar="{" + ",".join(ABLATIONS) + "}",
+                        help="; ".join(f"{name}: {text}" for name, text in ABLATIONS.items())
+                        + f" (`{PROG} <ablation> --help` lists its flags)")
+    rest = parser.add_argument("flags", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    rest.required = False  # the sub-command's flags are its parser's business; none is fine
+    args = parser.parse_args(list(own))
+    return args.ablation, args.flags
+
+
+def _named(flags: Sequence[str], flag: str) -> bool:
+    return any(item == flag or item.startswith(flag + "=") for item in flags)
+
+
+def parse_command_line(argv: Sequence[str]) -> tuple[str, AblationConfig, list[str]]:
+    """(the ablation, its validated config, the pre-training flags): every flag checked against
+    its declared bounds (:func:`core_ssl.config.parse_config`), then across flags, then the
+    device, all before anything is created.
+
+    Raises:
+        UsageError: a flag out of its bounds, ``--epochs`` with ``--minutes``, a pre-training
+            flag after ``--`` that the ablation sets itself, or an unavailable ``--device``.
+    """
+    own, pretrain_flags = split_pass_through(argv)
+    ablation, flags = choose_ablation(own)
+    cfg = parse_config(ABLATION_CONFIGS[ablation], flags, description=ABLATIONS[ablation], prog=f"{PROG} {ablation}")
+    if isinstance(cfg, BudgetConfig) and cfg.minutes is not None and _named(flags, "--epochs"):
+        raise UsageError("--epochs and --minutes are two budgets for the same cells", "give one of them")
+    check_extra_flags(ablation, pretrain_flags)
+    resolve_device(cfg.device)
+    return ablation, cfg, pretrain_flags
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    check_extra_flags(args.ablation, args.pretrain_flags)
-    if getattr(args, "minutes", None) is not None and not args.minutes > 0:
-        raise UsageError(f"--minutes must be > 0, got {args.minutes}", "give a positive budget, or use --epochs")
-    cells, budget = build_cells(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    ablation, cfg, pretrain_flags = parse_command_line(sys.argv[1:] if argv is None else argv)
+    cells, budget = build_cells(ablation, cfg, pretrain_flags)
+    cfg.out.mkdir(parents=True, exist_ok=True)
     records = []
-    for seed in args.seeds:  # seed-major: every cell gets its first seed before any gets a second
+    for seed in cfg.seeds:  # seed-major: every cell gets its first seed before any gets a second
         for cell in cells:
-            if args.report_only:
-                done = cell_folder(args.out, cell, seed) / CELL_FILE
+            if cfg.report_only:
+                done = cell_folder(cfg.out, cell, seed) / CELL_FILE
                 if done.is_file():
                     records.append(json.loads(done.read_text()))
                 continue
-            record = run_cell(args.ablation, cell, seed, args, budget)
+            record = run_cell(ablation, cell, seed, cfg, pretrain_flags, budget)
             print(json.dumps({k: record[k] for k in ("cell", "seed", "linear_top1", "knn_top1")}), flush=True)
             records.append(record)
     if not records:
-        raise UsageError(f"no evaluated cells of this ablation in {args.out / 'cells'}",
+        raise UsageError(f"no evaluated cells of this ablation in {cfg.out / 'cells'}",
                          "run it without --report-only first, or point --out at its folder")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = {"ablation": ablation, **config_to_dict(cfg), "pretrain_flags": pretrain_flags}
     rows = summarize(records, [cell.key for cell in cells])
-    result = {"ablation": args.ablation, "settings": settings, "budget": " ".join(budget) or "epochs of each cell",
-              "rows": rows, "cells": records, "claims": judge_ablation(args.ablation, records)}
-    write_report(result, args.out)
+    result = {"ablation": ablation, "settings": settings, "budget": " ".join(budget) or "epochs of each cell",
+              "rows": rows, "cells": records, "claims": judge_ablation(ablation, records)}
+    write_report(result, cfg.out)
     return result
 
 

@@ -5,7 +5,6 @@ weighted kNN (:func:`run_cell`). The command line is :mod:`vision_benchmarks.abl
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,10 +27,10 @@ from vision_benchmarks.methods import resolve_method_defaults
 from vision_benchmarks.evaluation.protocols import linear_probe
 from vision_benchmarks.datasets import fixed_subset, load_run_split
 from vision_benchmarks.pretrained import load_pretrained
+from vision_benchmarks.studies.ablation_configs import (HEAD_LAYERS, AblationConfig, AugmentationsConfig, BatchConfig,
+                                                        BudgetConfig, HeadConfig)
 
 CELL_FILE = "cell.json"
-HEAD_LAYERS = {"none": 0, "linear": 1, "mlp": 2}
-LR_SCALINGS = ("sqrt", "linear", "none")
 PRESET_BATCH = 256  # the cpu preset's batch size, for which its learning rate is set
 
 
@@ -130,20 +129,22 @@ def cell_folder(out: Path, cell: Cell, seed: int) -> Path:
     return out / "cells" / f"{cell.key}-s{seed}"
 
 
-def run_cell(ablation: str, cell: Cell, seed: int, args: argparse.Namespace, budget: list[str]) -> dict[str, Any]:
-    """Pre-train and evaluate one (cell, seed), or read its ``cell.json`` back when done."""
-    run = cell_folder(args.out, cell, seed)
+def run_cell(ablation: str, cell: Cell, seed: int, cfg: AblationConfig, pretrain_flags: Sequence[str],
+             budget: list[str]) -> dict[str, Any]:
+    """Pre-train and evaluate one (cell, seed), or read its ``cell.json`` back when done; every
+    pre-training gets ``pretrain_flags`` last (the flags after ``--``)."""
+    run = cell_folder(cfg.out, cell, seed)
     done = run / CELL_FILE
     if done.is_file():
         return json.loads(done.read_text())
     flags = ["--preset", "cpu", "--method", "simclr", *cell.flags, *budget, "--seed", str(seed),
-             "--run-dir", str(run), "--device", args.device, *args.pretrain_flags]
+             "--run-dir", str(run), "--device", cfg.device, *pretrain_flags]
     if find_checkpoint(run) is not None:
         flags.append("--resume")
     summary = pretrain.main(flags)
-    device = resolve_device(args.device)
+    device = resolve_device(cfg.device)
     record = {"ablation": ablation, "cell": cell.key, "seed": seed, **cell.params,
-              **evaluate_cell(run, device, args.eval_train_images, args.eval_test_images, seed),
+              **evaluate_cell(run, device, cfg.eval_train_images, cfg.eval_test_images, seed),
               "steps": summary["steps"], "epochs_trained": summary["epochs"], "train_minutes": summary["train_minutes"],
               "run": str(run)}
     write_json(done, record)
@@ -156,12 +157,15 @@ def preset_lr(extra: Sequence[str]) -> float:
     return resolve_method_defaults(cfg).lr
 
 
-def build_cells(args: argparse.Namespace) -> tuple[list[Cell], list[str]]:
-    """The ablation's cells and the budget flags every cell gets."""
-    budget = [] if args.ablation == "batch" else (
-        ["--minutes", str(args.minutes)] if args.minutes is not None else ["--epochs", str(args.epochs)])
-    if args.ablation == "augmentations":
-        return augmentation_cells(args.transforms, args.branches), budget
-    if args.ablation == "head":
-        return head_cells(args.heads, args.dims), budget
-    return batch_cells(args.batch_sizes, args.epoch_grid, preset_lr(args.pretrain_flags), args.lr_scaling), budget
+def build_cells(ablation: str, cfg: AblationConfig, pretrain_flags: Sequence[str]) -> tuple[list[Cell], list[str]]:
+    """The ablation's cells and the budget flags every cell gets (none for the batch ablation,
+    whose cells set their own length)."""
+    budget = [] if not isinstance(cfg, BudgetConfig) else (
+        ["--minutes", str(cfg.minutes)] if cfg.minutes is not None else ["--epochs", str(cfg.epochs)])
+    if isinstance(cfg, AugmentationsConfig):
+        return augmentation_cells(cfg.transforms, cfg.branches), budget
+    if isinstance(cfg, HeadConfig):
+        return head_cells(cfg.heads, cfg.dims), budget
+    if isinstance(cfg, BatchConfig):
+        return batch_cells(cfg.batch_sizes, cfg.epoch_grid, preset_lr(pretrain_flags), cfg.lr_scaling), budget
+    raise ValueError(f"no cells for the {ablation} ablation's config {type(cfg).__name__}")
