@@ -115,7 +115,7 @@ def test_the_ordering_is_judged_by_means_and_by_paired_intervals():
 
 
 def test_bad_settings_are_refused_before_any_training():
-    for argv, message in ((["--fractions", "0", "0.1"], "--fractions must lie in"),
+    for argv, message in ((["--fractions", "0", "0.1"], r"--fractions must be in \(0, 1\]"),
                           (["--no-scratch"], "no arm to run"),
                           (["--epochs", "0"], "--epochs must be >= 1"),
                           (["--lr", "-1"], "--lr must be > 0"),
