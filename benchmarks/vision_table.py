@@ -9,7 +9,7 @@ over seeds and its 95% Student-t interval (``core_ssl.stats.t_interval``), and t
 values. Writes into ``--out``: one run folder per method and seed (``<method>-s<seed>``),
 ``results.json``, ``results.md`` (a markdown table) and ``results.png`` (bars with the 95%
 intervals), and ``claims.md`` / ``claims.json``: each of the papers' comparative claims
-(``vision_benchmarks.claims``) judged on linear and kNN top-1 by Welch's 95% interval of the
+(``vision_benchmarks.studies.method_claims``) judged on linear and kNN top-1 by Welch's 95% interval of the
 difference of the two rows' means (holds / fails / not resolved). Resumable: finished
 (method, seed) cells are skipped, an interrupted pre-training continues from its checkpoint,
 so it can run across sessions. ``--report-only`` never trains
@@ -57,12 +57,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core_ssl.run import find_checkpoint  # noqa: E402
 from core_ssl.stats import format_seed_summary, seed_summary  # noqa: E402
 from vision_benchmarks import evaluate, pretrain  # noqa: E402
-from vision_benchmarks.claims import claims_markdown, judge_claims  # noqa: E402
-from vision_benchmarks.robustness import (RESULT_FILE, format_robustness_over_seeds,  # noqa: E402
+from vision_benchmarks.studies.method_claims import claims_markdown, judge_claims  # noqa: E402
+from vision_benchmarks.evaluation.robustness import (RESULT_FILE, format_robustness_over_seeds,  # noqa: E402
                                           plot_robustness_over_seeds, robustness_over_seeds)
-from vision_benchmarks.transfer import dataset_tag  # noqa: E402
+from vision_benchmarks.evaluation.transfer import dataset_tag  # noqa: E402
 from vision_benchmarks.weights import ExportConfig, export_run  # noqa: E402
-from vision_benchmarks.plots import plot_results_bars  # noqa: E402
+from vision_benchmarks.studies.plots import plot_results_bars  # noqa: E402
 
 # (row label, method, uses labels); the random encoder is a 0-epoch run of SimCLR's network.
 ROWS = [

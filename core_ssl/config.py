@@ -2,7 +2,8 @@
 
 A config is a plain ``@dataclass``; each field's ``metadata={"help": ...}`` becomes its
 ``--help`` text, ``metadata={"choices": [...]}`` restricts its values and
-``metadata={"aliases": ["--out"]}`` adds other names for its flag. A field declares the values
+``metadata={"aliases": ["--out"]}`` adds other names for its flag (``"metavar"`` names a list
+field's values in ``--help``). A field declares the values
 it accepts in its metadata too, and :func:`validate_config` checks them all (every command
 calls it before it creates anything, see :mod:`core_ssl.pipeline`):
 
@@ -11,7 +12,9 @@ calls it before it creates anything, see :mod:`core_ssl.pipeline`):
 - ``"choices"``: the allowed values;
 - ``"nonempty": True``: a string or path that must not be empty (a run folder).
 
-A field that may be None (``int | None``) accepts None whatever its bounds. Presets are named
+A field that may be None (``int | None``) accepts None whatever its bounds. A list field
+(``list[int]``, ``list[str] | None``) takes one or more values after its flag (``--seeds 0 1 2``;
+``metadata={"nargs": "*"}`` lets it take none), and its rules apply to every value. Presets are named
 dicts of overrides applied before the command-line flags, so ``--preset cpu --batch-size 64``
 means "the cpu preset, but batch 64"::
 
@@ -48,17 +51,30 @@ def _flag(name: str) -> str:
 
 
 def _scalar_type(annotation: Any) -> tuple[type, bool]:
-    """(the field's scalar type, whether None is allowed) for int/float/str/bool/Path, optional or not."""
+    """(the field's scalar type, whether None is allowed) for int/float/str/bool/Path, optional or
+    not; for a list field (:func:`_is_list`), the type of its values."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return _scalar_type(args[0])[0], True
+    if origin is list and len(typing.get_args(annotation)) == 1:
+        kind, optional = _scalar_type(typing.get_args(annotation)[0])
+        if kind is bool or optional:
+            raise TypeError(f"the values of a list field must be int, float, str or Path, got {annotation}")
+        return kind, False
     if origin is typing.Literal:
         return type(typing.get_args(annotation)[0]), False
     if annotation in (int, float, str, bool, Path):
         return annotation, False
     raise TypeError(f"config fields must be int, float, str, bool or Path (optionally | None), got {annotation}")
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type is ``list[X]`` or ``list[X] | None``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_list(a) for a in typing.get_args(annotation) if a is not type(None))
+    return typing.get_origin(annotation) is list
 
 
 def _parse_optional(kind: type):
@@ -124,18 +140,23 @@ def validate_config(cfg: Any) -> None:
     """
     for name, rule in field_rules(type(cfg)).items():
         value = getattr(cfg, name)
-        if value is None or isinstance(value, bool):
-            continue
-        flag = _flag(name)
-        if rule.get("nonempty") and not str(value).strip():  # an empty --path flag is refused by the parser
-            raise UsageError(f"{flag} must not be empty", "give a folder (or file) name")
-        if "choices" in rule and value not in rule["choices"]:
-            raise UsageError(f"{flag} must be one of {', '.join(map(str, rule['choices']))}, got {value!r}",
-                             "give one of those")
-        if any(key in rule for key in BOUND_KEYS) and _violates(value, rule):
-            bounds = describe_bounds(rule)
-            fix = f"give {rule['min']} or more" if set(rule) & set(BOUND_KEYS) == {"min"} else f"give a value {bounds}"
-            raise UsageError(f"{flag} must be {bounds}, got {value}", fix)
+        for item in value if isinstance(value, (list, tuple)) else [value]:  # a list field: every value
+            _check_value(_flag(name), item, rule)
+
+
+def _check_value(flag: str, value: Any, rule: dict[str, Any]) -> None:
+    """Raise the :class:`UsageError` of :func:`validate_config` when ``value`` breaks ``rule``."""
+    if value is None or isinstance(value, bool):
+        return
+    if rule.get("nonempty") and not str(value).strip():  # an empty --path flag is refused by the parser
+        raise UsageError(f"{flag} must not be empty", "give a folder (or file) name")
+    if "choices" in rule and value not in rule["choices"]:
+        raise UsageError(f"{flag} must be one of {', '.join(map(str, rule['choices']))}, got {value!r}",
+                         "give one of those")
+    if any(key in rule for key in BOUND_KEYS) and _violates(value, rule):
+        bounds = describe_bounds(rule)
+        fix = f"give {rule['min']} or more" if set(rule) & set(BOUND_KEYS) == {"min"} else f"give a value {bounds}"
+        raise UsageError(f"{flag} must be {bounds}, got {value}", fix)
 
 
 def out_of_bounds_values(rule: dict[str, Any], kind: type) -> list[Any]:
@@ -162,9 +183,12 @@ class _Parser(argparse.ArgumentParser):
             (file or sys.stderr).write(message)
 
 
-def build_parser(cls: type, description: str | None = None, presets: dict[str, dict[str, Any]] | None = None) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with one flag per field of the dataclass ``cls``."""
+def build_parser(cls: type, description: str | None = None, presets: dict[str, dict[str, Any]] | None = None,
+                 prog: str | None = None) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one flag per field of the dataclass ``cls`` (``prog``: the
+    command's name in ``--help``, default the program's)."""
     parser = _Parser(
+        prog=prog,
         description=description or (cls.__doc__ or "").strip().split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -183,6 +207,10 @@ def build_parser(cls: type, description: str | None = None, presets: dict[str, d
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
+        elif _is_list(hints[f.name]):
+            parser.add_argument(*flags, dest=f.name, type=_parse_path if kind is Path else kind,
+                                nargs=f.metadata.get("nargs", "+"), choices=choices, default=argparse.SUPPRESS,
+                                metavar=f.metadata.get("metavar"), help=f"{help_text} (default: {default})")
         else:
             parse = _parse_optional(kind) if optional else _parse_path if kind is Path else kind
             parser.add_argument(*flags, dest=f.name, type=parse,
@@ -196,12 +224,13 @@ def parse_config(
     argv: Sequence[str] | None = None,
     description: str | None = None,
     presets: dict[str, dict[str, Any]] | None = None,
+    prog: str | None = None,
 ) -> T:
     """Fill the dataclass ``cls`` from defaults, then the chosen preset, then the flags, and
     check every field against its declared rules (:func:`validate_config`; a
     :class:`~core_ssl.cli.UsageError` for the first one out of bounds). The training commands
     go through :class:`core_ssl.pipeline.ConfigPipeline`, which adds resume and resolution."""
-    parser = build_parser(cls, description, presets)
+    parser = build_parser(cls, description, presets, prog)
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
     preset = args.pop("preset", None)
@@ -223,8 +252,11 @@ def replace_config(cfg: T, **overrides: Any) -> T:
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as a JSON-ready dict (paths as strings)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
+    """The config as a JSON-ready dict (paths as strings, in lists too)."""
+    def plain(value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else [plain(v) for v in value] if isinstance(value, list) else value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
 def save_config(cfg: Any, run_dir: str | Path) -> Path:
@@ -247,5 +279,5 @@ def load_config(cls: type[T], path: str | Path) -> T:
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         if name in hints and value is not None and _scalar_type(hints[name])[0] is Path:
-            values[name] = Path(value)
+            values[name] = [Path(v) for v in value] if _is_list(hints[name]) else Path(value)
     return replace_config(cls(), **values)

@@ -9,7 +9,7 @@ Two forms, chosen by ``num_classes``::
 
 The bias is not regularised. Both run in the features' dtype on the features' device with
 torch's L-BFGS (strong-Wolfe line search, history 20), starting from ``init`` (a warm start
-along a regularisation path) or from zeros. The linear probe of ``vision_benchmarks.protocols``
+along a regularisation path) or from zeros. The linear probe of ``vision_benchmarks.evaluation.protocols``
 uses the multinomial form, the domain classifier of ``cut_translation`` the binary one.
 """
 

@@ -17,11 +17,19 @@ import torch
 from core_ssl.cli import run_command
 from core_ssl.config import _scalar_type, field_rules, out_of_bounds_values
 
-# (command module, config class, the flags it needs besides the one under test; {tmp} is the test's folder)
+# (command module [sub-command], config class, the flags it needs besides the one under test; {tmp} is the test's folder)
 COMMANDS = {
     "vision_benchmarks.pretrain": ("vision_benchmarks.config:PretrainConfig", ["--device", "cpu", "--out", "{tmp}/run"]),
     "vision_benchmarks.evaluate": ("vision_benchmarks.evaluate:EvaluateConfig", ["--device", "cpu", "--run", "{tmp}/run"]),
     "vision_benchmarks.weights": ("vision_benchmarks.weights:ExportConfig", ["--run", "{tmp}/run"]),
+    "vision_benchmarks.semisup": ("vision_benchmarks.evaluation.semisup:SemisupConfig",
+                                  ["--device", "cpu", "--out", "{tmp}/out"]),
+    "vision_benchmarks.ablate augmentations": ("vision_benchmarks.studies.ablation_configs:AugmentationsConfig",
+                                               ["--device", "cpu", "--out", "{tmp}/out"]),
+    "vision_benchmarks.ablate head": ("vision_benchmarks.studies.ablation_configs:HeadConfig",
+                                      ["--device", "cpu", "--out", "{tmp}/out"]),
+    "vision_benchmarks.ablate batch": ("vision_benchmarks.studies.ablation_configs:BatchConfig",
+                                       ["--device", "cpu", "--out", "{tmp}/out"]),
     "rl_curl.train": ("rl_curl.train:TrainConfig", ["--env", "cartpole-swingup", "--device", "cpu",
                                                     "--run-dir", "{tmp}/run"]),
     "cut_translation.train": ("cut_translation.train:TrainConfig", ["--device", "cpu", "--run-dir", "{tmp}/run"]),
@@ -34,6 +42,13 @@ COMMANDS = {
     "rl_curl.evaluate": ("rl_curl.evaluate:EvaluateConfig", ["--device", "cpu", "--weights", "{tmp}/actor.safetensors"]),
     "core_ssl.demo": ("core_ssl.demo:DemoConfig", ["--device", "cpu", "--out", "{tmp}/demo"]),
 }
+
+
+def _command_line(command: str, tmp_path) -> tuple[object, list[str]]:
+    """(the command's ``main``, its sub-command and the flags it needs) for a key of COMMANDS."""
+    module, *sub_command = command.split()
+    flags = [part.replace("{tmp}", str(tmp_path)) for part in COMMANDS[command][1]]
+    return importlib.import_module(module).main, [*sub_command, *flags]
 
 
 def _class(spec: str) -> type:
@@ -65,9 +80,8 @@ def test_every_command_declares_bounds():
 def test_a_flag_out_of_its_declared_bounds_is_refused_before_any_file_is_written(command, name, value, tmp_path,
                                                                                monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # a default folder (runs/...) would appear here
-    flags = [part.replace("{tmp}", str(tmp_path)) for part in COMMANDS[command][1]]
+    main, flags = _command_line(command, tmp_path)
     flag = "--" + name.replace("_", "-")
-    main = importlib.import_module(command).main
     with pytest.raises(SystemExit) as stopped:
         run_command(main, [*flags, f"{flag}={value}"])
     err = capsys.readouterr().err.strip()
@@ -82,10 +96,10 @@ def test_a_flag_out_of_its_declared_bounds_is_refused_before_any_file_is_written
 def test_device_cuda_without_a_gpu_is_one_line_before_any_file_is_written(command, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, on any machine
     monkeypatch.chdir(tmp_path)
-    flags = [part.replace("{tmp}", str(tmp_path)) for part in COMMANDS[command][1]]
+    main, flags = _command_line(command, tmp_path)
     flags[flags.index("--device") + 1] = "cuda"
     with pytest.raises(SystemExit) as stopped:
-        run_command(importlib.import_module(command).main, flags)
+        run_command(main, flags)
     err = capsys.readouterr().err.strip()
     assert stopped.value.code == 2 and "Traceback" not in err, err
     assert err.splitlines()[-1] == ("error: --device cuda was requested but CUDA is not available on this machine — "

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from core_ssl.data import DATASET_NAMES, ImageSet, find_source, list_splits, load_dataset
 
 ENCODER_CHANNELS = 3
@@ -45,3 +47,10 @@ def load_run_split(dataset: str | Path, split: str, root: str | Path | None = No
     if split == "test":
         split = held_out_split(dataset, root)
     return load_dataset(dataset, split, root=root, channels=ENCODER_CHANNELS, strict=strict)
+
+
+def fixed_subset(data: ImageSet, count: int | None, seed: int) -> ImageSet:
+    """A fixed random subset of ``count`` images (all of them when None or larger)."""
+    if count is None or count >= len(data):
+        return data
+    return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count])

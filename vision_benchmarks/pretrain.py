@@ -28,6 +28,7 @@ import inspect
 import itertools
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from core_ssl.openmp import prefer_passive_waiting
@@ -43,17 +44,17 @@ from core_ssl.config import config_to_dict
 from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device
 from core_ssl.features import knn_evaluation
-from core_ssl.logger import RunLogger, progress
+from core_ssl.logger import RunLogger, progress, read_jsonl
 from core_ssl.pipeline import ConfigPipeline
+from core_ssl.plotting import pyplot, save_figure
 from core_ssl.run import RunFolder
 from core_ssl.schedules import warmup_cosine_factor
 from core_ssl.sync_batchnorm import convert_batchnorm
 
 from vision_benchmarks.config import PRESETS, PretrainConfig
 from vision_benchmarks.methods import Method, build_method, fit_to_training_set, resolve_method_defaults
-from vision_benchmarks.plots import plot_monitors
-from vision_benchmarks.transforms import parse_views
-from vision_benchmarks.datasets import load_run_split
+from vision_benchmarks.methods.transforms import parse_views
+from vision_benchmarks.datasets import fixed_subset, load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"
@@ -81,11 +82,28 @@ def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
     return train, test
 
 
-def fixed_subset(data: ImageSet, count: int | None, seed: int) -> ImageSet:
-    """A fixed random subset of ``count`` images (all of them when None or larger)."""
-    if count is None or count >= len(data):
-        return data
-    return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count])
+def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
+    """``run_dir/monitors.png``: training loss, online kNN top-1, and the collapse monitors
+    (embedding std x sqrt(d), effective rank of the encoder's test features) against the step."""
+    run_dir = Path(run_dir)
+    train, evals = read_jsonl(run_dir / "train.jsonl"), read_jsonl(run_dir / "eval.jsonl")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    panels = [(axes[0], train, "loss", "training loss"), (axes[1], evals, "knn_top1", "kNN top-1 (test)"),
+              (axes[2], evals, "embedding_std_x_sqrt_dim", "embedding std x sqrt(d)"),
+              (axes[3], evals, "effective_rank", "effective rank")]
+    for ax, rows, key, label in panels:
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if rows is evals else None, markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(label)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = run_dir / "monitors.png"
+    return save_figure(fig, path, dpi=110)
 
 
 def build_optimizer(cfg: PretrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:

@@ -15,11 +15,12 @@ from core_ssl import data as data_mod
 from core_ssl.cli import UsageError
 from vision_benchmarks import ablate
 from core_ssl.stats import contrast_interval, difference_interval
-from vision_benchmarks.ablation_claims import judge_ablation
-from vision_benchmarks.ablation_report import markdown, plot, summarize
+from vision_benchmarks.studies import ablation_cells
+from vision_benchmarks.studies.ablation_claims import judge_ablation
+from vision_benchmarks.studies.ablation_report import markdown, plot, summarize
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
-from vision_benchmarks.transforms import (Cutout, GaussianNoise, Rotate, Sobel, build_transform, parse_views,
+from vision_benchmarks.methods.transforms import (Cutout, GaussianNoise, Rotate, Sobel, build_transform, parse_views,
                                           view_policies)
 
 from .tiny_cifar import write_tiny_cifar
@@ -106,21 +107,21 @@ def test_simclr_takes_the_ablation_views_and_heads():
 
 
 def test_cells_of_each_ablation():
-    grid = ablate.augmentation_cells(["crop", "color", "sobel"], "one")
+    grid = ablation_cells.augmentation_cells(["crop", "color", "sobel"], "one")
     assert [c.key for c in grid] == ["crop", "crop+color", "crop+sobel", "color+crop", "color", "color+sobel",
                                      "sobel+crop", "sobel+color", "sobel"]
     assert grid[1].flags == ["--views", "crop,color", "--views-branches", "one"] and grid[4].flags[1] == "color"
-    heads = ablate.head_cells(["none", "linear", "mlp"], [32, 128])
+    heads = ablation_cells.head_cells(["none", "linear", "mlp"], [32, 128])
     assert [(c.key, c.flags) for c in heads] == [
         ("none", ["--proj-layers", "0"]), ("linear-32", ["--proj-layers", "1", "--proj-dim", "32"]),
         ("linear-128", ["--proj-layers", "1", "--proj-dim", "128"]), ("mlp-32", ["--proj-layers", "2", "--proj-dim", "32"]),
         ("mlp-128", ["--proj-layers", "2", "--proj-dim", "128"])]
-    batches = ablate.batch_cells([64, 1024], [5], base_lr=2e-3, scaling="sqrt")
+    batches = ablation_cells.batch_cells([64, 1024], [5], base_lr=2e-3, scaling="sqrt")
     assert [c.params["lr"] for c in batches] == pytest.approx([2e-3 * math.sqrt(64 / 256), 2e-3 * math.sqrt(4)])
-    assert ablate.scaled_lr(0.3, 512, "linear") == pytest.approx(0.6) and ablate.scaled_lr(0.3, 512, "none") == 0.3
-    assert ablate.preset_lr([]) == 2e-3 and ablate.preset_lr(["--optimizer", "sgd"]) == pytest.approx(0.06)
+    assert ablation_cells.scaled_lr(0.3, 512, "linear") == pytest.approx(0.6) and ablation_cells.scaled_lr(0.3, 512, "none") == 0.3
+    assert ablation_cells.preset_lr([]) == 2e-3 and ablation_cells.preset_lr(["--optimizer", "sgd"]) == pytest.approx(0.06)
     with pytest.raises(UsageError, match="--batch-size --seed after '--' would override"):
-        ablate.check_extra_flags("batch", ["--batch-size", "32", "--seed=3", "--width", "8"])
+        ablation_cells.check_extra_flags("batch", ["--batch-size", "32", "--seed=3", "--width", "8"])
 
 
 TINY_PRETRAIN = ["--batch-size", "50", "--width", "4", "--proj-hidden", "16", "--knn-train-images", "100",
@@ -155,7 +156,7 @@ def test_a_tiny_augmentation_grid_end_to_end_writes_its_heat_map_and_resumes(cif
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(ablate.pretrain, "main", no_training)
+    monkeypatch.setattr(ablation_cells.pretrain, "main", no_training)
     assert ablate.main(argv)["cells"] == result["cells"]  # every cell read back
     # --report-only reads the evaluated cells, skips the missing ones (seed 1) and trains nothing
     (out / "results.md").unlink()

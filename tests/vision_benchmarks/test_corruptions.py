@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vision_benchmarks.corruptions import (BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt, corruption_names,
+from vision_benchmarks.evaluation.corruptions import (BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt, corruption_names,
                                            defocus_kernel, plasma_fractal)
-from vision_benchmarks.robustness import (corruption_error, mean_by_severity, mean_corruption_error,
+from vision_benchmarks.evaluation.robustness import (corruption_error, mean_by_severity, mean_corruption_error,
                                           robustness_accuracies)
 
 RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "motion_blur", "fog"}

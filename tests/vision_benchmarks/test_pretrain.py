@@ -18,6 +18,7 @@ from tests.user_folder import contents, make_user_folder
 from vision_benchmarks import evaluate, pretrain
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods.simclr import SimCLR
+from vision_benchmarks.pretrained import load_pretrained
 
 
 def tiny_run(out, **overrides) -> PretrainConfig:
@@ -187,7 +188,7 @@ def test_a_grey_dataset_pretrains_as_rgb_and_evaluates(tmp_path):
     run = tmp_path / "fashion"
     summary = pretrain.pretrain(tiny_run(run, dataset="fashion-mnist", image_size=28, epochs=1, knn_every=0))
     assert summary["steps"] == 4 and 0 <= summary["knn_top1"] <= 1
-    method, cfg = evaluate.load_pretrained(run, torch.device("cpu"))
+    method, cfg = load_pretrained(run, torch.device("cpu"))
     assert cfg.dataset == "fashion-mnist" and method.encoder(torch.zeros(2, 3, 28, 28)).shape[0] == 2
 
 

@@ -8,7 +8,7 @@ from core_ssl.data import ImageSet
 from core_ssl.monitor import knn_accuracy
 import pytest
 
-from vision_benchmarks.protocols import (balanced_label_indices, balanced_label_subset, distill, finetune,
+from vision_benchmarks.evaluation.protocols import (balanced_label_indices, balanced_label_subset, distill, finetune,
                                          linear_probe, load_label_indices, save_label_indices)
 
 CLASSES = 10

@@ -16,8 +16,9 @@ from core_ssl.cli import UsageError
 from core_ssl.config import save_config
 from vision_benchmarks import semisup
 from vision_benchmarks.config import PretrainConfig
+from vision_benchmarks.evaluation import semisup as experiment
 from vision_benchmarks.methods import build_method
-from vision_benchmarks.semisup_report import ordering, paper_chain
+from vision_benchmarks.evaluation.semisup_report import ordering, paper_chain
 
 from .tiny_cifar import write_tiny_cifar
 
@@ -82,8 +83,8 @@ def test_semisup_end_to_end_on_tiny_data(cifar_test, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(semisup, "finetune", no_training)
-    monkeypatch.setattr(semisup, "distill", no_training)
+    monkeypatch.setattr(experiment, "finetune", no_training)
+    monkeypatch.setattr(experiment, "distill", no_training)
     assert semisup.main(argv)["rows"] == result["rows"]  # resumed: every cell read back
 
 
@@ -114,7 +115,7 @@ def test_the_ordering_is_judged_by_means_and_by_paired_intervals():
 
 
 def test_bad_settings_are_refused_before_any_training():
-    for argv, message in ((["--fractions", "0", "0.1"], "--fractions must lie in"),
+    for argv, message in ((["--fractions", "0", "0.1"], r"--fractions must be in \(0, 1\]"),
                           (["--no-scratch"], "no arm to run"),
                           (["--epochs", "0"], "--epochs must be >= 1"),
                           (["--lr", "-1"], "--lr must be > 0"),
@@ -123,7 +124,7 @@ def test_bad_settings_are_refused_before_any_training():
         with pytest.raises(UsageError, match=message):
             semisup.main(argv)
     with pytest.raises(UsageError, match="NAME=PATH"):
-        semisup.parse_runs(["runs/simclr"])
+        experiment.parse_runs(["runs/simclr"])
     with pytest.raises(UsageError, match="must be unique"):
-        semisup.parse_runs(["a=x", "a=y"])
-    assert semisup.default_epochs(0.01) == 60 and semisup.default_epochs(0.1) == 30
+        experiment.parse_runs(["a=x", "a=y"])
+    assert experiment.default_epochs(0.01) == 60 and experiment.default_epochs(0.1) == 30

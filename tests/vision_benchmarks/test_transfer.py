@@ -19,7 +19,7 @@ from core_ssl.data import load_dataset, resize_images
 from vision_benchmarks import evaluate
 from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods import build_method
-from vision_benchmarks.transfer import dataset_tag, encoder_input_channels, load_transfer_data
+from vision_benchmarks.evaluation.transfer import dataset_tag, encoder_input_channels, load_transfer_data
 
 
 @pytest.fixture(autouse=True)

@@ -60,7 +60,7 @@ def _robustness_record(run, clean, per_severity, baseline=None, mce=None):
 
 
 def test_robustness_over_seeds_scores_each_seed_against_the_baseline_s_same_seed(tmp_path):
-    from vision_benchmarks.robustness import format_robustness_over_seeds
+    from vision_benchmarks.evaluation.robustness import format_robustness_over_seeds
 
     cells, curves = [], [0.7, 0.6, 0.5, 0.4, 0.3]
     for seed, (mce, shift) in enumerate([(0.90, 0.00), (0.80, 0.02), (0.85, 0.04)]):
@@ -92,7 +92,7 @@ def test_robustness_over_seeds_scores_each_seed_against_the_baseline_s_same_seed
 
 
 def test_a_seed_without_a_relative_mce_is_left_out_of_that_mean():
-    from vision_benchmarks.robustness import format_robustness_over_seeds, robustness_over_seeds
+    from vision_benchmarks.evaluation.robustness import format_robustness_over_seeds, robustness_over_seeds
 
     records = [_robustness_record("a", 0.8, [0.7] * 5, baseline="b", mce=0.9),
                _robustness_record("a", 0.8, [0.7] * 5, baseline="b", mce=0.7)]

@@ -37,7 +37,7 @@ def tiny(cifar_test, tmp_path_factory):
 
 
 def _run_method(run):
-    method, _ = evaluate.load_pretrained(run, torch.device("cpu"))
+    method, _ = pretrained.load_pretrained(run, torch.device("cpu"))
     return method
 
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from vision_benchmarks.methods.base import Method, Setting, build_backbone_encoder
+from vision_benchmarks.methods.base import Method, MethodConfig, Setting, build_backbone_encoder
 from vision_benchmarks.methods.byol import BYOL
 from vision_benchmarks.methods.context_encoder import ContextEncoder
 from vision_benchmarks.methods.jigsaw import Jigsaw
@@ -36,9 +35,6 @@ from vision_benchmarks.methods.simclr import SimCLR
 from vision_benchmarks.methods.simclrv2 import SimCLRv2
 from vision_benchmarks.methods.supcon import SupCon
 from vision_benchmarks.methods.supervised import Supervised
-
-if TYPE_CHECKING:
-    from vision_benchmarks.config import PretrainConfig
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
     SimCLR, SimCLRv2, SupCon, MoCo, MoCoV2, BYOL, PIRL, RotNet, Jigsaw, ContextEncoder, Supervised)}
@@ -76,7 +72,7 @@ def setting_help(name: str, setting: Setting, methods: Mapping[str, type[Method]
     return f"{setting.help}; None = the method's value ({', '.join(values)})" if values else setting.help
 
 
-def resolve_method_defaults(cfg: PretrainConfig) -> PretrainConfig:
+def resolve_method_defaults(cfg: MethodConfig) -> MethodConfig:
     """``cfg`` with every method field left at None set to the method's published value, and the
     optimiser's lr and weight decay filled in (sgd: 0.06 x batch/256 and 5e-4, the MoCo CIFAR
     recipe; adamw: 2e-3 and 1e-4)."""
@@ -91,13 +87,13 @@ def resolve_method_defaults(cfg: PretrainConfig) -> PretrainConfig:
     return dataclasses.replace(cfg, **filled)
 
 
-def build_method(cfg: PretrainConfig, num_classes: int, num_train_images: int) -> Method:
+def build_method(cfg: MethodConfig, num_classes: int, num_train_images: int) -> Method:
     """The method named by ``cfg.method``, built from the resolved config."""
     cfg = resolve_method_defaults(cfg)
     return METHODS[cfg.method](cfg, num_classes, num_train_images)
 
 
-def fit_to_training_set(cfg: PretrainConfig, num_train_images: int) -> PretrainConfig:
+def fit_to_training_set(cfg: MethodConfig, num_train_images: int) -> MethodConfig:
     """``cfg`` resolved, then adjusted to a training set of ``num_train_images`` images by the
     method (``Method.fit_to_training_set``: MoCo caps its queue, with a warning). Pre-training
     applies it before building the method and saving ``config.json``; evaluation rebuilds the

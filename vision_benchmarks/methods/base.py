@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -56,8 +56,10 @@ from core_ssl.augment import SimCLRAugment, simclr_augment
 from core_ssl.encoders import build_encoder
 from core_ssl.weights import INPUT_NORMALIZATIONS  # the normalisations a method may declare, by name
 
-if TYPE_CHECKING:  # the config is built from the methods' settings (vision_benchmarks.config)
-    from vision_benchmarks.config import PretrainConfig
+MethodConfig = Any
+"""What a method is built from: a :class:`vision_benchmarks.config.PretrainConfig`. That class is
+generated from the methods' declared settings, so the methods name it by this alias instead of
+importing it: the package's import graph stays acyclic, annotations included."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Setting:
     bounds: tuple[tuple[str, Any], ...] = ()
 
 
-def build_backbone_encoder(cfg: PretrainConfig) -> nn.Module:
+def build_backbone_encoder(cfg: MethodConfig) -> nn.Module:
     """The encoder named in the config: ``convnet`` (width w -> 8w features) or a ResNet."""
     if cfg.encoder == "convnet":
         return build_encoder("convnet", width=cfg.width)
@@ -140,7 +142,7 @@ class Method(nn.Module):
             merged.update(vars(klass).get("settings", {}))
         return merged
 
-    def __init__(self, cfg: PretrainConfig, num_classes: int, num_train_images: int) -> None:
+    def __init__(self, cfg: MethodConfig, num_classes: int, num_train_images: int) -> None:
         super().__init__()
         if self.input_normalization not in INPUT_NORMALIZATIONS:
             raise ValueError(f"{type(self).__name__}.input_normalization must be one of "
@@ -154,7 +156,7 @@ class Method(nn.Module):
         self.generator: torch.Generator | None = None
 
     @classmethod
-    def fit_to_training_set(cls, cfg: PretrainConfig, num_train_images: int) -> PretrainConfig:
+    def fit_to_training_set(cls, cfg: MethodConfig, num_train_images: int) -> MethodConfig:
         """``cfg`` adjusted to a training set of ``num_train_images`` (default: unchanged)."""
         return cfg
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,10 +15,7 @@ from core_ssl.augment import SimCLRAugment, mocov1_augment, mocov2_augment
 from core_ssl.heads import MLPHead
 from core_ssl.momentum import KeyQueue, ema_update_, momentum_copy
 
-from vision_benchmarks.methods.base import Method, Setting
-
-if TYPE_CHECKING:
-    from vision_benchmarks.config import PretrainConfig
+from vision_benchmarks.methods.base import Method, MethodConfig, Setting
 
 MAX_QUEUE_SHARE = 0.1
 """The queue holds at most this share of the training set. A query meets its own key from the
@@ -65,7 +62,7 @@ class MoCo(Method):
         self.queue = KeyQueue(self.cfg.proj_dim, self.cfg.queue_size)
 
     @classmethod
-    def fit_to_training_set(cls, cfg: PretrainConfig, num_train_images: int) -> PretrainConfig:
+    def fit_to_training_set(cls, cfg: MethodConfig, num_train_images: int) -> MethodConfig:
         """``cfg`` with the queue capped at :func:`queue_limit` (a warning says so)."""
         limit = queue_limit(num_train_images)
         if cfg.queue_size is None or cfg.queue_size <= limit:

@@ -11,7 +11,7 @@ from core_ssl import losses
 from core_ssl.heads import simclr_projection
 
 from vision_benchmarks.methods.base import Method, Setting
-from vision_benchmarks.transforms import view_policies
+from vision_benchmarks.methods.transforms import view_policies
 
 
 class SimCLR(Method):
@@ -23,7 +23,7 @@ class SimCLR(Method):
     settings = {
         "views": Setting(str, "SimCLR / SimCLRv2 / SupCon augmentation ablation (SimCLR Figure 5): the views are made "
                               "of these one or two transformations, comma-separated, applied in order (crop, cutout, "
-                              "color, sobel, noise, blur, rotate; vision_benchmarks.transforms) instead of the "
+                              "color, sobel, noise, blur, rotate; vision_benchmarks.methods.transforms) instead of the "
                               "method's policy; None = the method's policy"),
         "views_branches": Setting(str, "with --views: one = the transformations make the second view, the first is "
                                        "the image itself (the paper's asymmetric ablation); both = both views draw "
@@ -41,7 +41,7 @@ class SimCLR(Method):
 
     def view_policies(self) -> tuple[nn.Module, nn.Module]:
         """The policies of the first and second view: SimCLR's for both, or with ``--views``
-        the ablation's transformations (:func:`vision_benchmarks.transforms.view_policies`)."""
+        the ablation's transformations (:func:`vision_benchmarks.methods.transforms.view_policies`)."""
         if self.cfg.views is None:
             policy = self.simclr_policy()
             return policy, policy

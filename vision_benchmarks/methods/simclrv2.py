@@ -1,6 +1,6 @@
 """SimCLRv2 (Chen et al. 2020b): SimCLR with a 3-layer projection head whose first layer is
 kept for fine-tuning. The self-distillation loss is ``core_ssl.losses.distillation_loss``
-(used by ``vision_benchmarks.protocols.distill``)."""
+(used by ``vision_benchmarks.evaluation.protocols.distill``)."""
 
 from __future__ import annotations
 

@@ -1,35 +1,10 @@
-"""Plots of a pre-training run's monitors and of the results table (matplotlib, Agg backend)."""
+"""Plots of the methods' results table (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
-
-
-def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
-    """``run_dir/monitors.png``: training loss, online kNN top-1, and the collapse monitors
-    (embedding std x sqrt(d), effective rank of the encoder's test features) against the step."""
-    run_dir = Path(run_dir)
-    train, evals = read_jsonl(run_dir / "train.jsonl"), read_jsonl(run_dir / "eval.jsonl")
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-    panels = [(axes[0], train, "loss", "training loss"), (axes[1], evals, "knn_top1", "kNN top-1 (test)"),
-              (axes[2], evals, "embedding_std_x_sqrt_dim", "embedding std x sqrt(d)"),
-              (axes[3], evals, "effective_rank", "effective rank")]
-    for ax, rows, key, label in panels:
-        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, marker="o" if rows is evals else None, markersize=3)
-        ax.set_xlabel("step")
-        ax.set_title(label)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = run_dir / "monitors.png"
-    return save_figure(fig, path, dpi=110)
 
 
 def plot_results_bars(rows: list[dict], path: str | Path, title: str = "") -> Path:

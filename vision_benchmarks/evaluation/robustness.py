@@ -1,8 +1,8 @@
 """Robustness protocol: a frozen backbone + linear probe classified on corrupted test images.
 
-The classifier is the linear protocol's (:func:`vision_benchmarks.protocols.linear_probe`
+The classifier is the linear protocol's (:func:`vision_benchmarks.evaluation.protocols.linear_probe`
 picks the L2 strength on held-out training features; the probe is then fit on all of them).
-Every test image is corrupted (:mod:`vision_benchmarks.corruptions`) at each severity 1 .. 5,
+Every test image is corrupted (:mod:`vision_benchmarks.evaluation.corruptions`) at each severity 1 .. 5,
 chunk by chunk with a seed derived from (seed, corruption, severity, chunk), and classified:
 
 - accuracy a(c, s) per corruption c and severity s, and the clean accuracy a0;
@@ -30,24 +30,22 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from core_ssl.device import resolve_bf16, resolve_device
+from core_ssl.device import autocast, resolve_bf16, resolve_device
 from core_ssl.features import extract_features
 from core_ssl.logger import progress
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.stats import format_seed_summary, seed_summary
 
-from vision_benchmarks.corruptions import SEVERITIES, corrupt, corruption_names
-from vision_benchmarks.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
+from vision_benchmarks.evaluation.config import EvaluateConfig
+from vision_benchmarks.evaluation.corruptions import SEVERITIES, corrupt, corruption_names
+from vision_benchmarks.evaluation.protocols import balanced_label_subset, fit_linear_classifier, linear_probe
 from vision_benchmarks.datasets import load_run_split
 from vision_benchmarks.pretrained import load_pretrained
-
-if TYPE_CHECKING:
-    from vision_benchmarks.evaluate import EvaluateConfig
 
 RESULT_FILE = "eval_robustness.json"
 PLOT_FILE = "robustness.png"
@@ -211,8 +209,6 @@ def evaluate_robustness(ecfg: EvaluateConfig) -> dict[str, Any]:
                                           device, bf16, ecfg.seed)
 
     def classify(images: torch.Tensor) -> torch.Tensor:
-        from core_ssl.device import autocast
-
         with autocast(device, bf16):
             return classifier(images.to(device).contiguous(memory_format=torch.channels_last)).float()
 
