@@ -14,7 +14,9 @@ calls it before it creates anything, see :mod:`core_ssl.pipeline`):
 
 A field that may be None (``int | None``) accepts None whatever its bounds. A list field
 (``list[int]``, ``list[str] | None``) takes one or more values after its flag (``--seeds 0 1 2``;
-``metadata={"nargs": "*"}`` lets it take none), and its rules apply to every value. Presets are named
+``metadata={"nargs": "*"}`` lets it take none), and its rules apply to every value;
+``metadata={"positional": True}`` makes a field an argument without a flag (``report RUN [RUN ...]``
+for a list). Presets are named
 dicts of overrides applied before the command-line flags, so ``--preset cpu --batch-size 64``
 means "the cpu preset, but batch 64"::
 
@@ -204,7 +206,12 @@ def build_parser(cls: type, description: str | None = None, presets: dict[str, d
         if typing.get_origin(hints[f.name]) is typing.Literal:
             choices = list(typing.get_args(hints[f.name]))
         flags = [_flag(f.name), *f.metadata.get("aliases", ())]  # e.g. --out for --run-dir
-        if kind is bool:
+        if f.metadata.get("positional"):  # e.g. the run folders a report reads: `report RUN [RUN ...]`
+            parser.add_argument(f.name, type=_parse_path if kind is Path else kind,
+                                nargs=f.metadata.get("nargs", "+" if _is_list(hints[f.name]) else None),
+                                default=argparse.SUPPRESS, metavar=f.metadata.get("metavar", f.name.upper()),
+                                help=help_text)
+        elif kind is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
         elif _is_list(hints[f.name]):

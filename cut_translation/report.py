@@ -22,15 +22,16 @@ intervals existed (``kid_std`` only) are shown with what they have.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core_ssl.cli import run_command
+from core_ssl.config import build_parser, parse_config
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.claims import claims_markdown
@@ -371,16 +372,24 @@ def compare_samples(run_dirs: list[str | Path], path: str | Path, seed: int | No
     return path
 
 
+@dataclass
+class ReportConfig:
+    """Reports of CUT runs: each run's evaluations, and with several runs their comparison."""
+
+    runs: list[Path] = field(default_factory=list, metadata={
+        "help": "run folders written by cut_translation.train", "positional": True, "nargs": "*", "metavar": "RUN"})
+    plot: Path | None = field(default=None, metadata={
+        "help": "curves over seeds per arm (runs named <arm>-s<seed>); None = arms.png beside the runs",
+        "nonempty": True})
+
+
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m cut_translation.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="*", metavar="RUN", help="run folders written by cut_translation.train")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="curves over seeds per arm (runs named <arm>-s<seed>); default: arms.png beside the runs")
-    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = parse_config(ReportConfig, argv, prog="python -m cut_translation.report")
     if not options.runs:  # no run: say what the command does
-        parser.print_help()
+        build_parser(ReportConfig, prog="python -m cut_translation.report").print_help()
         return ""
+    options.runs = [str(run) for run in options.runs]
     absent = [run for run in options.runs if not Path(run).exists()]
     if absent:
         raise FileNotFoundError(f"{absent[0]} does not exist: give the run folders written by cut_translation.train")

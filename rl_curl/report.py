@@ -35,7 +35,6 @@ above ``tau``, with its stratified bootstrap band (``core_ssl.stats.performance_
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
@@ -46,7 +45,8 @@ from typing import Sequence
 import numpy as np
 
 from core_ssl.checkpoint import atomic_write
-from core_ssl.cli import run_command
+from core_ssl.cli import CommandError, run_command
+from core_ssl.config import parse_config
 from core_ssl.logger import read_jsonl
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.stats import (Interval, bootstrap_interval, iqm, performance_profile, probability_of_improvement_interval,
@@ -360,15 +360,21 @@ def phase_table(run: Path, after_step: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class ReportConfig:
+    """Compare agents across seeds: final-return table with 95% bootstrap intervals, and curves."""
+
+    paths: list[Path] = field(default_factory=list, metadata={
+        "help": "run folders, or folders holding run folders", "positional": True, "metavar": "PATH"})
+    out: Path | None = field(default=None, metadata={"help": "output folder (None = the first path)", "nonempty": True})
+    reps: int = field(default=10_000, metadata={"help": "bootstrap resamples", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed of the bootstrap", "min": 0})
+    phases: bool = field(default=False, metadata={
+        "help": "instead: where each run's wall clock went (phases.csv), after its random-action phase"})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="+", help="run folders, or folders holding run folders")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the first path)")
-    parser.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples (default 10,000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--phases", action="store_true",
-                        help="instead: where each run's wall clock went (phases.csv), after its random-action phase")
-    args = parser.parse_args(argv)
+    args = parse_config(ReportConfig, argv, prog="python -m rl_curl.report")
     if args.phases:
         for run in find_runs(args.paths):
             print(phase_table(run.path))
@@ -376,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         runs = find_runs(args.paths)
     except FileNotFoundError as err:
-        parser.exit(1, f"error: {err}\n")
+        raise CommandError(str(err)) from None
     out = args.out or Path(args.paths[0])
     out.mkdir(parents=True, exist_ok=True)
     records = summarise(runs, args.reps, args.seed)

@@ -41,6 +41,8 @@ COMMANDS = {
                                                                        "--output", "{tmp}/g.safetensors"]),
     "rl_curl.evaluate": ("rl_curl.evaluate:EvaluateConfig", ["--device", "cpu", "--weights", "{tmp}/actor.safetensors"]),
     "core_ssl.demo": ("core_ssl.demo:DemoConfig", ["--device", "cpu", "--out", "{tmp}/demo"]),
+    "rl_curl.report": ("rl_curl.report:ReportConfig", ["{tmp}/runs"]),
+    "cut_translation.report": ("cut_translation.report:ReportConfig", ["{tmp}/run"]),
 }
 
 

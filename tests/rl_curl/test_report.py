@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from core_ssl.cli import run_command
+
 from core_ssl.stats import iqm, performance_profile, stratified_bootstrap_interval
 from rl_curl.report import aggregate_over_tasks, arm_of, find_runs, main, paper_verdict, summarise
 
@@ -69,10 +71,11 @@ def test_command_writes_table_json_and_plot(sweep, tmp_path, capsys):
     assert table in capsys.readouterr().out
 
 
-def test_no_runs_is_a_clear_error(tmp_path):
+def test_no_runs_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path)])
+        run_command(main, [str(tmp_path)])
     assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().startswith("error: ")
 
 
 def test_phase_table_sums_the_intervals_after_the_random_phase(tmp_path, capsys):
