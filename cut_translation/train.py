@@ -63,6 +63,7 @@ __all__ = ["TrainConfig", "PRESETS", "train", "main"]
 COMMAND = "python -m cut_translation.train"
 RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
+MODE_FIELDS = ("epochs", "epochs_decay", "lambda_nce", "nce_idt", "flip_equivariance")  # None = the mode's default
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 
@@ -123,11 +124,17 @@ PRESETS = {
 
 
 def _settings(cfg: TrainConfig, channels: int, device: torch.device) -> CUTSettings:
-    return CUTSettings.for_mode(
-        cfg.mode, in_channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf,
-        num_patches=cfg.num_patches, temperature=cfg.temperature, lambda_gan=cfg.lambda_gan,
-        lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt, flip_equivariance=cfg.flip_equivariance,
-        lr=cfg.lr, n_epochs=cfg.epochs, n_epochs_decay=cfg.epochs_decay,
+    """The model's settings from a config whose mode defaults are already filled in by
+    :func:`resolve_mode_defaults` (as :data:`PIPELINE` does): the mode's defaults are looked up
+    there only, once. Raises ValueError for a config that skipped it."""
+    unresolved = [name for name in MODE_FIELDS if getattr(cfg, name) is None]
+    if unresolved:
+        raise ValueError(f"{', '.join(unresolved)} of the config are not resolved: pass it through "
+                         "resolve_mode_defaults (or PIPELINE.finish) first")
+    return CUTSettings(
+        in_channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf, num_patches=cfg.num_patches,
+        temperature=cfg.temperature, lambda_gan=cfg.lambda_gan, lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt,
+        flip_equivariance=cfg.flip_equivariance, lr=cfg.lr, n_epochs=cfg.epochs, n_epochs_decay=cfg.epochs_decay,
         bf16=resolve_bf16(cfg.bf16, device))
 
 
@@ -155,8 +162,10 @@ def _describe(metrics: dict, baseline: dict) -> str:
 
 
 def resolve_mode_defaults(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with the fields left at None for the mode (epochs, loss weights, NCE options)
-    filled in, as :meth:`CUTSettings.for_mode` fills them; this is what config.json records."""
+    """``cfg`` with the fields left at None for the mode (:data:`MODE_FIELDS`: epochs, loss
+    weights, NCE options) filled in, as :meth:`CUTSettings.for_mode` fills them; this is what
+    config.json records. The one place a run's config meets the mode's defaults: the model's
+    settings are then read from the filled-in config (:func:`_settings`). Idempotent."""
     mode = CUTSettings.for_mode(cfg.mode, lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt,
                                 flip_equivariance=cfg.flip_equivariance, n_epochs=cfg.epochs,
                                 n_epochs_decay=cfg.epochs_decay)

@@ -205,6 +205,24 @@ def test_sigint_mid_epoch_saves_and_the_resumed_run_is_bit_identical(tmp_path, m
     assert steps == list(range(1, 11))
 
 
+def test_the_mode_defaults_are_filled_in_once_and_the_model_settings_read_them(monkeypatch):
+    """resolve_mode_defaults fills the config (what config.json records); the model's settings
+    are read from that config, without looking the mode's defaults up a second time."""
+    for mode in ("cut", "fastcut"):
+        cfg = train.resolve_mode_defaults(train.TrainConfig(mode=mode, ngf=8, n_blocks=2, bf16="off"))
+        expected = CUTSettings.for_mode(mode, ngf=8, n_blocks=2)
+        assert (cfg.epochs, cfg.epochs_decay, cfg.lambda_nce) == (expected.n_epochs, expected.n_epochs_decay,
+                                                                   expected.lambda_nce)
+        with monkeypatch.context() as patched:
+            patched.setattr(CUTSettings, "for_mode", lambda *args, **kwargs: pytest.fail("for_mode called again"))
+            assert train._settings(cfg, 3, torch.device("cpu")) == expected
+        given = train.resolve_mode_defaults(train.TrainConfig(mode=mode, epochs=3, nce_idt=False))
+        assert (given.epochs, given.nce_idt) == (3, False)
+    with pytest.raises(ValueError, match="epochs, epochs_decay, lambda_nce, nce_idt, flip_equivariance of the "
+                                         "config are not resolved"):
+        train._settings(train.TrainConfig(), 3, torch.device("cpu"))
+
+
 def test_a_non_finite_generator_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     """A blow-up in the second epoch (simulated: the generator's weights turn to NaN at step 7)
     stops the run with exit 1 naming the loss and the step; the checkpoint of epoch 1 is kept.
