@@ -67,18 +67,29 @@ NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 # ---------------------------------------------------------------------------------------------
 
 def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
-    """The training set (or its fixed random subset of ``train_images``) and the test set."""
+    """The training set (or its fixed random subset of ``train_images``) and the test set.
+
+    Raises :class:`UsageError` (exit 2) for an ``--image-size`` larger than the images or a
+    ``--train-images`` beyond the training set, so :func:`pretrain` calls it before it creates
+    anything."""
     train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=cfg.strict)
     test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=cfg.strict)
-    if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
-        raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
-                         "use a size <= the image side")
+    check_sizes(cfg, side=train.images.shape[-1], count=len(train))
     if cfg.train_images is not None:
-        if not 0 < cfg.train_images <= len(train):
-            raise ValueError(f"--train-images must lie in 1..{len(train)}, got {cfg.train_images}")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
         train = train.subset(order[: cfg.train_images])
     return train, test
+
+
+def check_sizes(cfg: PretrainConfig, side: int, count: int) -> None:
+    """Refuse (:class:`UsageError`) an ``--image-size`` above the images' ``side`` and a
+    ``--train-images`` above the ``count`` of training images."""
+    if cfg.image_size > side:
+        raise UsageError(f"--image-size {cfg.image_size} is larger than the {side} px images of {cfg.dataset}",
+                         f"give --image-size {side} or less")
+    if cfg.train_images is not None and not 0 < cfg.train_images <= count:
+        raise UsageError(f"--train-images must lie in 1..{count} (the training images of {cfg.dataset}), "
+                         f"got {cfg.train_images}", f"give at most {count}, or none to train on all of them")
 
 
 def fixed_subset(data: ImageSet, count: int | None, seed: int) -> ImageSet:
@@ -239,8 +250,9 @@ def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[st
 
     ``given``: the fields named on the command line, which must match a resumed run's saved
     config (:func:`core_ssl.run.resume_config`); None = those ``cfg`` sets away from the defaults.
-    The config goes through :data:`PIPELINE` (merged on resume, resolved, validated) before
-    anything is created.
+    The config goes through :data:`PIPELINE` (merged on resume, resolved, validated), and the
+    data are loaded and checked against ``--image-size`` and ``--train-images``, before anything
+    is created.
     """
     cfg = PIPELINE.finish(cfg, given)
     distributed.init_from_environment()
@@ -250,18 +262,18 @@ def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[st
     if cfg.batch_size % world:
         raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes",
                          "give a multiple of the process count")
+    train, test = load_train_test(cfg)  # its size checks come before the run folder is made
     with RunFolder(cfg.out, cfg.resume, COMMAND, main_process=distributed.is_main_process(), hint=NAN_HINT) as run:
-        return _pretrain(cfg, run, rank, world, device, bf16)
+        return _pretrain(cfg, run, train, test, rank, world, device, bf16)
 
 
-def _pretrain(cfg: PretrainConfig, run: RunFolder, rank: int, world: int, device: torch.device,
-              bf16: bool) -> dict[str, Any]:
+def _pretrain(cfg: PretrainConfig, run: RunFolder, train: ImageSet, test: ImageSet, rank: int, world: int,
+              device: torch.device, bf16: bool) -> dict[str, Any]:
     """The run, top to bottom, in the open run folder: build (and on resume restore) what it
     trains, record the config, then evaluate the initialisation, train, and finish."""
     saved = run.load(map_location=device) if cfg.resume else None
     torch.manual_seed(cfg.seed)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    train, test = load_train_test(cfg)
     setup = build_setup(cfg, train, test, rank, world, device, bf16)
     position = Position()
     if saved is not None:
