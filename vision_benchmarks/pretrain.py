@@ -451,7 +451,8 @@ class PretrainLoop:
         logging interval."""
         pos = self.position
         seconds = time.perf_counter() - self.log_clock
-        scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items() if k != "embeddings"}
+        scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                   for k, v in out.items() if k != "embeddings"}
         self.run.check_finite(f"step {pos.step}", **{k: v for k, v in scalars.items() if "loss" in k})
         if "embeddings" in out:
             z1, z2 = (z.detach() for z in out["embeddings"])
