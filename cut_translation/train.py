@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from core_ssl.openmp import prefer_passive_waiting
 
@@ -63,6 +63,7 @@ __all__ = ["TrainConfig", "PRESETS", "train", "main"]
 COMMAND = "python -m cut_translation.train"
 RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
+MODE_FIELDS = ("epochs", "epochs_decay", "lambda_nce", "nce_idt", "flip_equivariance")  # None = the mode's default
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
 
@@ -123,11 +124,17 @@ PRESETS = {
 
 
 def _settings(cfg: TrainConfig, channels: int, device: torch.device) -> CUTSettings:
-    return CUTSettings.for_mode(
-        cfg.mode, in_channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf,
-        num_patches=cfg.num_patches, temperature=cfg.temperature, lambda_gan=cfg.lambda_gan,
-        lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt, flip_equivariance=cfg.flip_equivariance,
-        lr=cfg.lr, n_epochs=cfg.epochs, n_epochs_decay=cfg.epochs_decay,
+    """The model's settings from a config whose mode defaults are already filled in by
+    :func:`resolve_mode_defaults` (as :data:`PIPELINE` does): the mode's defaults are looked up
+    there only, once. Raises ValueError for a config that skipped it."""
+    unresolved = [name for name in MODE_FIELDS if getattr(cfg, name) is None]
+    if unresolved:
+        raise ValueError(f"{', '.join(unresolved)} of the config are not resolved: pass it through "
+                         "resolve_mode_defaults (or PIPELINE.finish) first")
+    return CUTSettings(
+        in_channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf, num_patches=cfg.num_patches,
+        temperature=cfg.temperature, lambda_gan=cfg.lambda_gan, lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt,
+        flip_equivariance=cfg.flip_equivariance, lr=cfg.lr, n_epochs=cfg.epochs, n_epochs_decay=cfg.epochs_decay,
         bf16=resolve_bf16(cfg.bf16, device))
 
 
@@ -155,8 +162,10 @@ def _describe(metrics: dict, baseline: dict) -> str:
 
 
 def resolve_mode_defaults(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with the fields left at None for the mode (epochs, loss weights, NCE options)
-    filled in, as :meth:`CUTSettings.for_mode` fills them; this is what config.json records."""
+    """``cfg`` with the fields left at None for the mode (:data:`MODE_FIELDS`: epochs, loss
+    weights, NCE options) filled in, as :meth:`CUTSettings.for_mode` fills them; this is what
+    config.json records. The one place a run's config meets the mode's defaults: the model's
+    settings are then read from the filled-in config (:func:`_settings`). Idempotent."""
     mode = CUTSettings.for_mode(cfg.mode, lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt,
                                 flip_equivariance=cfg.flip_equivariance, n_epochs=cfg.epochs,
                                 n_epochs_decay=cfg.epochs_decay)
@@ -200,110 +209,235 @@ def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> dict:
         return _train(cfg, run, device)
 
 
-def _train(cfg: TrainConfig, run: RunFolder, device: torch.device) -> dict:
-    """The loop, top to bottom, in the open run folder."""
-    run_dir = run.path
-    torch.manual_seed(cfg.seed)
+@dataclass
+class Position:
+    """Where a CUT run stands; its fields are saved at the top level of every checkpoint (the
+    layout checkpoints have always had, so older ones resume too).
 
+    ``epoch`` counts the complete epochs; ``batch_in_epoch`` the steps of the next one done
+    before a SIGINT / SIGTERM (0 at an epoch's end); ``elapsed_seconds`` is the wall-clock time
+    of training, evaluations included, up to the last checkpoint.
+    """
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    elapsed_seconds: float = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> "Position":
+        """The position a checkpoint was saved at; one without ``batch_in_epoch`` (written only at
+        epoch ends) stands at the start of an epoch."""
+        return cls(epoch=saved["epoch"], batch_in_epoch=saved.get("batch_in_epoch", 0), step=saved["step"],
+                   elapsed_seconds=saved["elapsed_seconds"])
+
+    @property
+    def current_epoch(self) -> int:
+        """The 1-based number of the epoch being trained (the one after the complete ones)."""
+        return self.epoch + 1
+
+
+@dataclass
+class Scores:
+    """The evaluations a run carries from checkpoint to checkpoint: the identity baseline (epoch
+    0; None without evaluation) and the evaluation with the lowest FID so far."""
+
+    baseline: dict | None = None
+    best: dict | None = None
+
+
+@dataclass
+class Training:
+    """What one CUT run trains with, built once by :func:`build_training` in the open run folder."""
+
+    cfg: TrainConfig
+    run: RunFolder
+    data: UnpairedData
+    model: CUTModel
+    batches: UnpairedBatches
+    steps_per_epoch: int  # the cap of --steps-per-epoch applied
+    evaluator: TranslationEvaluator | None  # None with --eval-every 0
+    run_info: dict  # what identifies the run's data in its exported generators and checkpoints
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs at constant learning rate plus epochs of decay."""
+        return self.model.settings.n_epochs + self.model.settings.n_epochs_decay
+
+
+def build_training(cfg: TrainConfig, run: RunFolder, device: torch.device) -> Training:
+    """Load the data and build the model, the batch iterator and the evaluator (which computes,
+    or reads from its cache, the real images' features) of a run; draws the initial weights from
+    torch's global generator, so it comes right after seeding it."""
     data = load_unpaired(cfg.data, cfg.size, cfg.load_size, cfg.holdout, cfg.channels, cfg.seed, strict=cfg.strict)
     run_info = {"data": str(cfg.data), "size": cfg.size, "holdout": cfg.holdout, "seed": cfg.seed}
     model = CUTModel(_settings(cfg, data.channels, device)).to(device)
     batches = UnpairedBatches(data, cfg.batch_size, device, cfg.seed)
     steps_per_epoch = min(batches.steps_per_epoch, cfg.steps_per_epoch or batches.steps_per_epoch)
-    total_epochs = model.settings.n_epochs + model.settings.n_epochs_decay
     evaluator = None
     if cfg.eval_every > 0:
         evaluator = TranslationEvaluator(
             data, device, cfg.eval_images, classifier_images=cfg.classifier_images,
             bootstrap_reps=cfg.eval_bootstrap, seed=cfg.seed,
-            cache=Path(cfg.eval_cache) if cfg.eval_cache is not None else run_dir / "eval_features.pt",
+            cache=Path(cfg.eval_cache) if cfg.eval_cache is not None else run.path / "eval_features.pt",
             cache_key={**run_info, "load_size": data.load_size, "channels": data.channels})
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
+    return Training(cfg=cfg, run=run, data=data, model=model, batches=batches, steps_per_epoch=steps_per_epoch,
+                    evaluator=evaluator, run_info=run_info)
 
-    epoch, step, best, baseline, elapsed, skip = 0, 0, None, None, 0.0, 0
-    if cfg.resume:
-        state = run.load(map_location=device)
-        model.load_training_state(state["model"])
-        batches.load_state_dict(state["data_rng"])
-        restore_rng_state(state["rng"])
-        epoch, step, best, baseline = state["epoch"], state["step"], state["best"], state["baseline"]
-        elapsed = state["elapsed_seconds"]
-        skip = state.get("batch_in_epoch", 0)  # steps of the unfinished epoch done before a SIGINT / SIGTERM
-        logger.truncate_after(step)
-        del state
-    elif evaluator is not None:
-        baseline = evaluator.baseline()
-        logger.log("eval", 0, epoch=0, **baseline)
-    run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
-    print(f"{cfg.mode}: {data}, {steps_per_epoch} steps x {total_epochs} epochs on {device}"
-          f"{' (bf16)' if model.settings.bf16 else ''}; run folder {run_dir}", file=sys.stderr)
 
-    def save_training_state(batch_in_epoch: int, data_rng: dict, losses: dict) -> None:
-        """The checkpoint: ``epoch`` complete epochs and ``batch_in_epoch`` steps of the next;
-        ``data_rng`` is the batch generator at the start of that next epoch."""
-        run.save({"model": model.training_state(), "run": run_info, "config": config_to_dict(cfg),
-                  "epoch": epoch - (batch_in_epoch > 0), "batch_in_epoch": batch_in_epoch, "step": step,
-                  "best": best, "baseline": baseline, "elapsed_seconds": time.perf_counter() - started,
-                  "rng": capture_rng_state(), "data_rng": data_rng}, f"step {step}", losses=losses)
+def save_training_state(training: Training, position: Position, scores: Scores, data_rng: dict,
+                        losses: dict) -> None:
+    """The checkpoint: ``position`` (``epoch`` complete epochs and ``batch_in_epoch`` steps of the
+    next), the scores, the model's training state and the random generators; ``data_rng`` is the
+    batch generator at the start of that next epoch. ``losses`` (the last step's) are checked
+    first: NaN weights are never saved."""
+    training.run.save({"model": training.model.training_state(), "run": training.run_info,
+                       "config": config_to_dict(training.cfg), "epoch": position.epoch,
+                       "batch_in_epoch": position.batch_in_epoch, "step": position.step, "best": scores.best,
+                       "baseline": scores.baseline, "elapsed_seconds": position.elapsed_seconds,
+                       "rng": capture_rng_state(), "data_rng": data_rng},
+                      f"step {position.step}", losses=losses)
 
-    bar = progress(total=total_epochs * steps_per_epoch, initial=step, desc=cfg.mode, unit="step")
-    started = time.perf_counter() - elapsed
+
+def restore_training_state(training: Training, saved: dict) -> tuple[Position, Scores]:
+    """Load a checkpoint written by :func:`save_training_state` into the model, the batch
+    generator (at the start of the epoch the run stands in) and torch's global generators;
+    returns where the run stood and its scores."""
+    training.model.load_training_state(saved["model"])
+    training.batches.load_state_dict(saved["data_rng"])
+    restore_rng_state(saved["rng"])
+    return Position.from_checkpoint(saved), Scores(baseline=saved["baseline"], best=saved["best"])
+
+
+def start_or_resume(training: Training, logger: RunLogger, device: torch.device) -> tuple[Position, Scores]:
+    """A resumed run: its checkpoint restored and the logs after its step dropped. A fresh run:
+    position 0, and the identity baseline evaluated and logged as epoch 0 (when evaluating)."""
+    if training.cfg.resume:
+        saved = training.run.load(map_location=device)
+        position, scores = restore_training_state(training, saved)
+        logger.truncate_after(position.step)
+        return position, scores
+    scores = Scores()
+    if training.evaluator is not None:
+        scores.baseline = training.evaluator.baseline()
+        logger.log("eval", 0, epoch=0, **scores.baseline)
+    return Position(), scores
+
+
+def train_epoch(training: Training, position: Position, scores: Scores, logger: RunLogger, bar: Any,
+                started: float) -> dict:
+    """Train the rest of the epoch after ``position.epoch`` (from ``position.batch_in_epoch``),
+    logging every ``--log-every`` steps; returns the last step's losses. After a SIGINT / SIGTERM
+    mid-epoch: saves a checkpoint (the run's time measured from ``started``) and raises
+    :meth:`RunFolder.interrupted`; at the epoch's last step the epoch is finished first."""
+    cfg, model, run = training.cfg, training.model, training.run
+    data_rng = training.batches.state_dict()  # the batch generator at the epoch's start
+    epoch_batches = itertools.islice(training.batches.epoch(finetune=position.current_epoch > model.settings.n_epochs),
+                                     position.batch_in_epoch, training.steps_per_epoch)
     losses: dict = {}
-    while epoch < total_epochs:
-        epoch += 1
-        epoch_data_rng = batches.state_dict()
-        epoch_batches = itertools.islice(batches.epoch(finetune=epoch > model.settings.n_epochs), skip, steps_per_epoch)
-        for index, (real_a, real_b) in enumerate(epoch_batches, start=skip):
-            step_started = time.perf_counter()
-            losses = model.train_step(real_a, real_b)
-            step += 1
-            bar.update()
-            if step % cfg.log_every == 0:
-                loss_values = {k: float(v) for k, v in losses.items() if k.startswith("loss")}
-                run.check_finite(f"step {step}", **loss_values)
-                logger.log("train", step, epoch=epoch, lr=model.learning_rate,
-                           seconds_per_step=time.perf_counter() - step_started, **loss_values)
-                bar.set_postfix(nce=f"{losses['loss_nce']:.3f}" if "loss_nce" in losses else "off",
-                                g=f"{losses['loss_g_gan']:.3f}", d=f"{losses['loss_d']:.3f}")
-            if run.stop_signal is not None and index + 1 < steps_per_epoch:  # mid-epoch: save and stop
-                save_training_state(index + 1, epoch_data_rng, _loss_terms(losses))
-                bar.close()
-                logger.close()
-                raise run.interrupted()
-        skip = 0
-        model.end_epoch()
-        run.check_weights(f"epoch {epoch} (step {step})", model.generator.state_dict())
-        _sample_grid(model, data, cfg.samples, run_dir / "samples" / f"epoch_{epoch:03d}.png")
-
-        if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == total_epochs):
-            metrics = evaluator.evaluate(model)
-            logger.log("eval", step, epoch=epoch, **metrics)
-            bar.write(f"epoch {epoch}: {_describe(metrics, baseline)}")
-            if best is None or metrics["fid"] < best["fid"]:
-                best = {"epoch": epoch, "step": step, **metrics}
-                save_checkpoint({"settings": model.settings.to_dict(), "generator": model.generator.state_dict(),
-                                 "run": run_info, "epoch": epoch, "metrics": metrics}, run_dir / "best.pt")
-                export_generator(model.generator, model.settings, run_dir / "generator_best.safetensors", run=run_info)
-        save_training_state(0, batches.state_dict(), _loss_terms(losses))
-        elapsed = time.perf_counter() - started
-        logger.flush()
-        if run.stop_signal is not None and epoch < total_epochs:
-            bar.close()
-            logger.close()
+    for real_a, real_b in epoch_batches:
+        step_started = time.perf_counter()
+        losses = model.train_step(real_a, real_b)
+        position.step += 1
+        position.batch_in_epoch += 1
+        bar.update()
+        if position.step % cfg.log_every == 0:
+            log_losses(run, logger, bar, position, losses, model.learning_rate, time.perf_counter() - step_started)
+        if run.stop_signal is not None and position.batch_in_epoch < training.steps_per_epoch:  # mid-epoch
+            position.elapsed_seconds = time.perf_counter() - started
+            save_training_state(training, position, scores, data_rng, _loss_terms(losses))
             raise run.interrupted()
-    bar.close()
-    export_generator(model.generator, model.settings, run_dir / "generator.safetensors", run=run_info)
+    return losses
 
+
+def log_losses(run: RunFolder, logger: RunLogger, bar: Any, position: Position, losses: dict, learning_rate: float,
+               seconds_per_step: float) -> None:
+    """Log the step's losses to ``train`` and the progress bar, after checking they are finite
+    (:class:`core_ssl.run.NonFiniteLoss` otherwise)."""
+    loss_values = {k: float(v) for k, v in _loss_terms(losses).items()}
+    run.check_finite(f"step {position.step}", **loss_values)
+    logger.log("train", position.step, epoch=position.current_epoch, lr=learning_rate,
+               seconds_per_step=seconds_per_step, **loss_values)
+    bar.set_postfix(nce=f"{losses['loss_nce']:.3f}" if "loss_nce" in losses else "off",
+                    g=f"{losses['loss_g_gan']:.3f}", d=f"{losses['loss_d']:.3f}")
+
+
+def end_epoch(training: Training, position: Position, scores: Scores, logger: RunLogger, bar: Any,
+              started: float, losses: dict) -> None:
+    """After an epoch's last step: count it complete, step the learning-rate schedules, check the
+    generator's weights, write the sample grid, evaluate (every ``--eval-every`` epochs and after
+    the last; a new lowest FID is written to best.pt and generator_best.safetensors), and save the
+    checkpoint with the run's time measured from ``started``."""
+    cfg, model, run = training.cfg, training.model, training.run
+    position.epoch, position.batch_in_epoch = position.epoch + 1, 0
+    epoch = position.epoch
+    model.end_epoch()
+    run.check_weights(f"epoch {epoch} (step {position.step})", model.generator.state_dict())
+    _sample_grid(model, training.data, cfg.samples, run.path / "samples" / f"epoch_{epoch:03d}.png")
+    if training.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == training.total_epochs):
+        evaluate_epoch(training, position, scores, logger, bar)
+    position.elapsed_seconds = time.perf_counter() - started
+    save_training_state(training, position, scores, training.batches.state_dict(), _loss_terms(losses))
+    position.elapsed_seconds = time.perf_counter() - started  # the summary's time includes the checkpoint's writing
+    logger.flush()
+
+
+def evaluate_epoch(training: Training, position: Position, scores: Scores, logger: RunLogger, bar: Any) -> None:
+    """Evaluate the model after the epoch ``position`` has just completed and log it to ``eval``;
+    a new lowest FID becomes ``scores.best`` and is written to best.pt and generator_best.safetensors."""
+    model, run_dir = training.model, training.run.path
+    metrics = training.evaluator.evaluate(model)
+    logger.log("eval", position.step, epoch=position.epoch, **metrics)
+    bar.write(f"epoch {position.epoch}: {_describe(metrics, scores.baseline)}")
+    if scores.best is None or metrics["fid"] < scores.best["fid"]:
+        scores.best = {"epoch": position.epoch, "step": position.step, **metrics}
+        save_checkpoint({"settings": model.settings.to_dict(), "generator": model.generator.state_dict(),
+                         "run": training.run_info, "epoch": position.epoch, "metrics": metrics}, run_dir / "best.pt")
+        export_generator(model.generator, model.settings, run_dir / "generator_best.safetensors",
+                         run=training.run_info)
+
+
+def finish(training: Training, position: Position, scores: Scores, logger: RunLogger) -> dict:
+    """Export the last generator and write summary.json (baseline, best and last evaluation,
+    epochs, steps, wall-clock time); returns the summary."""
+    model = training.model
+    export_generator(model.generator, model.settings, training.run.path / "generator.safetensors",
+                     run=training.run_info)
     evaluations = [row for row in logger.read("eval") if row.get("epoch", 0) > 0]
-    summary = {"mode": cfg.mode, "epochs": epoch, "steps": step, "wall_clock_seconds": round(elapsed, 1),
-               "identity_baseline": baseline, "best": best, "last": evaluations[-1] if evaluations else None}
-    run.write_summary(summary)
-    logger.close()
+    summary = {"mode": training.cfg.mode, "epochs": position.epoch, "steps": position.step,
+               "wall_clock_seconds": round(position.elapsed_seconds, 1), "identity_baseline": scores.baseline,
+               "best": scores.best, "last": evaluations[-1] if evaluations else None}
+    training.run.write_summary(summary)
+    return summary
+
+
+def _train(cfg: TrainConfig, run: RunFolder, device: torch.device) -> dict:
+    """The loop, top to bottom, in the open run folder: build what the run trains, start (or
+    resume) it, record the config, train epoch by epoch, finish. A SIGINT / SIGTERM stops it
+    after saving: mid-epoch in :func:`train_epoch`, else after the epoch's checkpoint."""
+    torch.manual_seed(cfg.seed)
+    training = build_training(cfg, run, device)
+    model, total_epochs = training.model, training.total_epochs
+    with RunLogger(run.path, tensorboard=cfg.tensorboard) as logger:  # closed on every way out
+        position, scores = start_or_resume(training, logger, device)
+        run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
+        print(f"{cfg.mode}: {training.data}, {training.steps_per_epoch} steps x {total_epochs} epochs on {device}"
+              f"{' (bf16)' if model.settings.bf16 else ''}; run folder {run.path}", file=sys.stderr)
+        with progress(total=total_epochs * training.steps_per_epoch, initial=position.step, desc=cfg.mode,
+                      unit="step") as bar:
+            started = time.perf_counter() - position.elapsed_seconds  # the run's clock, resumed where it stood
+            while position.epoch < total_epochs:
+                losses = train_epoch(training, position, scores, logger, bar, started)
+                end_epoch(training, position, scores, logger, bar, started, losses)
+                if run.stop_signal is not None and position.epoch < total_epochs:
+                    raise run.interrupted()
+        summary = finish(training, position, scores, logger)
     print(json.dumps(summary, indent=2))
     return summary
 
 
 def _loss_terms(losses: dict) -> dict:
+    """The loss terms among a training step's outputs (the keys that start with ``loss``)."""
     return {k: v for k, v in losses.items() if k.startswith("loss")}
 
 

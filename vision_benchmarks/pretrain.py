@@ -68,18 +68,29 @@ NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 # ---------------------------------------------------------------------------------------------
 
 def load_train_test(cfg: PretrainConfig) -> tuple[ImageSet, ImageSet]:
-    """The training set (or its fixed random subset of ``train_images``) and the test set."""
+    """The training set (or its fixed random subset of ``train_images``) and the test set.
+
+    Raises :class:`UsageError` (exit 2) for an ``--image-size`` larger than the images or a
+    ``--train-images`` beyond the training set, so :func:`pretrain` calls it before it creates
+    anything."""
     train = load_run_split(cfg.dataset, "train", root=cfg.data_root, strict=cfg.strict)
     test = load_run_split(cfg.dataset, "test", root=cfg.data_root, strict=cfg.strict)
-    if train.images.shape[-1] != cfg.image_size and cfg.image_size > train.images.shape[-1]:
-        raise ValueError(f"--image-size {cfg.image_size} is larger than the {train.images.shape[-1]} px images; "
-                         "use a size <= the image side")
+    check_sizes(cfg, side=train.images.shape[-1], count=len(train))
     if cfg.train_images is not None:
-        if not 0 < cfg.train_images <= len(train):
-            raise ValueError(f"--train-images must lie in 1..{len(train)}, got {cfg.train_images}")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
         train = train.subset(order[: cfg.train_images])
     return train, test
+
+
+def check_sizes(cfg: PretrainConfig, side: int, count: int) -> None:
+    """Refuse (:class:`UsageError`) an ``--image-size`` above the images' ``side`` and a
+    ``--train-images`` above the ``count`` of training images."""
+    if cfg.image_size > side:
+        raise UsageError(f"--image-size {cfg.image_size} is larger than the {side} px images of {cfg.dataset}",
+                         f"give --image-size {side} or less")
+    if cfg.train_images is not None and not 0 < cfg.train_images <= count:
+        raise UsageError(f"--train-images must lie in 1..{count} (the training images of {cfg.dataset}), "
+                         f"got {cfg.train_images}", f"give at most {count}, or none to train on all of them")
 
 
 def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
@@ -156,23 +167,81 @@ class Position:
 
     @classmethod
     def from_checkpoint(cls, saved: dict[str, Any]) -> "Position":
+        """The position a checkpoint written by :func:`save_state` was saved at."""
         return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
 
 
-def save_state(run: RunFolder, method: Method, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-               cfg: PretrainConfig, position: dict[str, Any], losses: dict[str, Any]) -> None:
+@dataclasses.dataclass
+class Setup:
+    """Everything one process trains with, built by :func:`build_setup` before the loop starts."""
+
+    cfg: PretrainConfig  # as the method completed it: what config.json and every checkpoint record
+    method: Method
+    model: nn.Module  # the method, or its DDP wrapper under torchrun (whose forward is the training step)
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float]  # the optimizer's learning rates before any schedule or resumed state
+    generator: torch.Generator  # draws the augmentation parameters (on the CPU)
+    batches: BatchIterator  # this process's share of every batch
+    knn_train: ImageSet
+    knn_test: ImageSet
+    device: torch.device
+    bf16: bool
+    rank: int
+    world: int
+
+
+def build_setup(cfg: PretrainConfig, train: ImageSet, test: ImageSet, rank: int, world: int, device: torch.device,
+                bf16: bool) -> Setup:
+    """The data, method, optimiser and augmentation generator of a fresh run (a resumed one then
+    loads its state into them with :func:`restore_state`). Draws from torch's global generator
+    (the initial weights), so it comes right after seeding it."""
+    cfg = fit_to_training_set(cfg, len(train))  # e.g. MoCo's queue capped below the training set
+    if device.type == "cuda":
+        train = train.to(device)  # 150 MB for CIFAR-10: batches are then gathered on the GPU
+    knn_train = fixed_subset(train, cfg.knn_train_images, cfg.seed + 1)
+    knn_test = fixed_subset(test, cfg.knn_test_images, cfg.seed + 2)
+    batches = BatchIterator(train, cfg.batch_size // world, seed=cfg.seed, device=device, rank=rank, world_size=world)
+    method = build_method(cfg, train.num_classes, len(train)).to(device)
+    cfg = method.cfg  # every setting the method derived (head widths, blur) goes into config.json
+    if cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    # Augmentation parameters are drawn on the CPU and copied over, so CUDA never waits for the host.
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    method.generator = generator
+    model = distribute(method, device)
+    optimizer = build_optimizer(cfg, method.trainable_parameters())
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # read before a resumed state overwrites them
+    return Setup(cfg=cfg, method=method, model=model, optimizer=optimizer, base_lrs=base_lrs, generator=generator,
+                 batches=batches, knn_train=knn_train, knn_test=knn_test, device=device, bf16=bf16, rank=rank,
+                 world=world)
+
+
+def save_state(run: RunFolder, setup: Setup, position: Position, losses: dict[str, Any]) -> None:
     """Atomic checkpoint of everything a resumed run needs (only the main process writes), after
     checking the last step's loss: NaN weights are never saved."""
+    method = setup.method
     state = {
         "method": method.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
         "auxiliary_optimizers": {k: o.state_dict() for k, o in method.auxiliary_optimizers().items()},
-        "generator": generator.get_state(),
+        "generator": setup.generator.get_state(),
         "rng": checkpoint.capture_rng_state(),
-        "config": config_to_dict(cfg),
-        **position,
+        "config": config_to_dict(setup.cfg),
+        **dataclasses.asdict(position),
     }
-    run.save(state, f"step {position['step']}", losses=losses)
+    run.save(state, f"step {position.step}", losses=losses)
+
+
+def restore_state(saved: dict[str, Any], setup: Setup) -> Position:
+    """Load a checkpoint written by :func:`save_state` into ``setup`` (weights, optimisers, the
+    augmentation generator) and into torch's global generators; returns where the run stood."""
+    setup.method.load_state_dict(saved["method"])
+    setup.optimizer.load_state_dict(saved["optimizer"])
+    for name, aux in setup.method.auxiliary_optimizers().items():
+        aux.load_state_dict(saved["auxiliary_optimizers"][name])
+    setup.generator.set_state(saved["generator"].cpu())
+    checkpoint.restore_rng_state(saved["rng"])
+    return Position.from_checkpoint(saved)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,8 +268,9 @@ def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[st
 
     ``given``: the fields named on the command line, which must match a resumed run's saved
     config (:func:`core_ssl.run.resume_config`); None = those ``cfg`` sets away from the defaults.
-    The config goes through :data:`PIPELINE` (merged on resume, resolved, validated) before
-    anything is created.
+    The config goes through :data:`PIPELINE` (merged on resume, resolved, validated), and the
+    data are loaded and checked against ``--image-size`` and ``--train-images``, before anything
+    is created.
     """
     cfg = PIPELINE.finish(cfg, given)
     distributed.init_from_environment()
@@ -210,181 +280,246 @@ def pretrain(cfg: PretrainConfig, given: Iterable[str] | None = None) -> dict[st
     if cfg.batch_size % world:
         raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes",
                          "give a multiple of the process count")
+    train, test = load_train_test(cfg)  # its size checks come before the run folder is made
     with RunFolder(cfg.out, cfg.resume, COMMAND, main_process=distributed.is_main_process(), hint=NAN_HINT) as run:
-        return _pretrain(cfg, run, rank, world, device, bf16)
+        return _pretrain(cfg, run, train, test, rank, world, device, bf16)
 
 
-def _pretrain(cfg: PretrainConfig, run: RunFolder, rank: int, world: int, device: torch.device,
-              bf16: bool) -> dict[str, Any]:
-    """The loop, top to bottom, in the open run folder."""
+def _pretrain(cfg: PretrainConfig, run: RunFolder, train: ImageSet, test: ImageSet, rank: int, world: int,
+              device: torch.device, bf16: bool) -> dict[str, Any]:
+    """The run, top to bottom, in the open run folder: build (and on resume restore) what it
+    trains, record the config, then evaluate the initialisation, train, and finish."""
     saved = run.load(map_location=device) if cfg.resume else None
     torch.manual_seed(cfg.seed)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-
-    # data, method, optimiser
-    train, test = load_train_test(cfg)
-    cfg = fit_to_training_set(cfg, len(train))  # e.g. MoCo's queue capped below the training set
-    if device.type == "cuda":
-        train = train.to(device)  # 150 MB for CIFAR-10: batches are then gathered on the GPU
-    knn_train = fixed_subset(train, cfg.knn_train_images, cfg.seed + 1)
-    knn_test = fixed_subset(test, cfg.knn_test_images, cfg.seed + 2)
-    batches = BatchIterator(train, cfg.batch_size // world, seed=cfg.seed, device=device, rank=rank, world_size=world)
-    method = build_method(cfg, train.num_classes, len(train)).to(device)
-    cfg = method.cfg  # every setting the method derived (head widths, blur) goes into config.json
-    if cfg.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    # Augmentation parameters are drawn on the CPU and copied over, so CUDA never waits for the host.
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    method.generator = generator
-    model = distribute(method, device)
-    optimizer = build_optimizer(cfg, method.trainable_parameters())
-    warmup = int(cfg.warmup_fraction * _LR_RESOLUTION)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]  # read before a resumed state overwrites them
-    total_steps = cfg.epochs * len(batches)
-    budget_seconds = None if cfg.minutes is None else cfg.minutes * 60.0
-
-    pos = Position()
-    if cfg.resume:
-        method.load_state_dict(saved["method"])
-        optimizer.load_state_dict(saved["optimizer"])
-        for name, aux in method.auxiliary_optimizers().items():
-            aux.load_state_dict(saved["auxiliary_optimizers"][name])
-        generator.set_state(saved["generator"].cpu())
-        checkpoint.restore_rng_state(saved["rng"])
-        pos = Position.from_checkpoint(saved)
-        print(f"resuming {cfg.out} at step {pos.step} (epoch {pos.epoch}, batch {pos.batch_in_epoch}, "
-              f"{pos.train_seconds / 60:.1f} training minutes done)")
+    setup = build_setup(cfg, train, test, rank, world, device, bf16)
+    position = Position()
+    if saved is not None:
+        position = restore_state(saved, setup)
+        print(f"resuming {setup.cfg.out} at step {position.step} (epoch {position.epoch}, batch "
+              f"{position.batch_in_epoch}, {position.train_seconds / 60:.1f} training minutes done)")
         del saved
-    run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
-    with RunLogger(cfg.out) as logger:  # closed on every way out, an error or a signal included
-        logger.truncate_after(pos.step)
-
-        def run_progress() -> float:
-            """Share of the run done, in [0, 1]: by steps, or by training time under --minutes."""
-            if budget_seconds is None:
-                return 1.0 if total_steps == 0 else min(1.0, pos.step / total_steps)
-            if budget_seconds == 0:
-                return 1.0
-            share = pos.train_seconds / budget_seconds
-            if world > 1:  # every process must agree, or their learning rates would drift apart
-                share = float(distributed.all_reduce_mean(torch.tensor(share, device=device)))
-            return min(1.0, share)
-
-        def finished() -> bool:
-            return run_progress() >= 1.0
-
-        evaluated = {row["step"]: row for row in logger.read("eval")}  # a resumed run does not log a step twice
-
-        def evaluate_and_log() -> dict[str, float]:
-            if distributed.is_main_process():
-                metrics = online_evaluation(method, knn_train, knn_test, device, bf16)
-                logger.log("eval", pos.step, epoch=pos.epoch, train_minutes=pos.train_seconds / 60, **metrics)
-                evaluated[pos.step] = metrics
-            else:
-                metrics = {}
-            if distributed.is_initialized():
-                torch.distributed.barrier()
-            return metrics
-
-        def already_evaluated() -> bool:
-            """Whether this step's evaluation is logged (the main process decides for all)."""
-            flag = float(pos.step in evaluated)
-            if world > 1:
-                flag = float(distributed.all_reduce_mean(torch.tensor(flag * world * (rank == 0), device=device)))
-            return flag > 0
-
-        def checkpoint_now() -> None:
-            save_state(run, method, optimizer, generator, cfg, dataclasses.asdict(pos),
-                       losses={"loss": step_loss} if step_loss is not None else {})
-
-        def stop_requested() -> bool:
-            """SIGINT / SIGTERM received; under torchrun the processes agree at log steps."""
-            if world == 1:
-                return run.stop_signal is not None
-            if pos.step % cfg.log_every:
-                return False
-            flag = torch.tensor(float(run.stop_signal is not None), device=device)
-            return float(distributed.all_reduce_mean(flag)) > 0
-
-        if pos.step == 0 and not already_evaluated():
-            metrics = evaluate_and_log()
-            if metrics:
-                print(f"{cfg.method}: step 0 (random init) kNN top-1 {metrics['knn_top1']:.3f}")
-        images_seen_since_log, log_clock, last_loss, step_loss = 0, time.perf_counter(), None, None
-        last_checkpoint = time.perf_counter()
-        with progress(total=100, desc=f"{cfg.method}", unit="%",
+    run.save_config(setup.cfg)  # on resume: the folder it now lives in, and a lengthened schedule
+    with RunLogger(setup.cfg.out) as logger:  # closed on every way out, an error or a signal included
+        logger.truncate_after(position.step)
+        loop = PretrainLoop(setup, run, logger, position)
+        loop.evaluate_initialisation()
+        with progress(total=100, desc=f"{setup.cfg.method}", unit="%",
                       bar_format="{l_bar}{bar}| {n:.1f}/{total}% [{elapsed}<{remaining}]") as bar:
-            bar.update(100 * run_progress())
-            while not finished():
-                batches.set_epoch(pos.epoch)
-                for images, labels, indices in itertools.islice(batches, pos.batch_in_epoch, None):
-                    started = time.perf_counter()
-                    progress_now = run_progress()
-                    for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                        group["lr"] = base_lr * warmup_cosine_factor(int(progress_now * _LR_RESOLUTION), _LR_RESOLUTION, warmup)
-                    with autocast(device, bf16):
-                        out = model(images, labels, indices)
-                    optimizer.zero_grad(set_to_none=True)
-                    out["loss"].backward()
-                    optimizer.step()
-                    last_loss = step_loss = out["loss"].detach()
-                    method.after_optimizer_step(progress_now)
-                    pos.step += 1
-                    pos.batch_in_epoch += 1
-                    images_seen_since_log += len(images) * world
-                    if device.type == "cuda" and (pos.step % cfg.log_every == 0 or budget_seconds is not None):
-                        torch.cuda.synchronize()  # time the work, not its queueing (under a budget: every step)
-                    pos.train_seconds += time.perf_counter() - started
+            loop.train(bar)
+        return loop.finish()
 
-                    if pos.step % cfg.log_every == 0:
-                        seconds = time.perf_counter() - log_clock
-                        scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items() if k != "embeddings"}
-                        run.check_finite(f"step {pos.step}", **{k: v for k, v in scalars.items() if "loss" in k})
-                        if "embeddings" in out:
-                            z1, z2 = (z.detach() for z in out["embeddings"])
-                            scalars.update(monitor.representation_summary(z1, z2))
-                        logger.log("train", pos.step, epoch=pos.epoch, lr=optimizer.param_groups[0]["lr"],
-                                   images_per_second=images_seen_since_log / seconds, **scalars)
-                        bar.set_postfix(loss=f"{scalars['loss']:.3f}", img_s=f"{images_seen_since_log / seconds:.0f}")
-                        images_seen_since_log, log_clock, last_loss = 0, time.perf_counter(), None
-                    bar.update(100 * run_progress() - bar.n)
-                    if time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes:
-                        checkpoint_now()
-                        last_checkpoint = time.perf_counter()
-                    if stop_requested():
-                        checkpoint_now()
-                        raise run.interrupted()
-                    if finished():
-                        break
-                else:  # the epoch ran to its end
-                    pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
-                    if cfg.knn_every and pos.epoch % cfg.knn_every == 0 and not finished() and not already_evaluated():
-                        metrics = evaluate_and_log()
-                        if metrics:
-                            bar.write(f"epoch {pos.epoch}: kNN top-1 {metrics['knn_top1']:.3f}, effective rank "
-                                      f"{metrics['effective_rank']:.1f} ({pos.train_seconds / 60:.1f} training min)")
-                    checkpoint_now()
-                    last_checkpoint = time.perf_counter()
-                    log_clock, images_seen_since_log = time.perf_counter(), 0
 
-        final = evaluated.get(pos.step, {}) if already_evaluated() else evaluate_and_log()
-        checkpoint_now()
-        summary: dict[str, Any] = {}
+class PretrainLoop:
+    """The training loop of one process: its state is ``position`` (saved in every checkpoint)
+    plus the clocks and counters of the current logging interval, which a resumed run starts
+    afresh.
+
+    Under torchrun every process runs the same sequence of these methods, and the ones that
+    decide the control flow (:meth:`share_done` under ``--minutes``, :meth:`already_evaluated`,
+    :meth:`stop_requested`) agree through collectives, so the processes never part ways.
+    """
+
+    def __init__(self, setup: Setup, run: RunFolder, logger: RunLogger, position: Position):
+        self.setup, self.cfg, self.run, self.logger, self.position = setup, setup.cfg, run, logger, position
+        self.total_steps = self.cfg.epochs * len(setup.batches)
+        self.budget_seconds = None if self.cfg.minutes is None else self.cfg.minutes * 60.0
+        self.warmup = int(self.cfg.warmup_fraction * _LR_RESOLUTION)
+        self.evaluated = {row["step"]: row for row in logger.read("eval")}  # a resumed run does not log a step twice
+        self.step_loss: torch.Tensor | None = None  # the last step's loss, checked before every checkpoint
+        self.unlogged_loss: torch.Tensor | None = None  # the last loss when steps ran since the last log row
+        self.images_since_log = 0
+        self.log_clock = self.last_checkpoint = time.perf_counter()
+
+    # -- where the run stands ------------------------------------------------------------------
+
+    def share_done(self) -> float:
+        """Share of the run done, in [0, 1]: by steps, or by training time under --minutes (then
+        averaged over the processes, so their learning rates stay equal: a collective)."""
+        pos, world = self.position, self.setup.world
+        if self.budget_seconds is None:
+            return 1.0 if self.total_steps == 0 else min(1.0, pos.step / self.total_steps)
+        if self.budget_seconds == 0:
+            return 1.0
+        share = pos.train_seconds / self.budget_seconds
+        if world > 1:  # every process must agree, or their learning rates would drift apart
+            share = float(distributed.all_reduce_mean(torch.tensor(share, device=self.setup.device)))
+        return min(1.0, share)
+
+    def finished(self) -> bool:
+        """Whether the run has done all its steps (or spent its time budget)."""
+        return self.share_done() >= 1.0
+
+    def stop_requested(self) -> bool:
+        """SIGINT / SIGTERM received; under torchrun the processes agree at log steps (a collective there)."""
+        world = self.setup.world
+        if world == 1:
+            return self.run.stop_signal is not None
+        if self.position.step % self.cfg.log_every:
+            return False
+        flag = torch.tensor(float(self.run.stop_signal is not None), device=self.setup.device)
+        return float(distributed.all_reduce_mean(flag)) > 0
+
+    # -- evaluation and checkpoints ------------------------------------------------------------
+
+    def already_evaluated(self) -> bool:
+        """Whether this step's evaluation is logged (the main process decides for all: a collective
+        under torchrun)."""
+        setup = self.setup
+        flag = float(self.position.step in self.evaluated)
+        if setup.world > 1:
+            flag = float(distributed.all_reduce_mean(
+                torch.tensor(flag * setup.world * (setup.rank == 0), device=setup.device)))
+        return flag > 0
+
+    def evaluate_and_log(self) -> dict[str, float]:
+        """The online evaluation of this step, logged to ``eval`` by the main process, which
+        returns its metrics; the other processes return {} (after a barrier under torchrun)."""
+        setup, pos = self.setup, self.position
         if distributed.is_main_process():
-            checkpoint.export_weights(method.encoder.state_dict(), cfg.out / "encoder.safetensors",
-                                      {"method": cfg.method, "encoder": cfg.encoder})
-            checkpoint.export_weights(method.backbone().state_dict(), cfg.out / "backbone.safetensors",
-                                      {"method": cfg.method, "encoder": cfg.encoder})
-            summary = {"method": cfg.method, "steps": pos.step, "epochs": round(pos.step / len(batches), 3),
-                       "train_minutes": round(pos.train_seconds / 60, 3),
-                       "images_per_second": round(pos.step * cfg.batch_size / pos.train_seconds, 1) if pos.step else None,
-                       "final_loss": None if last_loss is None else float(last_loss),
-                       "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
-                       "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
-            run.write_summary(summary)
-            plot_monitors(cfg.out, title=f"{cfg.method} ({cfg.encoder}, {cfg.dataset})")
-            print(f"{cfg.method}: {pos.step} steps in {pos.train_seconds / 60:.1f} training minutes, "
-                  f"kNN top-1 {final['knn_top1']:.3f}; see {cfg.out}")
+            metrics = online_evaluation(setup.method, setup.knn_train, setup.knn_test, setup.device, setup.bf16)
+            self.logger.log("eval", pos.step, epoch=pos.epoch, train_minutes=pos.train_seconds / 60, **metrics)
+            self.evaluated[pos.step] = metrics
+        else:
+            metrics = {}
+        if distributed.is_initialized():
+            torch.distributed.barrier()
+        return metrics
+
+    def evaluate_initialisation(self) -> None:
+        """At step 0, evaluate the random initialisation (unless a resumed run already logged it)."""
+        if self.position.step == 0 and not self.already_evaluated():
+            metrics = self.evaluate_and_log()
+            if metrics:
+                print(f"{self.cfg.method}: step 0 (random init) kNN top-1 {metrics['knn_top1']:.3f}")
+
+    def save_checkpoint(self) -> None:
+        """Save the run as it stands (:func:`save_state`), after checking the last step's loss."""
+        losses = {"loss": self.step_loss} if self.step_loss is not None else {}
+        save_state(self.run, self.setup, self.position, losses=losses)
+        self.last_checkpoint = time.perf_counter()
+
+    def checkpoint_if_due(self) -> None:
+        """Save a checkpoint when ``--checkpoint-minutes`` have passed since the last one."""
+        if time.perf_counter() - self.last_checkpoint > 60 * self.cfg.checkpoint_minutes:
+            self.save_checkpoint()
+
+    # -- training ------------------------------------------------------------------------------
+
+    def train(self, bar: Any) -> None:
+        """Train until :meth:`finished`, epoch by epoch from where the position stands; ``bar``
+        shows the share done in percent. Raises :meth:`RunFolder.interrupted` after saving when a
+        stop was requested."""
+        self.images_since_log, self.log_clock = 0, time.perf_counter()
+        self.last_checkpoint = time.perf_counter()
+        bar.update(100 * self.share_done())
+        while not self.finished():
+            if self.train_epoch(bar):
+                self.end_epoch(bar)
+
+    def train_epoch(self, bar: Any) -> bool:
+        """Train the rest of the current epoch (from ``position.batch_in_epoch``); returns True
+        when it ran to its end, False when the run finished within it."""
+        self.setup.batches.set_epoch(self.position.epoch)
+        for images, labels, indices in itertools.islice(self.setup.batches, self.position.batch_in_epoch, None):
+            out = self.train_step(images, labels, indices)
+            if self.position.step % self.cfg.log_every == 0:
+                self.log_step(out, bar)
+            bar.update(100 * self.share_done() - bar.n)
+            self.checkpoint_if_due()
+            if self.stop_requested():
+                self.save_checkpoint()
+                raise self.run.interrupted()
+            if self.finished():
+                return False
+        return True
+
+    def set_learning_rates(self, share_done: float) -> None:
+        """Every parameter group at its base rate times the warm-up cosine at ``share_done``."""
+        factor = warmup_cosine_factor(int(share_done * _LR_RESOLUTION), _LR_RESOLUTION, self.warmup)
+        for group, base_lr in zip(self.setup.optimizer.param_groups, self.setup.base_lrs):
+            group["lr"] = base_lr * factor
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> dict[str, Any]:
+        """One optimisation step on this process's batch: the position advances by one step and
+        the step's training time (waiting for the GPU at log steps, or at every step under
+        --minutes); returns the method's outputs (``loss``, other scalars, ``embeddings``)."""
+        setup, pos = self.setup, self.position
+        started = time.perf_counter()
+        share_done = self.share_done()
+        self.set_learning_rates(share_done)
+        with autocast(setup.device, setup.bf16):
+            out = setup.model(images, labels, indices)
+        setup.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        setup.optimizer.step()
+        self.unlogged_loss = self.step_loss = out["loss"].detach()
+        setup.method.after_optimizer_step(share_done)
+        pos.step += 1
+        pos.batch_in_epoch += 1
+        self.images_since_log += len(images) * setup.world
+        if setup.device.type == "cuda" and (pos.step % self.cfg.log_every == 0 or self.budget_seconds is not None):
+            torch.cuda.synchronize()  # time the work, not its queueing (under a budget: every step)
+        pos.train_seconds += time.perf_counter() - started
+        return out
+
+    def log_step(self, out: dict[str, Any], bar: Any) -> None:
+        """Log the step's scalars, collapse monitors, learning rate and images/s to ``train``
+        (raising :class:`core_ssl.run.NonFiniteLoss` for a non-finite loss), and start the next
+        logging interval."""
+        pos = self.position
+        seconds = time.perf_counter() - self.log_clock
+        scalars = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                   for k, v in out.items() if k != "embeddings"}
+        self.run.check_finite(f"step {pos.step}", **{k: v for k, v in scalars.items() if "loss" in k})
+        if "embeddings" in out:
+            z1, z2 = (z.detach() for z in out["embeddings"])
+            scalars.update(monitor.representation_summary(z1, z2))
+        images_per_second = self.images_since_log / seconds
+        self.logger.log("train", pos.step, epoch=pos.epoch, lr=self.setup.optimizer.param_groups[0]["lr"],
+                        images_per_second=images_per_second, **scalars)
+        bar.set_postfix(loss=f"{scalars['loss']:.3f}", img_s=f"{images_per_second:.0f}")
+        self.images_since_log, self.log_clock, self.unlogged_loss = 0, time.perf_counter(), None
+
+    def end_epoch(self, bar: Any) -> None:
+        """After an epoch ran to its end: move the position to the next epoch, evaluate when
+        ``--knn-every`` says so (and the run goes on), save a checkpoint, and restart the logging
+        interval (the evaluation is not training time)."""
+        pos, cfg = self.position, self.cfg
+        pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+        if cfg.knn_every and pos.epoch % cfg.knn_every == 0 and not self.finished() and not self.already_evaluated():
+            metrics = self.evaluate_and_log()
+            if metrics:
+                bar.write(f"epoch {pos.epoch}: kNN top-1 {metrics['knn_top1']:.3f}, effective rank "
+                          f"{metrics['effective_rank']:.1f} ({pos.train_seconds / 60:.1f} training min)")
+        self.save_checkpoint()
+        self.log_clock, self.images_since_log = time.perf_counter(), 0
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """The final evaluation (unless this step's is logged), the last checkpoint, and on the
+        main process the exported weights, ``summary.json``, ``monitors.png`` and the closing
+        line; returns the summary ({} on the other processes)."""
+        setup, cfg, pos = self.setup, self.cfg, self.position
+        final = self.evaluated.get(pos.step, {}) if self.already_evaluated() else self.evaluate_and_log()
+        self.save_checkpoint()
+        if not distributed.is_main_process():
+            return {}
+        weights_metadata = {"method": cfg.method, "encoder": cfg.encoder}
+        checkpoint.export_weights(setup.method.encoder.state_dict(), cfg.out / "encoder.safetensors", weights_metadata)
+        checkpoint.export_weights(setup.method.backbone().state_dict(), cfg.out / "backbone.safetensors",
+                                  weights_metadata)
+        summary = {"method": cfg.method, "steps": pos.step, "epochs": round(pos.step / len(setup.batches), 3),
+                   "train_minutes": round(pos.train_seconds / 60, 3),
+                   "images_per_second": round(pos.step * cfg.batch_size / pos.train_seconds, 1) if pos.step else None,
+                   "final_loss": None if self.unlogged_loss is None else float(self.unlogged_loss),
+                   "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
+                   "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
+        self.run.write_summary(summary)
+        plot_monitors(cfg.out, title=f"{cfg.method} ({cfg.encoder}, {cfg.dataset})")
+        print(f"{cfg.method}: {pos.step} steps in {pos.train_seconds / 60:.1f} training minutes, "
+              f"kNN top-1 {final['knn_top1']:.3f}; see {cfg.out}")
         return summary
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core_ssl.checkpoint import load_checkpoint, load_weights
+from core_ssl.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from core_ssl.cli import CommandError, run_command
 from core_ssl.run import ConfigMismatch
 from core_ssl.data import read_image_files
@@ -192,6 +192,9 @@ def test_sigint_mid_epoch_saves_and_the_resumed_run_is_bit_identical(tmp_path, m
         f"--run-dir {run} --resume")
     saved = load_checkpoint(run / "checkpoint.pt")
     assert (saved["epoch"], saved["batch_in_epoch"], saved["step"]) == (0, 3, 3)
+    assert train.Position.from_checkpoint(saved) == train.Position(epoch=0, batch_in_epoch=3, step=3,
+                                                                    elapsed_seconds=saved["elapsed_seconds"])
+    assert saved["elapsed_seconds"] > 0
     monkeypatch.setattr(CUTModel, "train_step", original_step)
 
     with pytest.raises(ConfigMismatch, match="--lambda-gan: saved 1.0, given 2.0; --seed: saved 0, given 1"):
@@ -203,6 +206,77 @@ def test_sigint_mid_epoch_saves_and_the_resumed_run_is_bit_identical(tmp_path, m
         assert torch.equal(resumed[name], value), name
     steps = [json.loads(line)["step"] for line in (run / "train.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 11))
+
+
+EARLIER_CHECKPOINT_KEYS = ("model", "run", "config", "epoch", "batch_in_epoch", "step", "best", "baseline",
+                           "elapsed_seconds", "rng", "data_rng")
+"""The top-level keys of a training checkpoint as the loop wrote them before its Position dataclass."""
+
+
+def stop_with_sigterm_at_step(monkeypatch, step: int, argv: list[str]) -> None:
+    """Run the command, sending SIGTERM to this process during ``step``; it must exit 143."""
+    original_step, calls = CUTModel.train_step, []
+
+    def interrupting_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CUTModel, "train_step", interrupting_step)
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train.main, argv)
+    assert stopped.value.code == 143 and len(calls) == step
+    monkeypatch.setattr(CUTModel, "train_step", original_step)
+
+
+def test_a_checkpoint_in_the_earlier_format_resumes_where_it_stood(tmp_path, monkeypatch, capsys):
+    """Checkpoints written before the Position dataclass, rewritten here key by key in their own
+    layout: one saved mid-epoch, and one saved at an epoch's end without ``batch_in_epoch`` (as
+    the oldest ones are). Both resume to the straight run's generator, with every step logged once."""
+    data = write_subset(tmp_path / "catdog", 12)
+    flags = [*SMOKE, "--data", str(data)]
+    train.main([*flags, "--run-dir", str(tmp_path / "straight")])
+    straight = load_weights(tmp_path / "straight" / "generator.safetensors")
+
+    for stop_at, keys, position in ((3, EARLIER_CHECKPOINT_KEYS, (0, 3, 3)),
+                                    (5, tuple(k for k in EARLIER_CHECKPOINT_KEYS if k != "batch_in_epoch"), (1, 0, 5))):
+        run = tmp_path / f"stopped-at-{stop_at}"
+        stop_with_sigterm_at_step(monkeypatch, stop_at, [*flags, "--run-dir", str(run)])
+        saved = load_checkpoint(run / "checkpoint.pt")
+        assert tuple(saved) == EARLIER_CHECKPOINT_KEYS  # the layout is unchanged
+        save_checkpoint({key: saved[key] for key in keys}, run / "checkpoint.pt")
+        capsys.readouterr()
+
+        summary = train.main(["--run-dir", str(run), "--resume"])
+        assert (summary["epochs"], summary["steps"]) == (2, 10), stop_at
+        assert summary["wall_clock_seconds"] >= round(saved["elapsed_seconds"], 1)
+        resumed = load_weights(run / "generator.safetensors")
+        for name, value in straight.items():
+            assert torch.equal(resumed[name], value), (stop_at, name)
+        steps = [json.loads(line)["step"] for line in (run / "train.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, 11)), stop_at
+        epochs = [json.loads(line)["epoch"] for line in (run / "train.jsonl").read_text().splitlines()]
+        assert epochs == [1] * 5 + [2] * 5, stop_at
+        assert (saved["epoch"], saved.get("batch_in_epoch", 0), saved["step"]) == position
+
+
+def test_the_mode_defaults_are_filled_in_once_and_the_model_settings_read_them(monkeypatch):
+    """resolve_mode_defaults fills the config (what config.json records); the model's settings
+    are read from that config, without looking the mode's defaults up a second time."""
+    for mode in ("cut", "fastcut"):
+        cfg = train.resolve_mode_defaults(train.TrainConfig(mode=mode, ngf=8, n_blocks=2, bf16="off"))
+        expected = CUTSettings.for_mode(mode, ngf=8, n_blocks=2)
+        assert (cfg.epochs, cfg.epochs_decay, cfg.lambda_nce) == (expected.n_epochs, expected.n_epochs_decay,
+                                                                   expected.lambda_nce)
+        with monkeypatch.context() as patched:
+            patched.setattr(CUTSettings, "for_mode", lambda *args, **kwargs: pytest.fail("for_mode called again"))
+            assert train._settings(cfg, 3, torch.device("cpu")) == expected
+        given = train.resolve_mode_defaults(train.TrainConfig(mode=mode, epochs=3, nce_idt=False))
+        assert (given.epochs, given.nce_idt) == (3, False)
+    with pytest.raises(ValueError, match="epochs, epochs_decay, lambda_nce, nce_idt, flip_equivariance of the "
+                                         "config are not resolved"):
+        train._settings(train.TrainConfig(), 3, torch.device("cpu"))
 
 
 def test_a_non_finite_generator_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):

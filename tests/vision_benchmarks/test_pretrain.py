@@ -20,6 +20,8 @@ from vision_benchmarks.config import PretrainConfig
 from vision_benchmarks.methods.simclr import SimCLR
 from vision_benchmarks.pretrained import load_pretrained
 
+from .tiny_cifar import write_tiny_cifar
+
 
 def tiny_run(out, **overrides) -> PretrainConfig:
     """SimCLR on 256 real CIFAR-10 images, 4 steps per epoch, 2 epochs, a checkpoint every step."""
@@ -170,6 +172,30 @@ def test_invalid_settings_fail_before_the_run_folder_is_made(tmp_path, capsys):
         run_command(pretrain.main, [*TINY_ARGS, "--batch-size", "0", "--run-dir", str(tmp_path / "run")])
     assert stopped.value.code == 2 and not (tmp_path / "run").exists()
     assert capsys.readouterr().err.strip() == "error: --batch-size must be >= 1, got 0 — give 1 or more"
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--image-size", "64", "error: --image-size 64 is larger than the 32 px images of {data} — give --image-size 32 "
+                           "or less"),
+    ("--train-images", "5", "error: --train-images must lie in 1..4 (the training images of {data}), got 5 — give "
+                            "at most 4, or none to train on all of them"),
+])
+def test_sizes_beyond_the_dataset_are_usage_errors_before_the_run_folder(flag, value, message, cifar_test, tmp_path,
+                                                                         monkeypatch, capsys):
+    """Checked against the loaded data before the run folder exists, so the corrected command
+    starts afresh in the same --out."""
+    data = write_tiny_cifar(cifar_test, tmp_path / "tiny", train_per_class=2, test_per_class=1, num_classes=2)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    args = ["--preset", "cpu", "--dataset", str(data), "--device", "cpu", "--out", str(run)]
+    with pytest.raises(SystemExit) as stopped:
+        run_command(pretrain.main, [*args, flag, value])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and err == message.format(data=data), err
+    assert not run.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+
+    summary = pretrain.main([*args, "--epochs", "0", "--batch-size", "2", "--width", "8", "--proj-hidden", "16"])
+    assert summary["steps"] == 0 and (run / "checkpoint.pt").is_file()
 
 
 def test_a_folder_of_another_tools_files_is_refused_and_left_as_it_was(tmp_path, capsys):
