@@ -266,7 +266,16 @@ class RunFolder:
         self.close()
 
     def open(self) -> None:
-        """Check the folder against --resume, create and lock it, install the signal handlers."""
+        """Check the folder against --resume, create and lock it, install the signal handlers.
+
+        Only the main process checks and claims the folder: another rank of a ``torchrun`` job
+        looking at it while rank 0 writes its lock and marker would see a folder that is neither
+        empty nor marked yet. If rank 0 refuses the folder, the job ends there."""
+        if self.main_process:
+            self._check_and_claim()
+        self._install_signal_handlers()
+
+    def _check_and_claim(self) -> None:
         existing = find_checkpoint(self.path) if self.path.is_dir() else None
         if self.resume and existing is None:
             raise CommandError(f"--resume: {self.path} holds no checkpoint ({CHECKPOINT_FILE})",
@@ -276,22 +285,20 @@ class RunFolder:
             raise CommandError(f"{self.path} already holds a run ({existing.name})",
                                "pass --resume to continue it, or choose another --run-dir")
         check_run_folder(self.path, self.resume)
-        if self.main_process:
-            self._created = not self.path.exists()
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock()
-            if not self.resume:
-                try:
-                    check_run_folder(self.path, self.resume)  # again under the lock: another process may have written
-                except NotARunFolder:
-                    self.close()
-                    raise
-                removed = discard_logs(self.path)
-                if removed:
-                    print(f"{self.path}: removed the logs of a run stopped before its first checkpoint "
-                          f"({', '.join(removed)})", file=sys.stderr)
-                write_marker(self.path, self.command)
-        self._install_signal_handlers()
+        self._created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        if not self.resume:
+            try:
+                check_run_folder(self.path, self.resume)  # again under the lock: another process may have written
+            except NotARunFolder:
+                self.close()
+                raise
+            removed = discard_logs(self.path)
+            if removed:
+                print(f"{self.path}: removed the logs of a run stopped before its first checkpoint "
+                      f"({', '.join(removed)})", file=sys.stderr)
+            write_marker(self.path, self.command)
 
     def _lock(self) -> None:
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)

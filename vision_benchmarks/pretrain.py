@@ -327,7 +327,6 @@ class PretrainLoop:
         self.warmup = int(self.cfg.warmup_fraction * _LR_RESOLUTION)
         self.evaluated = {row["step"]: row for row in logger.read("eval")}  # a resumed run does not log a step twice
         self.step_loss: torch.Tensor | None = None  # the last step's loss, checked before every checkpoint
-        self.unlogged_loss: torch.Tensor | None = None  # the last loss when steps ran since the last log row
         self.images_since_log = 0
         self.log_clock = self.last_checkpoint = time.perf_counter()
 
@@ -453,7 +452,7 @@ class PretrainLoop:
         setup.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         setup.optimizer.step()
-        self.unlogged_loss = self.step_loss = out["loss"].detach()
+        self.step_loss = out["loss"].detach()
         setup.method.after_optimizer_step(share_done)
         pos.step += 1
         pos.batch_in_epoch += 1
@@ -479,7 +478,7 @@ class PretrainLoop:
         self.logger.log("train", pos.step, epoch=pos.epoch, lr=self.setup.optimizer.param_groups[0]["lr"],
                         images_per_second=images_per_second, **scalars)
         bar.set_postfix(loss=f"{scalars['loss']:.3f}", img_s=f"{images_per_second:.0f}")
-        self.images_since_log, self.log_clock, self.unlogged_loss = 0, time.perf_counter(), None
+        self.images_since_log, self.log_clock = 0, time.perf_counter()
 
     def end_epoch(self, bar: Any) -> None:
         """After an epoch ran to its end: move the position to the next epoch, evaluate when
@@ -513,7 +512,7 @@ class PretrainLoop:
         summary = {"method": cfg.method, "steps": pos.step, "epochs": round(pos.step / len(setup.batches), 3),
                    "train_minutes": round(pos.train_seconds / 60, 3),
                    "images_per_second": round(pos.step * cfg.batch_size / pos.train_seconds, 1) if pos.step else None,
-                   "final_loss": None if self.unlogged_loss is None else float(self.unlogged_loss),
+                   "final_loss": None if self.step_loss is None else float(self.step_loss),
                    "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
                    "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
         self.run.write_summary(summary)

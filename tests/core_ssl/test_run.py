@@ -16,7 +16,7 @@ import torch
 from core_ssl.checkpoint import load_checkpoint, save_checkpoint
 from core_ssl.cli import CommandError
 from core_ssl.logger import RunLogger
-from core_ssl.run import (CHECKPOINT_FILE, ConfigMismatch, NonFiniteLoss, NotARunFolder, RunFolder, RunLocked,
+from core_ssl.run import (CHECKPOINT_FILE, LOCK_FILE, ConfigMismatch, NonFiniteLoss, NotARunFolder, RunFolder, RunLocked,
                           find_checkpoint, given_fields, is_run_folder, resume_config)
 from tests.user_folder import contents, make_user_folder
 from tests.spawn import project_env
@@ -161,6 +161,17 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
     with RunFolder(run, resume=False, command="cmd"):  # released on close
         with pytest.raises(RunLocked):  # and held against this process's own second attempt too
             RunFolder(run, resume=False, command="cmd").open()
+
+
+def test_other_ranks_leave_the_folder_to_the_main_process(tmp_path):
+    """Under torchrun, rank 1 may look while rank 0 is between writing its lock and its marker:
+    only rank 0 checks and claims the folder, the other ranks neither refuse nor write."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text("")  # rank 0 has locked the folder, its marker is not written yet
+    with RunFolder(run, resume=False, command="cmd", main_process=False):
+        pass
+    assert contents(run) == {LOCK_FILE: ""}
 
 
 def test_the_first_signal_asks_for_a_stop_the_second_stops_at_once(tmp_path):
