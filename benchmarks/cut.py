@@ -16,6 +16,8 @@ is the median of the per-round ratios. Contenders:
 
 - ``ours_fp32`` / ``ours_bf16``: :meth:`cut_translation.model.CUTModel.train_step`, without and
   with bf16 autocast (bf16 by default only where the CPU runs it natively);
+- ``ours_compiled_fp32`` / ``ours_compiled_bf16`` (``--compile``): the same with the generator
+  and discriminator compiled by ``torch.compile``, as ``cut_translation.train --compile`` does;
 - ``official_order_fp32`` (``--variants official-order``): the same maths in the official
   code's work order (the input re-encoded with a graph for the NCE keys, G(x) / G(y) and fake
   / real scored one at a time, the blur resampling as depthwise / transposed convolutions,
@@ -155,12 +157,16 @@ def official_order_step(model: CUTModel, real_a: torch.Tensor, real_b: torch.Ten
     model.optimizer_g.step()
 
 
-def ours(mode: str, precision: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> Contender:
+def ours(mode: str, precision: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor],
+         compiled: bool = False) -> Contender:
     """CUTModel.train_step on the device of ``images`` (the model moved there as
-    ``cut_translation.train`` moves it)."""
+    ``cut_translation.train`` moves it), its networks compiled as ``--compile`` does it when
+    ``compiled`` (compilation happens in the warm-up steps)."""
     torch.manual_seed(0)
     settings = CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"], bf16=precision == "bf16")
     model = CUTModel(settings).to(images[0].device)
+    if compiled:
+        model.compile_networks()
     return Contender(lambda: model.train_step(*images))
 
 
@@ -231,7 +237,7 @@ def worker(mode: str, names: list[str], args) -> None:
         elif name == "official_order_fp32":
             contenders[name] = official_order_contender(mode, shape, images)
         else:
-            contenders[name] = ours(mode, name.split("_")[-1], shape, images)
+            contenders[name] = ours(mode, name.split("_")[-1], shape, images, compiled="_compiled_" in name)
     times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device)
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     peak = load_peak(args.peak) if args.peak else None
@@ -242,7 +248,8 @@ def worker(mode: str, names: list[str], args) -> None:
         memory["peak_gpu_memory_gib" if alone else "process_peak_gpu_memory_gib_all_contenders"] = gpu_gib
     for name, row in compare(times).items():
         precision = "bf16" if name.endswith("bf16") else "fp32"
-        flops = count_flops(contenders[name].step, calls=2)
+        counted = name.replace("_compiled_", "_")  # compiled kernels are not seen by the FLOP counter: the eager twin's
+        flops = count_flops(contenders[counted].step, calls=2)
         emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, "precision": precision, **shape,
               **row, **peak_fractions(flops, row["median_s"], precision, peak, device=device), **memory,
               **(meta if name == REFERENCE else {})})
@@ -270,6 +277,9 @@ def main(argv_: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds")
     parser.add_argument("--calls", type=int, default=1, help="steps per turn")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with the generator and discriminator compiled (torch.compile; named "
+                             "ours_compiled_<precision>; compiled during the warm-up steps)")
     parser.add_argument("--memory", action="store_true", help="each contender alone in its own process (peak RSS)")
     parser.add_argument("--profile", action="store_true", help="print each contender's operator profile")
     parser.add_argument("--profile-top", type=int, default=12, help="operators listed per profile")
@@ -287,6 +297,7 @@ def main(argv_: list[str] | None = None) -> None:
     if "bf16" not in precisions and args.precisions is None:  # why the default left it out
         emit({"benchmark": "cut_train_step", "contender": "ours_bf16", "skipped": bf16_skip_note(device)})
     names = [f"ours_{p}" for p in precisions if "ours" in args.variants]
+    names += [f"ours_compiled_{p}" for p in precisions if "ours" in args.variants and args.compile]
     names += ["official_order_fp32"] if "official-order" in args.variants else []
     names += [REFERENCE] if args.reference else []
     forwarded = [a for a in (argv_ if argv_ is not None else sys.argv[1:]) if a != "--memory"]

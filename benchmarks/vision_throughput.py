@@ -9,6 +9,8 @@ views each), all from the same decoded uint8 CIFAR-10 train images in memory. Co
   view on the tensor batch (``core_ssl.augment``), one forward pass over both views
   concatenated, channels-last; bf16 autocast for the networks by default only where the CPU
   runs bf16 natively (``--precisions`` to choose).
+- ``batched_<precision>_compiled`` (``--compile``): the same with the encoder compiled by
+  ``torch.compile``, as ``vision_benchmarks.pretrain --compile`` does it.
 - ``per_sample_pil_workers{W}``: lightly's way rebuilt from torchvision. A ``DataLoader``
   (``--workers`` W) whose dataset turns each image into a PIL image and runs torchvision's
   per-sample transforms twice, then one forward pass per view, NCHW, fp32.
@@ -75,8 +77,10 @@ def sgd_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.step()
 
 
-def batched(train, args, device: torch.device, bf16: bool) -> Contender:
+def batched(train, args, device: torch.device, bf16: bool, compiled: bool = False) -> Contender:
     encoder, head, optimizer = build_model(device, channels_last=True)
+    if compiled:  # as vision_benchmarks.pretrain --compile: the encoder, in place; compiled in the warm-up steps
+        encoder.compile()
     augment = simclr_augment(32, color_strength=0.5)
     generator = torch.Generator(device=device).manual_seed(0)
     batches = iter(BatchIterator(train, args.batch_size, seed=0, device=device))
@@ -231,6 +235,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample pipelines")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
                         help="the batched pipeline's precisions (default: fp32, plus bf16 where native)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each batched contender with its encoder compiled (torch.compile; named "
+                             "batched_<precision>_compiled; compiled during the warm-up steps)")
     parser.add_argument("--skip-per-sample", action="store_true", help="do not time the rebuilt per-sample pipeline")
     parser.add_argument("--reference", choices=["lightly"], help="time lightly's pipeline alongside")
     parser.add_argument("--peak", metavar="PEAK_JSON", help="benchmarks/peak.py output: fractions of the peak")
@@ -253,6 +260,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         contenders[f"per_sample_pil_workers{args.workers}"] = per_sample(train, args, device)
     for precision in precisions:
         contenders[f"batched_{precision}"] = batched(train, args, device, precision == "bf16")
+        if args.compile:
+            contenders[f"batched_{precision}_compiled"] = batched(train, args, device, precision == "bf16", True)
     if args.reference:
         contenders[REFERENCE], meta = lightly_reference(train, args, device)
     try:
@@ -269,8 +278,9 @@ def report(contenders: dict[str, Contender], meta: dict, train, args, device: to
     peak = load_peak(args.peak) if args.peak else None
     rows = []
     for name, row in compare(times).items():
-        precision = "bf16" if name.endswith("bf16") else "fp32"
-        with turn_of(contenders[name]) as contender:
+        precision = "bf16" if "bf16" in name else "fp32"
+        counted = name.removesuffix("_compiled")  # compiled kernels are not seen by the FLOP counter: the eager twin's
+        with turn_of(contenders[counted]) as contender:
             flops = count_flops(contender.step)
         record = {"bench": "vision_throughput", "contender": name, "precision": precision, "device": str(device),
                   "batch_size": args.batch_size, "images_per_second": round(args.batch_size / row["median_s"], 2),

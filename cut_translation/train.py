@@ -61,7 +61,7 @@ from cut_translation.model import CUTModel, CUTSettings
 __all__ = ["TrainConfig", "PRESETS", "train", "main"]
 
 COMMAND = "python -m cut_translation.train"
-RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict")  # may change on --resume
+RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict", "compile")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
 MODE_FIELDS = ("epochs", "epochs_decay", "lambda_nce", "nce_idt", "flip_equivariance")  # None = the mode's default
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
@@ -94,6 +94,7 @@ class TrainConfig:
     temperature: float = field(default=0.07, metadata={"help": "PatchNCE temperature", "gt": 0})
     lr: float = field(default=2e-4, metadata={"help": "Adam learning rate (betas 0.5, 0.999)", "gt": 0})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks, losses in fp32: auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX) | on | off", "choices": ["auto", "on", "off"]})
+    compile: bool = field(default=False, metadata={"help": "compile the generator and discriminator with torch.compile (the first steps then compile for a minute or more). Speed only, and it may change on --resume"})
     eval_every: int = field(default=5, metadata={"help": "FID / KID every N epochs (0: never)", "min": 0})
     eval_images: int | None = field(default=None, metadata={"help": "held-out images per domain used for the evaluation; None = all", "min": 1})
     classifier_images: int = field(default=400, metadata={"help": "training images per domain for the domain classifier (0: none)", "min": 0})
@@ -272,6 +273,8 @@ def build_training(cfg: TrainConfig, run: RunFolder, device: torch.device) -> Tr
     data = load_unpaired(cfg.data, cfg.size, cfg.load_size, cfg.holdout, cfg.channels, cfg.seed, strict=cfg.strict)
     run_info = {"data": str(cfg.data), "size": cfg.size, "holdout": cfg.holdout, "seed": cfg.seed}
     model = CUTModel(_settings(cfg, data.channels, device)).to(device)
+    if cfg.compile:
+        model.compile_networks()
     batches = UnpairedBatches(data, cfg.batch_size, device, cfg.seed)
     steps_per_epoch = min(batches.steps_per_epoch, cfg.steps_per_epoch or batches.steps_per_epoch)
     evaluator = None

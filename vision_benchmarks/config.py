@@ -62,6 +62,7 @@ class _RuntimeFields:
     aug_backend: str = field(default="auto", metadata={"help": "augmentation backend: native ops or kornia.augmentation modules (same distributions); auto = the device's default (docs/benchmarks.md)", "choices": ["auto", "native", "kornia"]})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks (losses stay fp32): auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX; about 2x faster there, 10-80x slower where emulated) | on | off", "choices": ["auto", "on", "off"]})
     channels_last: bool = field(default=True, metadata={"help": "channels-last memory format for convolutions"})
+    compile: bool = field(default=False, metadata={"help": "compile the encoder with torch.compile (fused kernels around its convolutions, batch norms and activations; the first steps then take a minute or more to compile). Speed only: the same maths up to float rounding, and it may change on --resume"})
     knn_every: int = field(default=1, metadata={"help": "online kNN + collapse monitors every this many epochs (0 = only at the end)", "min": 0})
     knn_train_images: int | None = field(default=10000, metadata={"help": "labelled bank for the online kNN (None = the whole training set)", "min": 1})
     knn_test_images: int | None = field(default=2000, metadata={"help": "test images for the online kNN (None = all)", "min": 1})

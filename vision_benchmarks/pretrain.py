@@ -58,7 +58,7 @@ from vision_benchmarks.datasets import fixed_subset, load_run_split
 
 _LR_RESOLUTION = 1_000_000  # the warm-up cosine is evaluated at progress * this
 COMMAND = "python -m vision_benchmarks.pretrain"
-RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes", "strict")  # may change on --resume
+RUNTIME_FIELDS = ("device", "data_root", "checkpoint_minutes", "strict", "compile")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "minutes")  # may grow on --resume
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
 
@@ -205,6 +205,8 @@ def build_setup(cfg: PretrainConfig, train: ImageSet, test: ImageSet, rank: int,
     cfg = method.cfg  # every setting the method derived (head widths, blur) goes into config.json
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if cfg.compile:  # in place: the state dict keeps its keys, so checkpoints do not depend on it
+        method.encoder.compile()
     # Augmentation parameters are drawn on the CPU and copied over, so CUDA never waits for the host.
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     method.generator = generator

@@ -369,3 +369,32 @@ def test_runs_on_the_same_held_out_images_share_one_eval_cache(tmp_path):
     # another hold-out seed does not match the key: its features are computed (and the file replaced)
     train.main([*common, "--seed", "1", "--run-dir", str(tmp_path / "cut-s1")])
     assert cache.stat().st_mtime_ns != written
+
+
+
+def test_compiling_is_in_place_and_keeps_the_state_keys():
+    model = CUTModel(CUTSettings.for_mode("cut", ngf=8, ndf=8, n_blocks=2))
+    keys = list(model.state_dict())
+    model.compile_networks()
+    assert model.generator._compiled_call_impl is not None and model.discriminator._compiled_call_impl is not None
+    assert list(model.state_dict()) == keys  # checkpoints do not depend on --compile
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (compiling on a CPU takes minutes)")
+def test_compiled_networks_train_as_the_eager_ones():
+    """--compile is a speed setting: the same losses to float rounding."""
+    settings = CUTSettings.for_mode("cut", ngf=16, ndf=16, n_blocks=2, num_patches=16)
+    torch.manual_seed(0)
+    eager = CUTModel(settings).cuda()
+    compiled = CUTModel(settings).cuda()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_networks()
+    images = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        real_a, real_b = ((torch.rand(1, 3, 64, 64, generator=images) * 2 - 1).cuda() for _ in range(2))
+        torch.manual_seed(2)
+        expected = eager.train_step(real_a, real_b, flip=False)
+        torch.manual_seed(2)
+        got = compiled.train_step(real_a, real_b, flip=False)
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-4, msg=name)

@@ -265,3 +265,15 @@ def test_the_strict_flag_the_corrupt_image_warning_suggests_is_accepted(tmp_path
         pretrain.main([*args, "--strict", "--run-dir", str(tmp_path / "strict")])
     with pytest.warns(CorruptImageWarning, match=r"skipped 1 of 17 images .*broken.png.*\(--strict\)"):
         pretrain.main([*args, "--run-dir", str(tmp_path / "lenient")])
+
+
+def test_a_compiled_encoder_trains_as_the_eager_one_and_checkpoints_the_same_keys(tmp_path):
+    """--compile is a speed setting: the same losses to float rounding, the same checkpoint."""
+    def losses(run) -> list[float]:
+        return [json.loads(line)["loss"] for line in (run / "train.jsonl").read_text().splitlines()]
+
+    pretrain.pretrain(tiny_run(tmp_path / "eager", epochs=1, knn_every=0))
+    pretrain.pretrain(tiny_run(tmp_path / "compiled", epochs=1, knn_every=0, compile=True))
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-3)
+    compiled = load_checkpoint(tmp_path / "compiled" / "checkpoint.pt")["method"]
+    assert compiled.keys() == load_checkpoint(tmp_path / "eager" / "checkpoint.pt")["method"].keys()
