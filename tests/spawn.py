@@ -1,17 +1,30 @@
-"""Run a test's worker in several spawned processes and fail the test when any rank fails.
+"""Run a test's worker in several spawned processes, each in one gloo group, and fail the test
+when any rank fails.
 
-``worker(rank, init_file, failures, *args)`` joins the gloo group through ``file://{init_file}``
-and puts a message on ``failures`` before re-raising whatever went wrong in it; ``args`` (data,
-a result folder) are passed on to every rank.
+``worker(rank, *args)`` runs in every process after it has joined the group (through a
+rendezvous file in the test's folder); ``args`` (data, a result folder) are passed on to every
+rank. What goes wrong in a rank is sent back to the test, which fails with it.
 """
 
+import torch.distributed as dist
 import torch.multiprocessing as mp
+
+
+def _in_gloo_group(rank: int, init_file: str, failures, world: int, worker, *args) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        worker(rank, *args)
+    except Exception as err:  # reported back to the parent, which fails the test
+        failures.put(f"rank {rank}: {err!r}")
+        raise
+    finally:
+        dist.destroy_process_group()
 
 
 def run_workers(worker, tmp_path, world: int = 2, args: tuple = ()) -> None:
     failures = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(worker, args=(str(tmp_path / "rendezvous"), failures, *args), nprocs=world,
-                       start_method="spawn", join=True)
+    mp.start_processes(_in_gloo_group, args=(str(tmp_path / "rendezvous"), failures, world, worker, *args),
+                       nprocs=world, start_method="spawn", join=True)
     assert failures.empty(), failures.get()
 
 

@@ -28,36 +28,29 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(WORLD * BATCH, 2, 5, 5, generator=g) * 2 + 1, torch.randn(WORLD * BATCH, 6, generator=g)
 
 
-def _worker(rank, init_file, failures):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        x, target = _data()
-        reference = _network()
-        reference_output = reference(x)
-        ((reference_output - target).square().sum() / len(x)).backward()
+def _worker(rank):
+    x, target = _data()
+    reference = _network()
+    reference_output = reference(x)
+    ((reference_output - target).square().sum() / len(x)).backward()
 
-        network = convert_batchnorm(_network(), torch.device("cpu"))
-        assert isinstance(network[1], GatheredBatchNorm) and isinstance(network[5], GatheredBatchNorm)
-        mine = slice(rank * BATCH, (rank + 1) * BATCH)
-        output = network(x[mine])
-        torch.testing.assert_close(output, reference_output[mine].detach())  # outputs normalised with global stats
-        loss = (output - target[mine]).square().sum() / len(x)  # this process's share of the global loss
-        loss.backward()
-        for p in network.parameters():  # what DDP does: average over processes (x WORLD for a sum)
-            dist.all_reduce(p.grad)
-        for (name, p), q in zip(network.named_parameters(), reference.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}: {m}")
-        for mine_bn, their_bn in ((network[1], reference[1]), (network[5], reference[5])):
-            # running statistics: the unbiased variance of the whole batch, as one BatchNorm keeps it
-            for buffer in ("running_mean", "running_var", "num_batches_tracked"):
-                torch.testing.assert_close(getattr(mine_bn, buffer), getattr(their_bn, buffer))
-        network.eval(), reference.eval()
-        torch.testing.assert_close(network(x), reference(x))  # eval mode: running stats, no communication
-    except Exception as err:  # reported back to the parent, which fails the test
-        failures.put(f"rank {rank}: {err!r}")
-        raise
-    finally:
-        dist.destroy_process_group()
+    network = convert_batchnorm(_network(), torch.device("cpu"))
+    assert isinstance(network[1], GatheredBatchNorm) and isinstance(network[5], GatheredBatchNorm)
+    mine = slice(rank * BATCH, (rank + 1) * BATCH)
+    output = network(x[mine])
+    torch.testing.assert_close(output, reference_output[mine].detach())  # outputs normalised with global stats
+    loss = (output - target[mine]).square().sum() / len(x)  # this process's share of the global loss
+    loss.backward()
+    for p in network.parameters():  # what DDP does: average over processes (x WORLD for a sum)
+        dist.all_reduce(p.grad)
+    for (name, p), q in zip(network.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}: {m}")
+    for mine_bn, their_bn in ((network[1], reference[1]), (network[5], reference[5])):
+        # running statistics: the unbiased variance of the whole batch, as one BatchNorm keeps it
+        for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(mine_bn, buffer), getattr(their_bn, buffer))
+    network.eval(), reference.eval()
+    torch.testing.assert_close(network(x), reference(x))  # eval mode: running stats, no communication
 
 
 def test_two_processes_normalise_and_backpropagate_like_one_batchnorm_over_the_whole_batch(tmp_path):
