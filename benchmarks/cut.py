@@ -62,9 +62,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate, argv,  # noqa: E402
-                                  bf16_skip_note, compare, count_flops, default_precisions, emit, load_peak,
-                                  not_measured, peak_fractions, profile_ops, reference_tree, select_device,
-                                  tree_commit)
+                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions, emit,
+                                  load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
+                                  select_device, tree_commit)
 from cut_translation.model import CUTModel, CUTSettings  # noqa: E402
 from cut_translation.networks import BlurDownsample, BlurUpsample, ReflectionPad, lsgan_loss  # noqa: E402
 from cut_translation.patchnce import layer_mean_patch_nce, sample_locations  # noqa: E402
@@ -167,14 +167,14 @@ def ours(mode: str, precision: str, shape: dict, images: tuple[torch.Tensor, tor
     model = CUTModel(settings).to(images[0].device)
     if compiled:
         model.compile_networks()
-    return Contender(lambda: model.train_step(*images))
+    return Contender(lambda: model.train_step(*images), enter=cudnn_autotune(True))
 
 
 def official_order_contender(mode: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor]) -> Contender:
     torch.manual_seed(0)
     model = official_order(CUTModel(CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"])))
     model = model.to(images[0].device)
-    return Contender(lambda: official_order_step(model, *images))
+    return Contender(lambda: official_order_step(model, *images), enter=cudnn_autotune(True))
 
 
 def reference_gpu_ids(device: torch.device) -> str:
@@ -221,7 +221,7 @@ def reference(path: str, mode: str, shape: dict, images: tuple[torch.Tensor, tor
             "shims": ["sys.argv set to the train.py command line while parsing options"],
             "reference_options": {"nce_idt": opt.nce_idt, "lambda_NCE": opt.lambda_NCE,
                                   "flip_equivariance": opt.flip_equivariance, "netG": opt.netG}}
-    return Contender(step), meta
+    return Contender(step, enter=cudnn_autotune(True)), meta  # its BaseModel turns cudnn.benchmark on
 
 
 def worker(mode: str, names: list[str], args) -> None:

@@ -205,6 +205,21 @@ class Contender:
     leave: Callable[[], object] | None = None
 
 
+def cudnn_autotune(on: bool, then: Callable[[], object] | None = None) -> Callable[[], None]:
+    """A contender's ``enter``: ``torch.backends.cudnn.benchmark`` set as the contender's own
+    training code sets it (this toolkit's commands: on, for their fixed shapes; code that never
+    sets it: cuDNN's default, off), so each is timed with its own algorithm choice although all
+    share one process; ``then`` runs after (e.g. resuming DataLoader workers)."""
+    def enter() -> None:
+        import torch
+
+        torch.backends.cudnn.benchmark = on
+        if then is not None:
+            then()
+
+    return enter
+
+
 def alternate(contenders: Mapping[str, Contender | Callable[[], object]], rounds: int, calls: int = 1,
               warmup: int = 1, clock: Callable[[], float] = time.perf_counter,
               on_round: Callable[[int, dict[str, float]], None] | None = None,

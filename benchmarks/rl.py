@@ -61,9 +61,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate,  # noqa: E402
-                                  bf16_skip_note, compare, count_flops, default_precisions, emit, load_peak,
-                                  not_measured, peak_fractions, profile_ops, reference_tree, select_device,
-                                  stub_module, tree_commit)
+                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions, emit,
+                                  load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
+                                  select_device, stub_module, tree_commit)
 from core_ssl import losses  # noqa: E402
 from core_ssl.device import resolve_conv_micro_batch  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
@@ -117,7 +117,7 @@ def ours(batch_size: int, bf16: bool, capacity: int, micro_batch: str = "auto",
     if cuda_graphs:
         for _ in range(2 * (agent.graphs.warmup + 1)):
             agent.update(replay.sample(batch_size, generator))
-    return Contender(lambda: agent.update(replay.sample(batch_size, generator)))
+    return Contender(lambda: agent.update(replay.sample(batch_size, generator)), enter=cudnn_autotune(True))
 
 
 class _NullLogger:
@@ -171,7 +171,7 @@ def official(curl_utils: types.ModuleType, agent_class: type, batch_size: int, c
         agent.update(replay, logger, step[0])
         step[0] += 1
 
-    return Contender(update)
+    return Contender(update, enter=cudnn_autotune(False))  # the official code leaves cuDNN's default
 
 
 # ------------------------------------------------------------------------------ the official sequence, rebuilt
@@ -248,7 +248,7 @@ def official_style(batch_size: int, device: torch.device = CPU) -> Contender:
     host = random_batch(batch_size)
     obs_np, next_np = host.obs.numpy(), host.next_obs.numpy()
     batch = Batch(*(t.to(device) for t in host))
-    return Contender(lambda: update(obs_np, next_np, batch))
+    return Contender(lambda: update(obs_np, next_np, batch), enter=cudnn_autotune(True))
 
 
 # ------------------------------------------------------------------------------ 1. updates side by side

@@ -47,8 +47,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import (REFERENCE, Contender, WorkerProcesses, add_device_argument, alternate,  # noqa: E402
-                                  bf16_skip_note, child_pids, compare, count_flops, default_precisions, emit,
-                                  load_peak, not_measured, peak_fractions, profile_ops, select_device, turn_of)
+                                  bf16_skip_note, child_pids, compare, count_flops, cudnn_autotune,
+                                  default_precisions, emit, load_peak, not_measured, peak_fractions, profile_ops,
+                                  select_device, turn_of)
 from core_ssl import losses  # noqa: E402
 from core_ssl.augment import simclr_augment  # noqa: E402
 from core_ssl.data import BatchIterator, load_cifar10  # noqa: E402
@@ -92,7 +93,7 @@ def batched(train, args, device: torch.device, bf16: bool, compiled: bool = Fals
             z = head(encoder(views.contiguous(memory_format=torch.channels_last)))
         sgd_step(optimizer, losses.nt_xent(*z.chunk(2), temperature=0.5))
 
-    return Contender(step)
+    return Contender(step, enter=cudnn_autotune(True))  # as vision_benchmarks.pretrain sets it
 
 
 def loader_contender(dataset, args, train_step) -> Contender:
@@ -114,7 +115,8 @@ def loader_contender(dataset, args, train_step) -> Contender:
             batch = next(iterator[0])
         train_step(batch)
 
-    return Contender(step, enter=workers.resume, leave=workers.pause)
+    # lightly's example and its rebuild leave cuDNN's default (no autotuning)
+    return Contender(step, enter=cudnn_autotune(False, then=workers.resume), leave=workers.pause)
 
 
 def per_sample(train, args, device: torch.device) -> Contender:

@@ -45,6 +45,14 @@ def autocast(device: torch.device, enabled: bool = True):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=not recording)
 
 
+def tune_convolutions(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms once per input shape and keep the
+    fastest (``torch.backends.cudnn.benchmark``); the training commands feed fixed shapes, where
+    this pays after the first steps. A no-op on other devices."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 convolutions and matmuls run natively (fast) on ``device``.
 

@@ -48,7 +48,7 @@ from torchvision.utils import save_image  # noqa: E402
 from core_ssl.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, replace_config
-from core_ssl.device import resolve_bf16, resolve_device
+from core_ssl.device import resolve_bf16, resolve_device, tune_convolutions
 from core_ssl.logger import RunLogger, progress
 from core_ssl.pipeline import ConfigPipeline
 from core_ssl.run import RunFolder
@@ -204,6 +204,7 @@ def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> dict:
     named on the command line (None = those set away from the defaults)."""
     cfg = PIPELINE.finish(cfg, given)
     device = resolve_device(cfg.device)
+    tune_convolutions(device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     with RunFolder(cfg.run_dir, cfg.resume, COMMAND, hint=NAN_HINT) as run:

@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from core_ssl.checkpoint import capture_rng_state, export_weights, restore_rng_state
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, replace_config
-from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_conv_micro_batch, resolve_device
+from core_ssl.device import BF16_CHOICES, resolve_bf16, resolve_conv_micro_batch, resolve_device, tune_convolutions
 from core_ssl.logger import RunLogger, progress
 from core_ssl.plotting import pyplot, save_figure
 from core_ssl.pipeline import ConfigPipeline
@@ -299,6 +299,7 @@ def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> Path:
     set away from the defaults)."""
     cfg = PIPELINE.finish(cfg, given)
     device = resolve_device(cfg.device)
+    tune_convolutions(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.run_dir)

@@ -42,7 +42,7 @@ from core_ssl import checkpoint, distributed, monitor
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict
 from core_ssl.data import BatchIterator, ImageSet
-from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device
+from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device, tune_convolutions
 from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress, read_jsonl
 from core_ssl.pipeline import ConfigPipeline
@@ -293,7 +293,7 @@ def _pretrain(cfg: PretrainConfig, run: RunFolder, train: ImageSet, test: ImageS
     trains, record the config, then evaluate the initialisation, train, and finish."""
     saved = run.load(map_location=device) if cfg.resume else None
     torch.manual_seed(cfg.seed)
-    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    tune_convolutions(device)
     setup = build_setup(cfg, train, test, rank, world, device, bf16)
     position = Position()
     if saved is not None:

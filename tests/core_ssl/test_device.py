@@ -88,3 +88,13 @@ def test_fused_optimizers_are_not_asked_for_integer_or_empty_parameters():
 
     assert fused_optimizer_kwargs([]) == {}
     assert fused_optimizer_kwargs([torch.zeros(3, dtype=torch.int64)]) == {}
+
+
+def test_convolutions_are_autotuned_on_cuda_only(monkeypatch):
+    from core_ssl.device import tune_convolutions
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_convolutions(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_convolutions(torch.device("cuda"))  # no GPU needed: it only sets cuDNN's flag
+    assert torch.backends.cudnn.benchmark is True

@@ -557,3 +557,12 @@ def test_cut_contenders_move_to_the_device_of_the_images(monkeypatch):
     cut.ours("fastcut", "fp32", shape, images)
     cut.official_order_contender("fastcut", shape, images)
     assert moved == [torch.device("meta")] * 2
+
+
+def test_each_contender_enters_with_its_own_cudnn_autotuning(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    resumed = []
+    ref.cudnn_autotune(True, then=lambda: resumed.append(1))()
+    assert torch.backends.cudnn.benchmark is True and resumed == [1]
+    ref.cudnn_autotune(False)()
+    assert torch.backends.cudnn.benchmark is False
