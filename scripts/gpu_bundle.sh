@@ -4,7 +4,8 @@
 # .gpu/ in the project's root:
 #   .gpu/site.txz        the Python packages a stock CUDA image (CPython 3.12, torch, torchvision,
 #                        numpy, scipy, matplotlib, pytest) lacks: kornia, dm-control, mujoco,
-#                        gymnasium and their small dependencies, for manylinux x86_64. Unused
+#                        gymnasium and their small dependencies, and pytest-timeout (the suite's
+#                        addopts name --timeout; where the image has it, pytest loads one), for manylinux x86_64. Unused
 #                        package data (dm_control's locomotion and dog assets, labmaze, Blender
 #                        files, mujoco's experimental code, headers and tests) is left out: about 17 MB (xz).
 #   .gpu/gl/*.deb        the EGL / GLVND loader libraries, for headless MuJoCo rendering (EGL).
@@ -50,7 +51,7 @@ else:
 PY
 }
 pkgs="$(pin mujoco) $(pin dm-control) $(pin kornia) kornia-rs==0.2.0 $(pin gymnasium) farama-notifications
-      dm-env dm-tree glfw pyopengl ${EXTRA:-}"
+      dm-env dm-tree glfw pyopengl pytest-timeout==2.4.0 ${EXTRA:-}"
 echo "wheels for CPython $PY: $pkgs" | tr -s ' \n' ' '; echo
 for p in $pkgs; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp \

@@ -132,7 +132,7 @@ if torch.cuda.is_available():
     props = torch.cuda.get_device_properties(0)
     facts.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                  multiprocessors=props.multi_processor_count, cudnn=torch.backends.cudnn.version())
-for name in ("kornia", "mujoco", "dm_control", "gymnasium", "triton"):
+for name in ("kornia", "mujoco", "dm_control", "gymnasium", "triton", "pytest_timeout", "xdist"):
     try:
         module = __import__(name)
         facts[name] = getattr(module, "__version__", "present")
