@@ -51,16 +51,21 @@ class StepGraphs:
             gradients are reset to None before each recording.
         warmup: eager calls per key before it is recorded (torch's examples use 3; 2 suffices
             for a step whose optimiser state exists after its first call).
+        record: ``record(call) -> (graph, outputs)`` records ``call()`` (default
+            :func:`record_cuda_graph`); ``graph.replay()`` must then write the outputs in place.
+        run_eagerly: ``run_eagerly(call) -> outputs`` for the warm-up calls (default
+            :func:`on_side_stream`).
 
     Calling returns the step's outputs; a replayed graph's outputs are cloned, so a caller
     may keep them across later calls.
     """
 
     def __init__(self, step: Callable[..., StepOutputs], parameters: Callable[[], Iterable[torch.Tensor]],
-                 warmup: int = 2) -> None:
+                 warmup: int = 2, record: Callable | None = None, run_eagerly: Callable | None = None) -> None:
         if warmup < 1:
             raise ValueError(f"warmup must be >= 1 (cuDNN and the optimisers settle in eager calls), got {warmup}")
         self.step, self.parameters, self.warmup = step, parameters, warmup
+        self.record, self.run_eagerly = record or record_cuda_graph, run_eagerly or on_side_stream
         self.reset()
 
     def reset(self) -> None:
@@ -80,20 +85,11 @@ class StepGraphs:
             calls = self._eager_calls.get(key, 0)
             if calls < self.warmup:
                 self._eager_calls[key] = calls + 1
-                return self._side_stream(inputs, key)
+                return self.run_eagerly(lambda: self.step(inputs, *key))
             recorded = self._graphs[key] = self._record(inputs, key)
         self._copy_in(inputs)
         recorded.graph.replay()
         return {name: value.clone() for name, value in recorded.outputs.items()}
-
-    def _side_stream(self, inputs: tuple[torch.Tensor, ...], key: tuple) -> StepOutputs:
-        current = torch.cuda.current_stream()
-        side = torch.cuda.Stream()
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            outputs = self.step(inputs, *key)
-        current.wait_stream(side)
-        return outputs
 
     def _copy_in(self, inputs: tuple[torch.Tensor, ...]) -> None:
         for buffer, value in zip(self._static, inputs):
@@ -110,11 +106,29 @@ class StepGraphs:
         self._copy_in(inputs)
         for tensor in self.parameters():
             tensor.grad = None
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (a progress bar) may use CUDA
-            outputs = self.step(self._static, *key)
-        return _Recorded(graph, outputs)
+        return _Recorded(*self.record(lambda: self.step(self._static, *key)))
+
+
+def record_cuda_graph(call: Callable[[], StepOutputs]) -> tuple["torch.cuda.CUDAGraph", StepOutputs]:
+    """``call()`` recorded into a new CUDA graph (not run): the graph and the output tensors
+    its replays overwrite."""
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (a progress bar) may use CUDA
+        outputs = call()
+    return graph, outputs
+
+
+def on_side_stream(call: Callable[[], StepOutputs]) -> StepOutputs:
+    """``call()`` on a fresh CUDA stream that waits for the current one (and is waited for):
+    warm-up before a recording, as torch's CUDA-graph examples do it."""
+    current = torch.cuda.current_stream()
+    side = torch.cuda.Stream()
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        outputs = call()
+    current.wait_stream(side)
+    return outputs
 
 
 def graph_support(device: torch.device) -> str | None:

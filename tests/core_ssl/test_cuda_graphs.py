@@ -1,6 +1,8 @@
 """core_ssl.cuda_graphs: a replayed step computes what the eager step computes.
 
-The recording tests need a GPU (they are skipped elsewhere); the argument checks run anywhere.
+The bookkeeping (warm-up calls per variant, one recording each, inputs copied in, outputs
+copied out, reset) is tested anywhere with a stand-in graph whose replay runs the recorded call
+again; the recordings themselves need a GPU (skipped elsewhere).
 """
 
 from __future__ import annotations
@@ -46,6 +48,89 @@ class _Regression:
         loss.backward()
         self.optimizer.step()
         return {"loss": loss.detach()}
+
+
+class _ReplayByCalling:
+    """Stands in for a CUDA graph on a CPU: a replay runs the recorded call again and writes its
+    outputs into the dict the recording returned, as a graph overwrites its static outputs."""
+
+    def __init__(self, call) -> None:
+        self.call, self.outputs, self.replays = call, {}, 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.outputs.update(self.call())
+
+
+def _record_for_replay_by_calling(call):
+    graph = _ReplayByCalling(call)
+    return graph, graph.outputs
+
+
+def _graphs_on_the_cpu(step, parameters, warmup=2):
+    eager_calls = []
+
+    def run_eagerly(call):
+        eager_calls.append(1)
+        return call()
+
+    graphs = StepGraphs(step, parameters, warmup=warmup, record=_record_for_replay_by_calling,
+                        run_eagerly=run_eagerly)
+    return graphs, eager_calls
+
+
+def test_each_variant_runs_eagerly_warmup_times_then_is_recorded_once_and_replayed():
+    torch.manual_seed(0)
+    model = nn.Linear(8, 1)
+    eager = _Regression(copy.deepcopy(model), graphs=False)
+    graphed = _Regression(model, graphs=False)
+    graphs, eager_calls = _graphs_on_the_cpu(graphed.step, lambda: graphed.model.parameters())
+    generator = torch.Generator().manual_seed(1)
+    kept = []
+    for call in range(10):
+        batch = (torch.randn(32, 8, generator=generator), torch.randn(32, 1, generator=generator))
+        penalised = call % 2 == 0
+        expected = eager.step(batch, penalised)["loss"]
+        got = graphs(batch, penalised)["loss"]
+        torch.testing.assert_close(got, expected)  # the replay read this call's batch, copied in
+        kept.append(got)
+    assert len(eager_calls) == 4 and sorted(graphs.recorded) == [(False,), (True,)]
+    assert graphs._graphs[(True,)].graph.replays == 3  # calls 4, 6, 8 of that variant
+    assert len({id(t) for t in kept}) == len(kept)  # outputs are copies, not the graph's buffers
+    for a, b in zip(graphed.model.parameters(), eager.model.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_reset_forgets_the_graphs_and_warms_up_again():
+    model = nn.Linear(8, 1)
+    graphed = _Regression(model, graphs=False)
+    graphs, eager_calls = _graphs_on_the_cpu(graphed.step, lambda: model.parameters(), warmup=1)
+    batch = (torch.randn(4, 8), torch.randn(4, 1))
+    graphs(batch, False)
+    graphs(batch, False)
+    assert graphs.recorded == [(False,)] and len(eager_calls) == 1
+    graphs.reset()
+    assert graphs.recorded == []
+    graphs(batch, False)
+    assert len(eager_calls) == 2  # a warm-up call again before the next recording
+
+
+def test_gradients_are_reset_before_a_recording():
+    model = nn.Linear(8, 1)
+    graphed = _Regression(model, graphs=False)
+    seen = []
+
+    def record(call):
+        seen.append([p.grad for p in model.parameters()])
+        return _record_for_replay_by_calling(call)
+
+    graphs = StepGraphs(graphed.step, lambda: model.parameters(), warmup=1, record=record,
+                        run_eagerly=lambda call: call())
+    batch = (torch.randn(4, 8), torch.randn(4, 1))
+    graphs(batch, False)  # eager: leaves gradients behind
+    assert all(p.grad is not None for p in model.parameters())
+    graphs(batch, False)  # recorded
+    assert seen == [[None, None]]
 
 
 @needs_cuda

@@ -13,9 +13,11 @@ import copy
 import pytest
 import torch
 
+from core_ssl.cuda_graphs import StepGraphs
 from rl_curl import train
 from rl_curl.agent import AgentSettings, SacAgent
 from rl_curl.replay import Batch
+from tests.core_ssl.test_cuda_graphs import _record_for_replay_by_calling
 from tests.rl_curl.test_agent import SMALL
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -43,6 +45,38 @@ def test_the_train_command_refuses_graphs_without_cuda_before_writing(tmp_path, 
     assert err.splitlines()[-1].startswith("error: --cuda-graphs: CUDA graphs need a CUDA device, not cpu")
     assert list(tmp_path.iterdir()) == []
 
+
+
+@pytest.mark.parametrize("optimizers", ["joint", "official"])
+def test_the_agent_replays_the_variant_of_each_update_on_a_cpu_stand_in(optimizers, monkeypatch):
+    """The agent's side of the graphs, anywhere: updates alternate between the two variants by
+    the update counter, each variant is recorded once, and restoring a checkpoint drops them
+    (the stand-in graph replays by running the recorded call again)."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    torch.manual_seed(0)
+    settings = dict(SMALL, optimizers=optimizers, crop_size=84)
+    eager = SacAgent((9, 84, 84), 2, torch.device("cpu"), **settings)
+    graphed = SacAgent((9, 84, 84), 2, torch.device("cpu"), **settings)
+    graphed.load_state_dict(eager.state_dict())
+    graphed.graphs = StepGraphs(graphed._step, graphed._trained_tensors, record=_record_for_replay_by_calling,
+                                run_eagerly=lambda call: call())
+    for batch in _cpu_batches(8):
+        expected, got = eager.update(batch), graphed.update(batch)
+        assert expected.keys() == got.keys()
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], msg=name)
+    assert sorted(graphed.graphs.recorded) == [(False, False), (True, True)]
+    _assert_same_state(graphed, eager)
+    graphed.load_state_dict(eager.state_dict())
+    assert graphed.graphs.recorded == []
+
+
+def _cpu_batches(count: int, size: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        frames = lambda: torch.randint(0, 256, (size, 9, 84, 84), dtype=torch.uint8, generator=g)  # noqa: E731
+        yield Batch(frames(), torch.rand(size, 2, generator=g) * 2 - 1, torch.rand(size, 1, generator=g), frames(),
+                    torch.ones(size, 1))
 
 def _batches(count: int, size: int = 32, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
