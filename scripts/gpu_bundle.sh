@@ -20,6 +20,12 @@
 #                                                    # command of its own (docs/benchmarks.md)
 #   EXTRA="pytest-xdist==3.8.0" bash scripts/gpu_bundle.sh   # more wheels into the site
 #   PY=3.11 bash scripts/gpu_bundle.sh               # for another CPython on the GPU machine
+#   REF_CURL=~/curl REF_CUT=~/cut bash scripts/gpu_bundle.sh   # also the reference code to time beside
+#                                                    # ours: git checkouts of MishaLaskin/curl and
+#                                                    # taesungp/contrastive-unpaired-translation, copied
+#                                                    # without .git and images into .gpu/refs/{curl,cut}
+#                                                    # (REFERENCE_COMMIT names their commit; gpu_check.sh
+#                                                    # finds them there)
 #   TRAIN_PER_CLASS=5000 SPLIT_MB=30 bash scripts/gpu_bundle.sh   # the whole CIFAR-10, in 30 MB parts
 #                                                    # (.gpu/parts1, .gpu/parts2, ...: one per command)
 #
@@ -113,6 +119,15 @@ PY
     ls -d .gpu/parts* 2>/dev/null | sed 's/^/parts folder: /'
   fi
 fi
+for ref in "curl ${REF_CURL:-}" "cut ${REF_CUT:-}"; do
+  read -r name tree <<< "$ref"
+  [ -n "$tree" ] || continue
+  mkdir -p ".gpu/refs/$name"
+  tar -C "$tree" --exclude=.git --exclude=imgs --exclude=datasets --exclude='*.png' --exclude='*.jpg' \
+    --exclude='*.gif' -cf - . | tar -C ".gpu/refs/$name" -xf -
+  git -C "$tree" rev-parse HEAD > ".gpu/refs/$name/REFERENCE_COMMIT"
+  echo "reference $name: $(cat ".gpu/refs/$name/REFERENCE_COMMIT") ($(du -sh ".gpu/refs/$name" | cut -f1))"
+done
 du -sh .gpu/site.txz .gpu/gl ${DATA:+.gpu/data} 2>/dev/null || true
 du -sh .gpu
 echo "On the GPU machine, from the project's root: bash scripts/gpu_check.sh"

@@ -310,7 +310,9 @@ if [[ " $JOBS " == *" bench "* ]]; then
     rl_args=(--batch-sizes 128 512 --rounds 6 --skip-env --cuda-graphs) cut_args=(--size 256 --modes cut --rounds 6 --calls 2 --compile)
     vision_args=(--batch-size 512 --rounds 3 --calls 2 --compile) augment_args=(--only backends --batch 512 --repeats 5)
   fi
-  # the reference checkouts, when named ("VAR script repository")
+  # the reference checkouts, when named ("VAR script repository"); gpu_bundle.sh's copies by default
+  [ -z "${REF_CURL:-}" ] && [ -d .gpu/refs/curl ] && REF_CURL=$ROOT/.gpu/refs/curl
+  [ -z "${REF_CUT:-}" ] && [ -d .gpu/refs/cut ] && REF_CUT=$ROOT/.gpu/refs/cut
   for ref in "REF_CURL rl MishaLaskin/curl" "REF_CUT cut taesungp/contrastive-unpaired-translation"; do
     read -r var script repo <<< "$ref"
     tree=${!var:-}
