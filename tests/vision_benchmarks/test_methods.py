@@ -239,6 +239,40 @@ def test_pirl_estimates_the_nce_noise_mass_once(cifar_batch):
     assert float(infonce.nce_noise_mass) == 0
 
 
+def test_pirl_step_reads_the_bank_rows_of_its_indices_then_writes_the_image_embeddings(cifar_batch):
+    """PIRL's step: both terms take the bank rows m_I of the batch's dataset indices as
+    positives and bank rows as negatives, all as they were *before* the step, without gradient;
+    L = w * L(v_It) + (1 - w) * L(v_I); afterwards m_I = normalize(0.5 m_I + 0.5 v_I / |v_I|)
+    for exactly those rows."""
+    images, labels = cifar_batch
+    method = build_method(tiny_config("pirl"), 10, 3 * len(images))
+    method.generator = torch.Generator().manual_seed(0)
+    indices = torch.randperm(3 * len(images), generator=torch.Generator().manual_seed(1))[: len(images)]
+    assert method.cfg.bank_momentum == 0.5
+    before = method.bank.bank.clone()
+    seen, contrast = [], method.contrast
+    method.contrast = lambda q, k, n: seen.append((q, k, n)) or contrast(q, k, n)
+    out = method(images, labels, indices)
+    (jigsaw_query, jigsaw_key, jigsaw_negatives), (image_query, image_key, image_negatives) = seen
+    assert torch.equal(jigsaw_key, before[indices]) and torch.equal(image_key, before[indices])
+    assert torch.equal(jigsaw_negatives, image_negatives)
+    assert all((before == row).all(1).any() for row in image_negatives)
+    assert not (image_key.requires_grad or image_negatives.requires_grad)
+    assert torch.equal(out["embeddings"][0], image_query) and torch.equal(out["embeddings"][1], jigsaw_query)
+    w = method.cfg.jigsaw_weight
+    expected = w * contrast(jigsaw_query, jigsaw_key, image_negatives) + (1 - w) * contrast(image_query, image_key,
+                                                                                          image_negatives)
+    assert torch.allclose(out["loss"], expected)
+    written = torch.nn.functional.normalize(
+        0.5 * before[indices] + 0.5 * torch.nn.functional.normalize(image_query.detach(), dim=1), dim=1)
+    assert torch.allclose(method.bank.bank[indices], written, atol=1e-6)
+    untouched = torch.ones(len(before), dtype=torch.bool)
+    untouched[indices] = False
+    assert torch.equal(method.bank.bank[untouched], before[untouched])
+    out["loss"].backward()
+    assert method.bank.bank.grad is None and method.image_head.weight.grad is not None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_loss_falls_on_real_images(name, cifar_batch):
