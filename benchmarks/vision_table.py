@@ -62,11 +62,15 @@ from vision_benchmarks.evaluation.robustness import (RESULT_FILE, format_robustn
                                           plot_robustness_over_seeds, robustness_over_seeds)
 from vision_benchmarks.evaluation.transfer import dataset_tag  # noqa: E402
 from vision_benchmarks.weights import ExportConfig, export_run  # noqa: E402
+from vision_benchmarks.methods import METHODS  # noqa: E402
 from vision_benchmarks.studies.plots import plot_results_bars  # noqa: E402
 
-# (row label, method, uses labels); the random encoder is a 0-epoch run of SimCLR's network.
+# (row label, method, uses labels); the random encoders are 0-epoch runs: SimCLR's network on the
+# images as they are, and PIRL's (the same ConvNet) on per-image standardised images, the input
+# Jigsaw and PIRL are trained and scored on.
 ROWS = [
     ("random encoder", "random", False),
+    ("random encoder, per-image standardised", "random_per_image", False),
     ("RotNet", "rotnet", False),
     ("Jigsaw", "jigsaw", False),
     ("Context Encoder", "context_encoder", False),
@@ -81,10 +85,14 @@ ROWS = [
 ]
 
 
+RANDOM_ENCODERS = {"random": "simclr", "random_per_image": "pirl"}
+"""The random-encoder rows and the method whose network (and input normalisation) each takes."""
+
+
 def pretrain_args(method: str, run: Path, budget: list[str], seed: int, device: str, extra: list[str]) -> list[str]:
     """The pre-training command line of one cell (resumed when a checkpoint is already there)."""
-    if method == "random":
-        args = ["--method", "simclr", "--epochs", "0"]
+    if method in RANDOM_ENCODERS:
+        args = ["--method", RANDOM_ENCODERS[method], "--epochs", "0"]
     else:
         args = ["--method", method, *budget]
     args += ["--preset", "cpu", "--seed", str(seed), "--out", str(run), "--device", device, *extra]
@@ -230,12 +238,12 @@ def run_robustness(cells: list[dict], methods: list[str], baseline_method: str, 
 
 
 def median_seed_cells(rows: list[dict], key: str = "linear_top1") -> dict[str, dict]:
-    """Per method (the random encoder left out), the cell whose ``key`` is the median over its
+    """Per method (the random encoders left out), the cell whose ``key`` is the median over its
     seeds; with an even number of seeds, the lower of the two middle cells. Ties keep the
     smaller seed."""
     chosen = {}
     for row in rows:
-        if row["method"] == "random":
+        if row["method"] in RANDOM_ENCODERS:
             continue
         cells = sorted(row["cells"], key=lambda c: (c[key], c["seed"]))
         chosen[row["method"]] = cells[(len(cells) - 1) // 2]
@@ -244,9 +252,11 @@ def median_seed_cells(rows: list[dict], key: str = "linear_top1") -> dict[str, d
 
 def shipping_note(row: dict, rows: list[dict]) -> str:
     """What a shipped encoder is (not) good for, where the table says so: a method whose mean
-    linear top-1 over seeds is below the random encoder's is no better a starting point than a
-    random initialisation. Empty when there is nothing to warn about."""
-    random = next((r for r in rows if r["method"] == "random"), None)
+    linear top-1 over seeds is below that of the random encoder scored on the same input (per-image
+    standardised for Jigsaw and PIRL, as they are) is no better a starting point than a random
+    initialisation. Empty when there is nothing to warn about."""
+    baseline = "random_per_image" if METHODS[row["method"]].input_normalization == "per_image" else "random"
+    random = next((r for r in rows if r["method"] == baseline), None)
     if random is None or row["linear_top1"] >= random["linear_top1"]:
         return ""
     return (f"**below the random encoder** (linear top-1 {row['linear_top1']:.3f} against "

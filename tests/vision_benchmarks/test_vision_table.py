@@ -155,3 +155,4 @@ def test_a_copied_table_regenerates_from_its_files_alone(tmp_path):
         vision_table.main([*flags[:-2], "500", "--report-only", "--seeds", "0", "1"])
     with pytest.raises(SystemExit, match="no finished cell"):
         vision_table.main(["--epochs", "2", "--out", str(tmp_path / "empty"), "--report-only"])
+

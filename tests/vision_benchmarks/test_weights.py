@@ -159,18 +159,23 @@ def test_median_seed_cells_pick_each_method_s_middle_seed_and_skip_the_random_en
     assert chosen["simclr"]["seed"] == 0          # 0.52 is the middle of 0.50, 0.52, 0.55
     assert chosen["byol"]["seed"] == 1            # ties: by seed, the middle one
     assert chosen["rotnet"]["seed"] == 1          # two seeds: the lower of the two (0.5)
+    assert "random" not in chosen and median_seed_cells([row("random_per_image", [0.4])]) == {}
 
 
-def test_shipping_note_warns_only_below_the_random_encoder():
+def test_shipping_note_warns_only_below_the_random_encoder_on_the_same_input():
+    """Jigsaw and PIRL train and score on per-image standardised images: they are compared with
+    the random encoder probed that way, every other method with the one on the images as they are."""
     from benchmarks.vision_table import shipping_note
 
-    rows = [{"method": "random", "linear_top1": 0.4468}, {"method": "simclr", "linear_top1": 0.5388},
-            {"method": "pirl", "linear_top1": 0.3300}]
-    assert shipping_note(rows[1], rows) == ""
-    note = shipping_note(rows[2], rows)
-    assert note.startswith("**below the random encoder** (linear top-1 0.330 against 0.447")
+    rows = [{"method": "random", "linear_top1": 0.4468}, {"method": "random_per_image", "linear_top1": 0.3877},
+            {"method": "simclr", "linear_top1": 0.5388}, {"method": "pirl", "linear_top1": 0.3300},
+            {"method": "jigsaw", "linear_top1": 0.4480}]
+    assert shipping_note(rows[2], rows) == "" and shipping_note(rows[4], rows) == ""  # jigsaw: above 0.388
+    note = shipping_note(rows[3], rows)
+    assert note.startswith("**below the random encoder** (linear top-1 0.330 against 0.388")
     assert "not a useful starting point" in note and "Known limits" in note
-    assert shipping_note(rows[2], rows[1:]) == ""  # no random row: nothing to compare with
+    assert "against 0.447" in shipping_note({"method": "simclr", "linear_top1": 0.40}, rows)
+    assert shipping_note(rows[3], [rows[0], *rows[2:]]) == ""  # no random row on its input: nothing to compare with
 
 
 def test_vision_table_ships_the_median_seed_encoder_with_its_listing(tiny, tmp_path):
