@@ -259,9 +259,10 @@ def shipping_note(row: dict, rows: list[dict]) -> str:
     random = next((r for r in rows if r["method"] == baseline), None)
     if random is None or row["linear_top1"] >= random["linear_top1"]:
         return ""
+    on_input = ", on per-image standardised images as this method is probed" if baseline == "random_per_image" else ""
     return (f"**below the random encoder** (linear top-1 {row['linear_top1']:.3f} against "
-            f"{random['linear_top1']:.3f}, mean over seeds): not a useful starting point (what is known of why: "
-            "docs/vision_benchmarks.md, Known limits)")
+            f"{random['linear_top1']:.3f}{on_input}, mean over seeds): not a useful starting point "
+            "(what is known of why: docs/vision_benchmarks.md, Known limits)")
 
 
 def ship_weights(rows: list[dict], folder: Path) -> str:
