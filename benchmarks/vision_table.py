@@ -12,7 +12,7 @@ intervals), and ``claims.md`` / ``claims.json``: each of the papers' comparative
 (``vision_benchmarks.studies.method_claims``) judged on linear and kNN top-1 by Welch's 95% interval of the
 difference of the two rows' means (holds / fails / not resolved). Resumable: finished
 (method, seed) cells are skipped, an interrupted pre-training continues from its checkpoint,
-so it can run across sessions. ``--report-only`` never trains
+so it can be stopped and run again later. ``--report-only`` never trains
 or evaluates: it rebuilds every table and plot from the cells' saved records, e.g. from the
 copies committed under ``results/`` (unfinished cells are listed and left out).
 

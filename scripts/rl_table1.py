@@ -1,4 +1,4 @@
-"""CURL's Table 1 at 100k environment steps, run a few runs at a time over several GPU sessions.
+"""CURL's Table 1 at 100k environment steps, run a few runs at a time over several GPU jobs.
 
     python scripts/rl_table1.py status                       # what is finished, what is left
     python scripts/rl_table1.py next --count 4               # the next runs, as RL_RUNS lines
