@@ -1,6 +1,6 @@
-"""The Markdown summary of one `scripts/gpu_check.sh` session kept under results/gpu/<name>/.
+"""The Markdown summary of one `scripts/gpu_check.sh` check kept under results/gpu/<name>/.
 
-Reads what the session brought back and nothing else:
+Reads what the check brought back and nothing else:
   facts.json                 the machine (GPU, torch, CUDA, CPU count)
   check<N>.jsonl             each check's JSON lines, in order
   tests_check<N>.txt         "<test id> <PASSED|FAILED|SKIPPED|ERROR>" per test that finished in check N
