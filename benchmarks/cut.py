@@ -62,9 +62,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate, argv,  # noqa: E402
-                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions, emit,
-                                  load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
-                                  select_device, tree_commit)
+                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions,
+                                  eager_twin, emit, load_peak, not_measured, peak_fractions, profile_ops,
+                                  reference_tree, select_device, tree_commit)
 from cut_translation.model import CUTModel, CUTSettings  # noqa: E402
 from cut_translation.networks import BlurDownsample, BlurUpsample, ReflectionPad, lsgan_loss  # noqa: E402
 from cut_translation.patchnce import layer_mean_patch_nce, sample_locations  # noqa: E402
@@ -248,8 +248,7 @@ def worker(mode: str, names: list[str], args) -> None:
         memory["peak_gpu_memory_gib" if alone else "process_peak_gpu_memory_gib_all_contenders"] = gpu_gib
     for name, row in compare(times).items():
         precision = "bf16" if name.endswith("bf16") else "fp32"
-        counted = name.replace("_compiled_", "_")  # compiled kernels are not seen by the FLOP counter: the eager twin's
-        flops = count_flops(contenders[counted].step, calls=2)
+        flops = count_flops(contenders[eager_twin(name)].step, calls=2)
         emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, "precision": precision, **shape,
               **row, **peak_fractions(flops, row["median_s"], precision, peak, device=device), **memory,
               **(meta if name == REFERENCE else {})})

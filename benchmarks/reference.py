@@ -205,6 +205,14 @@ class Contender:
     leave: Callable[[], object] | None = None
 
 
+def eager_twin(name: str) -> str:
+    """The contender whose FLOPs a compiled or graph-replayed contender is counted by: its name
+    without the ``_compiled`` / ``_graphs`` part (``ours_compiled_fp32``, ``batched_bf16_compiled``,
+    ``ours_fp32_graphs`` -> ``ours_fp32``, ``batched_bf16``, ``ours_fp32``). The FLOP counter sees
+    neither compiled kernels nor a graph's replay; the maths is the eager twin's."""
+    return re.sub(r"_(compiled|graphs)(?=_|$)", "", name)
+
+
 def cudnn_autotune(on: bool, then: Callable[[], object] | None = None) -> Callable[[], None]:
     """A contender's ``enter``: ``torch.backends.cudnn.benchmark`` set as the contender's own
     training code sets it (this toolkit's commands: on, for their fixed shapes; code that never

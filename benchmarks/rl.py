@@ -61,9 +61,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate,  # noqa: E402
-                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions, emit,
-                                  load_peak, not_measured, peak_fractions, profile_ops, reference_tree,
-                                  select_device, stub_module, tree_commit)
+                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions,
+                                  eager_twin, emit, load_peak, not_measured, peak_fractions, profile_ops,
+                                  reference_tree, select_device, stub_module, tree_commit)
 from core_ssl import losses  # noqa: E402
 from core_ssl.device import resolve_conv_micro_batch  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
@@ -258,18 +258,15 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     contenders: dict[str, Contender] = {}
     sequence: dict[str, str] = {}  # which optimiser sequence each contender runs
     replay: dict[str, str] = {}  # where each contender's batches come from
-    eager_twin: dict[str, str] = {}  # a graphed contender's FLOPs are its eager twin's (a replay dispatches nothing)
     graph_settings = [False, True] if args.cuda_graphs else [False]
     for precision, micro_batch, optimizers, graphs in itertools.product(
             precisions, args.conv_micro_batch, args.optimizers, graph_settings):
-        eager_name = (f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
-                      + ("" if optimizers == "joint" else f"_opt{optimizers}"))
-        name = eager_name + ("_graphs" if graphs else "")
+        name = (f"ours_{precision}" + ("" if micro_batch == "auto" else f"_mb{micro_batch}")
+                + ("" if optimizers == "joint" else f"_opt{optimizers}") + ("_graphs" if graphs else ""))
         contenders[name] = ours(batch_size, precision == "bf16", args.capacity, micro_batch, optimizers,
                                 device, cuda_graphs=graphs)
         sequence[name] = optimizers
         replay[name] = f"FrameReplayBuffer on {device.type}"
-        eager_twin[name] = eager_name
     if args.official_style:
         contenders["official_style_fp32"] = official_style(batch_size, device)
         sequence["official_style_fp32"] = "official"
@@ -287,7 +284,7 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     summary = compare(times)
     for name, row in summary.items():
         precision = "bf16" if "bf16" in name else "fp32"
-        flops = count_flops(contenders[eager_twin.get(name, name)].step, calls=2)
+        flops = count_flops(contenders[eager_twin(name)].step, calls=2)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
               "optimizers": sequence[name], "replay": replay[name], **row,
               **peak_fractions(flops, row["median_s"], precision, peak, device=device),

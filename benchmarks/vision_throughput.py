@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import (REFERENCE, Contender, WorkerProcesses, add_device_argument, alternate,  # noqa: E402
                                   bf16_skip_note, child_pids, compare, count_flops, cudnn_autotune,
-                                  default_precisions, emit, load_peak, not_measured, peak_fractions, profile_ops,
+                                  default_precisions, eager_twin, emit, load_peak, not_measured, peak_fractions, profile_ops,
                                   select_device, turn_of)
 from core_ssl import losses  # noqa: E402
 from core_ssl.augment import simclr_augment  # noqa: E402
@@ -281,8 +281,7 @@ def report(contenders: dict[str, Contender], meta: dict, train, args, device: to
     rows = []
     for name, row in compare(times).items():
         precision = "bf16" if "bf16" in name else "fp32"
-        counted = name.removesuffix("_compiled")  # compiled kernels are not seen by the FLOP counter: the eager twin's
-        with turn_of(contenders[counted]) as contender:
+        with turn_of(contenders[eager_twin(name)]) as contender:
             flops = count_flops(contender.step)
         record = {"bench": "vision_throughput", "contender": name, "precision": precision, "device": str(device),
                   "batch_size": args.batch_size, "images_per_second": round(args.batch_size / row["median_s"], 2),

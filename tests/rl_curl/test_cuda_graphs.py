@@ -60,7 +60,7 @@ def test_the_agent_replays_the_variant_of_each_update_on_a_cpu_stand_in(optimize
     graphed.load_state_dict(eager.state_dict())
     graphed.graphs = StepGraphs(graphed._step, graphed._trained_tensors, record=_record_for_replay_by_calling,
                                 run_eagerly=lambda call: call())
-    for batch in _cpu_batches(8):
+    for batch in _batches(8, size=4, device="cpu"):
         expected, got = eager.update(batch), graphed.update(batch)
         assert expected.keys() == got.keys()
         for name in expected:
@@ -71,19 +71,13 @@ def test_the_agent_replays_the_variant_of_each_update_on_a_cpu_stand_in(optimize
     assert graphed.graphs.recorded == []
 
 
-def _cpu_batches(count: int, size: int = 4, seed: int = 0):
+def _batches(count: int, size: int = 32, seed: int = 0, device: str = "cuda"):
+    """``count`` random transitions batches of 84x84 frame stacks (drawn on the CPU, then moved)."""
     g = torch.Generator().manual_seed(seed)
     for _ in range(count):
         frames = lambda: torch.randint(0, 256, (size, 9, 84, 84), dtype=torch.uint8, generator=g)  # noqa: E731
-        yield Batch(frames(), torch.rand(size, 2, generator=g) * 2 - 1, torch.rand(size, 1, generator=g), frames(),
-                    torch.ones(size, 1))
-
-def _batches(count: int, size: int = 32, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(count):
-        frames = lambda: torch.randint(0, 256, (size, 9, 84, 84), dtype=torch.uint8, generator=g)  # noqa: E731
-        yield Batch(*(t.cuda() for t in (frames(), torch.rand(size, 2, generator=g) * 2 - 1,
-                                         torch.rand(size, 1, generator=g), frames(), torch.ones(size, 1))))
+        yield Batch(*(t.to(device) for t in (frames(), torch.rand(size, 2, generator=g) * 2 - 1,
+                                             torch.rand(size, 1, generator=g), frames(), torch.ones(size, 1))))
 
 
 def _assert_same_state(a: SacAgent, b: SacAgent) -> None:

@@ -566,3 +566,10 @@ def test_each_contender_enters_with_its_own_cudnn_autotuning(monkeypatch):
     assert torch.backends.cudnn.benchmark is True and resumed == [1]
     ref.cudnn_autotune(False)()
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_a_compiled_or_graphed_contender_is_counted_by_its_eager_twin():
+    assert ref.eager_twin("ours_compiled_fp32") == "ours_fp32"
+    assert ref.eager_twin("batched_bf16_compiled") == "batched_bf16"
+    assert ref.eager_twin("ours_bf16_mb32_optofficial_graphs") == "ours_bf16_mb32_optofficial"
+    assert ref.eager_twin("reference") == "reference" and ref.eager_twin("official_order_fp32") == "official_order_fp32"
