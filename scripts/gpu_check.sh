@@ -15,7 +15,7 @@
 #   vision  pre-training runs from VISION_RUNS (one "name|flags" per line; default: SimCLR, paper
 #           preset, ResNet-18 with the CIFAR stem, batch 512, VISION_EPOCHS epochs on CIFAR-10),
 #           one after the other, each then evaluated (linear probe and kNN, k = 200) and exported
-#           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh TRAIN_PER_CLASS=5000);
+#           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh's default);
 #   cut     CUT trainings from CUT_RUNS (default: cats -> dogs at 128 px, CUT_EPOCHS constant + as
 #           many decaying epochs), one after the other, without the in-loop FID (the FID network's
 #           wheel is too large to carry: evaluate the returned generator on the CPU with
@@ -27,6 +27,8 @@
 #           GPU where REF_CURL / REF_CUT name checkouts of MishaLaskin/curl / contrastive-unpaired-
 #           translation (outside this project), else a JSON line says the reference was skipped.
 # RL_EXTRA: flags added to every rl and rlscale run (e.g. "--cuda-graphs"; not in a dry run on a CPU).
+# DEADLINE (default 540 s, inside a 600 s command limit) bounds the whole call: the test run and each
+# benchmark are cut off there, later ones skipped with a JSON line saying so.
 # The RL runs are waited for until DEADLINE seconds after the start, then stopped; each run's
 # small files (config, evaluation and training CSVs, the learning curve) are packed into one
 # archive and the actor of every finished run is kept.
@@ -70,6 +72,8 @@ RESULTS=$OUT/results.jsonl
 : > "$RESULTS"
 emit() { echo "$1" | tee -a "$RESULTS"; }
 elapsed() { echo $(( $(date +%s) - START )); }
+# seconds a step may take: its own limit, or what is left before DEADLINE if that is less
+within_deadline() { local left=$(( DEADLINE - $(elapsed) )); echo $(( $1 < left ? $1 : left )); }
 
 # --- the kit --------------------------------------------------------------------------------
 # The packages unpack into .gpu/site (ignored by git), once: a later command on the same machine
@@ -112,6 +116,18 @@ for manifest in .gpu/data/*.parts; do
   else
     rm -f "$target"
     emit "{\"check\": \"data_parts\", \"file\": \"$(basename "$target")\", \"error\": \"sha256 mismatch: send the parts again\"}"
+  fi
+done
+# Zips carried as lossless packs (gpu_bundle.sh, scripts/jpeg_pack.py) are rebuilt once; the
+# rebuild checks every member against the pack's digest and writes no zip if one differs.
+for packed in .gpu/data/*.jpack; do
+  [ -f "$packed" ] || continue
+  target=${packed%.jpack}
+  [ -f "$target" ] && continue
+  if line=$(python3 scripts/jpeg_pack.py unpack "$packed" "$target" 2>&1); then
+    emit "{\"check\": \"data_unpacked\", \"file\": \"$(basename "$target")\", \"members\": $(echo "$line" | python3 -c 'import json, sys; print(json.load(sys.stdin)["members"])')}"
+  else
+    emit "{\"check\": \"data_unpacked\", \"file\": \"$(basename "$target")\", \"error\": $(echo "$line" | tail -1 | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().strip()[:300]))')}"
   fi
 done
 rmdir .gpu/data 2>/dev/null  # nothing was carried
@@ -195,13 +211,14 @@ PY
   : > "$PYTEST_FAILURE_LOG"; : > "$PYTEST_DURATION_LOG"
   emit "{\"check\": \"kit_missing\", \"parts\": \"$SSL_KIT_MISSING\"}"
   # shellcheck disable=SC2086
-  timeout -k 10 "$TEST_SECONDS" python3 -m pytest $targets -v -n "$WORKERS" -p no:cacheprovider --timeout 240 \
+  test_limit=$(within_deadline "$TEST_SECONDS")
+  timeout -k 10 "$test_limit" python3 -m pytest $targets -v -n "$WORKERS" -p no:cacheprovider --timeout 240 \
     --tb=short -rfE --durations=25 > "$OUT/pytest.log" 2>&1
   rc=$?
   summary=$(grep -E "^=+ .*(passed|failed|error).* =+$" "$OUT/pytest.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
   passed=$(grep -c " PASSED " "$OUT/pytest.log"); failed=$(grep -c " FAILED " "$OUT/pytest.log")
   errors=$(grep -c " ERROR " "$OUT/pytest.log"); skipped=$(grep -c " SKIPPED " "$OUT/pytest.log")
-  emit "{\"check\": \"tests\", \"exit\": $rc, \"passed\": $passed, \"failed\": $failed, \"errors\": $errors, \"skipped\": $skipped, \"summary\": \"${summary:-none (cut off at ${TEST_SECONDS} s)}\", \"workers\": $WORKERS, \"at_s\": $(elapsed)}"
+  emit "{\"check\": \"tests\", \"exit\": $rc, \"passed\": $passed, \"failed\": $failed, \"errors\": $errors, \"skipped\": $skipped, \"summary\": \"${summary:-none (cut off at ${test_limit} s)}\", \"workers\": $WORKERS, \"at_s\": $(elapsed)}"
   grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -60
 fi
 
@@ -326,8 +343,13 @@ if [[ " $JOBS " == *" bench "* ]]; then
     args_name="${script%_throughput}_args[@]"
     command=(python3 "benchmarks/$script.py" --device "$bench_device" "${!args_name}")
     echo "== ${command[*]}" >> "$OUT/bench.log"
+    limit=$(within_deadline "$BENCH_SECONDS")
+    if [ "$limit" -lt 30 ]; then
+      emit "{\"check\": \"bench\", \"bench\": \"benchmarks/$script.py\", \"skipped\": \"past the deadline (DEADLINE=$DEADLINE s)\"}"
+      continue
+    fi
     started=$(date +%s)
-    timeout -k 10 "$BENCH_SECONDS" "${command[@]}" > "$OUT/bench-$script.log" 2>&1
+    timeout -k 10 "$limit" "${command[@]}" > "$OUT/bench-$script.log" 2>&1
     rc=$?
     cat "$OUT/bench-$script.log" >> "$OUT/bench.log"
     grep '^{' "$OUT/bench-$script.log" >> "$RESULTS"
