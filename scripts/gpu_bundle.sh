@@ -141,4 +141,11 @@ for ref in "curl ${REF_CURL:-}" "cut ${REF_CUT:-}"; do
 done
 du -sh .gpu/site.txz .gpu/gl ${DATA:+.gpu/data} 2>/dev/null || true
 du -sh .gpu
+# What one command sends with all of .gpu/: the tracked tree, less results/ and docs/weights/rl
+# (which no test on the GPU machine needs; docs/benchmarks.md), plus .gpu/ as written here.
+bytes() { xargs -0 -r stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+tree=$(git ls-files -z | bytes); left=$(git ls-files -z results docs/weights/rl | bytes)
+kit=$(du -sb .gpu | cut -f1)
+echo "one command with the tree less results/ and docs/weights/rl, and all of .gpu/:" \
+  "$(( (tree - left + kit) / 1000000 )) MB (the whole tree: $(( (tree + kit) / 1000000 )) MB)"
 echo "On the GPU machine, from the project's root: bash scripts/gpu_check.sh"

@@ -119,10 +119,17 @@ for manifest in .gpu/data/*.parts; do
   fi
 done
 # Zips carried as lossless packs (gpu_bundle.sh, scripts/jpeg_pack.py) are rebuilt once; the
-# rebuild checks every member against the pack's digest and writes no zip if one differs.
+# rebuild checks every member against the pack's digest and writes no zip if one differs. A dry
+# run rebuilds them in a temporary folder (beside links to the other data files), so that .gpu/data
+# stays as small as it travels.
+DATA_DIR=$ROOT/.gpu/data
+if [ "$DRY_RUN" = 1 ] && [ -d .gpu/data ]; then
+  DATA_DIR=$(mktemp -d)/data && mkdir -p "$DATA_DIR"
+  for f in .gpu/data/*; do [ -f "$f" ] && [[ $f != *.jpack ]] && ln -s "$ROOT/$f" "$DATA_DIR/"; done
+fi
 for packed in .gpu/data/*.jpack; do
   [ -f "$packed" ] || continue
-  target=${packed%.jpack}
+  target=$DATA_DIR/$(basename "${packed%.jpack}")
   [ -f "$target" ] && continue
   if line=$(python3 scripts/jpeg_pack.py unpack "$packed" "$target" 2>&1); then
     emit "{\"check\": \"data_unpacked\", \"file\": \"$(basename "$target")\", \"members\": $(echo "$line" | python3 -c 'import json, sys; print(json.load(sys.stdin)["members"])')}"
@@ -134,7 +141,7 @@ rmdir .gpu/data 2>/dev/null  # nothing was carried
 
 egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
-[ -d .gpu/data ] && export SSL_DATA_DIR=$ROOT/.gpu/data
+[ -d .gpu/data ] && export SSL_DATA_DIR=$DATA_DIR
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1 SSL_CACHE_DIR=${SSL_CACHE_DIR:-/tmp/ssl-cache}
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -160,6 +167,7 @@ PY
 cat "$OUT/facts.json" >/dev/null || exit 1
 
 # --- RL runs, in the background -------------------------------------------------------------
+[ "$DRY_RUN" = 1 ] && [ -z "${RL_ROOT:-}" ] && RL_ROOT=$(mktemp -d)  # a dry run's toy runs meet no earlier run
 RL_ROOT=${RL_ROOT:-/tmp/ssl-rl}
 mkdir -p "$RL_ROOT"
 declare -A RL_PID=()
@@ -254,6 +262,7 @@ PY
 fi
 
 # --- vision pre-training at the papers' scale -----------------------------------------------
+[ "$DRY_RUN" = 1 ] && [ -z "${VISION_ROOT:-}" ] && VISION_ROOT=$(mktemp -d)  # a dry run's toy runs meet no earlier run
 VISION_ROOT=${VISION_ROOT:-/tmp/ssl-vision}
 if [[ " $JOBS " == *" vision "* ]]; then
   mkdir -p "$VISION_ROOT"
@@ -268,22 +277,25 @@ if [[ " $JOBS " == *" vision "* ]]; then
     [ -z "$name" ] && continue
     [ "$(elapsed)" -lt "$DEADLINE" ] || { emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"skipped\": \"past the deadline\"}"; continue; }
     run=$VISION_ROOT/$name
+    resume=""; [ -f "$run/checkpoint.pt" ] && resume=--resume  # cut off by an earlier call on this machine
     started=$(date +%s)
     # shellcheck disable=SC2086
     timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m vision_benchmarks.pretrain $flags $vision_common --dataset cifar10 \
-      --device $device --run-dir "$run" > "$VISION_ROOT/$name.log" 2>&1
+      --device $device --run-dir "$run" $resume >> "$VISION_ROOT/$name.log" 2>&1
     rc=$?
     # shellcheck disable=SC2086
     [ $rc = 0 ] && python3 -m vision_benchmarks.evaluate --run "$run" --protocol linear+knn --device $device $eval_flags \
       >> "$VISION_ROOT/$name.log" 2>&1
     [ $rc = 0 ] && python3 -m vision_benchmarks.weights --run "$run" --out "$VISION_ROOT/$name.safetensors" --device $device \
       >> "$VISION_ROOT/$name.log" 2>&1 && split -b 15M -d -a 1 "$VISION_ROOT/$name.safetensors" "$OUT/encoder-$name.safetensors.part"
-    emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"exit\": $rc, \"seconds\": $(( $(date +%s) - started ))}"
+    note=""; { [ $rc = 124 ] || [ $rc = 143 ]; } && [ -f "$run/checkpoint.pt" ] && note=", \"cut_off\": \"checkpoint saved: the same VISION_RUNS line resumes it on this machine\""
+    emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"exit\": $rc, \"resumed\": $([ -n "$resume" ] && echo true || echo false), \"seconds\": $(( $(date +%s) - started ))$note}"
   done <<< "$VISION_RUNS"
   (cd "$VISION_ROOT" && tar -czf "$OUT/vision_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
 fi
 
 # --- CUT trainings ---------------------------------------------------------------------------
+[ "$DRY_RUN" = 1 ] && [ -z "${CUT_ROOT:-}" ] && CUT_ROOT=$(mktemp -d)  # a dry run's toy runs meet no earlier run
 CUT_ROOT=${CUT_ROOT:-/tmp/ssl-cut}
 if [[ " $JOBS " == *" cut "* ]]; then
   mkdir -p "$CUT_ROOT"
@@ -295,16 +307,19 @@ if [[ " $JOBS " == *" cut "* ]]; then
     [ -z "$name" ] && continue
     [ "$(elapsed)" -lt "$DEADLINE" ] || { emit "{\"check\": \"cut_run\", \"name\": \"$name\", \"skipped\": \"past the deadline\"}"; continue; }
     run=$CUT_ROOT/$name
+    resume=""; [ -f "$run/checkpoint.pt" ] && resume=--resume  # cut off by an earlier call on this machine
     started=$(date +%s)
     # shellcheck disable=SC2086
     timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m cut_translation.train --data catdog-128.zip $flags \
-      $cut_common --eval-every 0 --device $device --run-dir "$run" > "$CUT_ROOT/$name.log" 2>&1
+      $cut_common --eval-every 0 --device $device --run-dir "$run" $resume >> "$CUT_ROOT/$name.log" 2>&1
     rc=$?
-    if [ $rc = 0 ] && python3 -m cut_translation.export --checkpoint "$run/checkpoint.pt" --output "$CUT_ROOT/$name.safetensors" \
+    # a run cut off at the deadline (timeout: 124, or 143: SIGTERM, checkpoint saved) still returns its generator so far
+    if { [ $rc = 0 ] || [ $rc = 124 ] || [ $rc = 143 ]; } && python3 -m cut_translation.export --checkpoint "$run/checkpoint.pt" --output "$CUT_ROOT/$name.safetensors" \
         >> "$CUT_ROOT/$name.log" 2>&1; then
       split -b 15M -d -a 1 "$CUT_ROOT/$name.safetensors" "$OUT/generator-$name.safetensors.part"
     fi
-    emit "{\"check\": \"cut_run\", \"name\": \"$name\", \"exit\": $rc, \"seconds\": $(( $(date +%s) - started ))}"
+    note=""; { [ $rc = 124 ] || [ $rc = 143 ]; } && [ -f "$run/checkpoint.pt" ] && note=", \"cut_off\": \"checkpoint saved: the same CUT_RUNS line resumes it on this machine\""
+    emit "{\"check\": \"cut_run\", \"name\": \"$name\", \"exit\": $rc, \"resumed\": $([ -n "$resume" ] && echo true || echo false), \"seconds\": $(( $(date +%s) - started ))$note}"
   done <<< "$CUT_RUNS"
   (cd "$CUT_ROOT" && tar -czf "$OUT/cut_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
 fi
