@@ -18,6 +18,9 @@ is the median of the per-round ratios. Contenders:
   with bf16 autocast (bf16 by default only where the CPU runs it natively);
 - ``ours_compiled_fp32`` / ``ours_compiled_bf16`` (``--compile``): the same with the generator
   and discriminator compiled by ``torch.compile``, as ``cut_translation.train --compile`` does;
+- ``ours_graphs_fp32`` / ``ours_graphs_bf16`` (``--cuda-graphs``, CUDA only): the same step
+  replayed from a CUDA graph, as ``cut_translation.train --cuda-graphs`` does (recorded during
+  the warm-up steps, which must then be at least 3);
 - ``official_order_fp32`` (``--variants official-order``): the same maths in the official
   code's work order (the input re-encoded with a graph for the NCE keys, G(x) / G(y) and fake
   / real scored one at a time, the blur resampling as depthwise / transposed convolutions,
@@ -158,13 +161,14 @@ def official_order_step(model: CUTModel, real_a: torch.Tensor, real_b: torch.Ten
 
 
 def ours(mode: str, precision: str, shape: dict, images: tuple[torch.Tensor, torch.Tensor],
-         compiled: bool = False) -> Contender:
+         compiled: bool = False, graphs: bool = False) -> Contender:
     """CUTModel.train_step on the device of ``images`` (the model moved there as
     ``cut_translation.train`` moves it), its networks compiled as ``--compile`` does it when
-    ``compiled`` (compilation happens in the warm-up steps)."""
+    ``compiled`` (compilation happens in the warm-up steps), or replayed from CUDA graphs as
+    ``--cuda-graphs`` does it when ``graphs`` (recorded in the warm-up steps)."""
     torch.manual_seed(0)
     settings = CUTSettings.for_mode(mode, ngf=shape["ngf"], n_blocks=shape["n_blocks"], bf16=precision == "bf16")
-    model = CUTModel(settings).to(images[0].device)
+    model = CUTModel(settings, cuda_graphs=graphs).to(images[0].device)
     if compiled:
         model.compile_networks()
     return Contender(lambda: model.train_step(*images), enter=cudnn_autotune(True))
@@ -237,8 +241,13 @@ def worker(mode: str, names: list[str], args) -> None:
         elif name == "official_order_fp32":
             contenders[name] = official_order_contender(mode, shape, images)
         else:
-            contenders[name] = ours(mode, name.split("_")[-1], shape, images, compiled="_compiled_" in name)
-    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device)
+            contenders[name] = ours(mode, name.split("_")[-1], shape, images, compiled="_compiled_" in name,
+                                    graphs="_graphs_" in name)
+    failed: dict[str, str] = {}
+    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device,
+                      failed=failed)
+    for name, why in failed.items():
+        emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, **shape, "failed": why})
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     peak = load_peak(args.peak) if args.peak else None
     alone = len(names) == 1
@@ -246,14 +255,17 @@ def worker(mode: str, names: list[str], args) -> None:
     if device.type == "cuda":
         gpu_gib = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
         memory["peak_gpu_memory_gib" if alone else "process_peak_gpu_memory_gib_all_contenders"] = gpu_gib
-    for name, row in compare(times).items():
+    for name, row in (compare(times) if times else {}).items():
         precision = "bf16" if name.endswith("bf16") else "fp32"
-        flops = count_flops(contenders[eager_twin(name)].step, calls=2)
+        twin = eager_twin(name)
+        rate = {} if twin in failed else peak_fractions(count_flops(contenders[twin].step, calls=2), row["median_s"],
+                                                         precision, peak, device=device)
         emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, "precision": precision, **shape,
-              **row, **peak_fractions(flops, row["median_s"], precision, peak, device=device), **memory,
-              **(meta if name == REFERENCE else {})})
+              **row, **rate, **memory, **(meta if name == REFERENCE else {})})
     if args.profile:
         for name, contender in contenders.items():
+            if name in failed:
+                continue
             emit({"benchmark": "cut_profile", "mode": mode, "contender": name, **shape,
                   **profile_ops(contender.step, calls=2, top=args.profile_top, device=device)})
 
@@ -279,6 +291,9 @@ def main(argv_: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time ours with the generator and discriminator compiled (torch.compile; named "
                              "ours_compiled_<precision>; compiled during the warm-up steps)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time ours replayed from CUDA graphs (CUDA only; named ours_graphs_<precision>; "
+                             "recorded during the warm-up steps)")
     parser.add_argument("--memory", action="store_true", help="each contender alone in its own process (peak RSS)")
     parser.add_argument("--profile", action="store_true", help="print each contender's operator profile")
     parser.add_argument("--profile-top", type=int, default=12, help="operators listed per profile")
@@ -297,6 +312,12 @@ def main(argv_: list[str] | None = None) -> None:
         emit({"benchmark": "cut_train_step", "contender": "ours_bf16", "skipped": bf16_skip_note(device)})
     names = [f"ours_{p}" for p in precisions if "ours" in args.variants]
     names += [f"ours_compiled_{p}" for p in precisions if "ours" in args.variants and args.compile]
+    if args.cuda_graphs:
+        if device.type != "cuda":
+            parser.error("--cuda-graphs needs --device cuda: CUDA graphs record GPU kernels")
+        if args.warmup < 3:
+            parser.error(f"--cuda-graphs needs --warmup 3 or more (2 eager steps, then the recording), got {args.warmup}")
+        names += [f"ours_graphs_{p}" for p in precisions if "ours" in args.variants]
     names += ["official_order_fp32"] if "official-order" in args.variants else []
     names += [REFERENCE] if args.reference else []
     forwarded = [a for a in (argv_ if argv_ is not None else sys.argv[1:]) if a != "--memory"]

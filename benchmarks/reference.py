@@ -231,11 +231,14 @@ def cudnn_autotune(on: bool, then: Callable[[], object] | None = None) -> Callab
 def alternate(contenders: Mapping[str, Contender | Callable[[], object]], rounds: int, calls: int = 1,
               warmup: int = 1, clock: Callable[[], float] = time.perf_counter,
               on_round: Callable[[int, dict[str, float]], None] | None = None,
-              device=None) -> dict[str, list[float]]:
+              device=None, failed: dict[str, str] | None = None) -> dict[str, list[float]]:
     """Time the contenders in alternating rounds; returns ``{name: [seconds per step, one per
     round]}``.
 
-    Each contender first runs ``warmup`` untimed steps (in the given order). Then, for round
+    Each contender first runs ``warmup`` untimed steps (in the given order). With ``failed`` (a
+    dict), a contender whose warm-up raises is left out and ``failed[name]`` says why (a
+    compilation or graph recording that fails on one machine then costs only its own line);
+    without it the error propagates. Then, for round
     ``r = 0 .. rounds - 1``, the contenders take turns in the given order rotated left by
     ``r``; a turn times ``calls`` consecutive steps with ``clock`` and records their total
     divided by ``calls``. ``on_round(r, {name: seconds})`` is called after each round. On a
@@ -247,9 +250,17 @@ def alternate(contenders: Mapping[str, Contender | Callable[[], object]], rounds
         raise ValueError("alternate needs at least one contender")
     entries = {name: c if isinstance(c, Contender) else Contender(c) for name, c in contenders.items()}
     names = list(entries)
-    for name in names:
-        _turn(entries[name], warmup, clock, device)
+    for name in list(names):
+        try:
+            _turn(entries[name], warmup, clock, device)
+        except Exception as err:  # noqa: BLE001 - reported in ``failed``, the others go on
+            if failed is None:
+                raise
+            failed[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:400]
+            names.remove(name)
     times: dict[str, list[float]] = {name: [] for name in names}
+    if not names:
+        return times
     for r in range(rounds):
         shift = r % len(names)
         this_round = {}

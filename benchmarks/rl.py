@@ -280,14 +280,18 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
         emit({"bench": "rl_update_round", "batch": batch_size, "round": r,
               "seconds_per_update": {k: round(v, 4) for k, v in seconds.items()}})
 
-    times = alternate(contenders, rounds=args.rounds, calls=2, warmup=2, on_round=show, device=device)
-    summary = compare(times)
+    failed: dict[str, str] = {}
+    times = alternate(contenders, rounds=args.rounds, calls=2, warmup=2, on_round=show, device=device, failed=failed)
+    for name, why in failed.items():
+        emit({"bench": "rl_update", "batch": batch_size, "contender": name, "failed": why})
+    summary = compare(times) if times else {}
     for name, row in summary.items():
         precision = "bf16" if "bf16" in name else "fp32"
-        flops = count_flops(contenders[eager_twin(name)].step, calls=2)
+        twin = eager_twin(name)
+        rate = {} if twin in failed else peak_fractions(count_flops(contenders[twin].step, calls=2), row["median_s"],
+                                                         precision, peak, device=device)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
-              "optimizers": sequence[name], "replay": replay[name], **row,
-              **peak_fractions(flops, row["median_s"], precision, peak, device=device),
+              "optimizers": sequence[name], "replay": replay[name], **row, **rate,
               **(curl[2] if name == REFERENCE else {})})
     if curl is None:
         emit({"bench": "rl_update", "batch": batch_size, "contender": REFERENCE,
@@ -295,6 +299,8 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
                              "python benchmarks/rl.py --reference CURL_TREE (a MishaLaskin/curl checkout)")})
     if args.profile:
         for name, contender in contenders.items():
+            if name in failed:
+                continue
             emit({"bench": "rl_profile", "batch": batch_size, "contender": name,
                   **profile_ops(contender.step, calls=2, top=args.profile_top, device=device)})
 

@@ -276,17 +276,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def report(contenders: dict[str, Contender], meta: dict, train, args, device: torch.device,
            precisions: list[str]) -> list[dict]:
-    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device)
+    failed: dict[str, str] = {}
+    times = alternate(contenders, rounds=args.rounds, calls=args.calls, warmup=args.warmup, device=device,
+                      failed=failed)
+    for name, why in failed.items():
+        emit({"bench": "vision_throughput", "contender": name, "device": str(device), "failed": why})
     peak = load_peak(args.peak) if args.peak else None
     rows = []
-    for name, row in compare(times).items():
+    for name, row in (compare(times) if times else {}).items():
         precision = "bf16" if "bf16" in name else "fp32"
-        with turn_of(contenders[eager_twin(name)]) as contender:
-            flops = count_flops(contender.step)
+        rate = {}
+        if eager_twin(name) not in failed:
+            with turn_of(contenders[eager_twin(name)]) as contender:
+                rate = peak_fractions(count_flops(contender.step), row["median_s"], precision, peak, device=device)
         record = {"bench": "vision_throughput", "contender": name, "precision": precision, "device": str(device),
                   "batch_size": args.batch_size, "images_per_second": round(args.batch_size / row["median_s"], 2),
-                  **row, **peak_fractions(flops, row["median_s"], precision, peak, device=device),
-                  **(meta if name == REFERENCE else {})}
+                  **row, **rate, **(meta if name == REFERENCE else {})}
         emit(record)
         rows.append(record)
     if not args.reference:
@@ -294,6 +299,8 @@ def report(contenders: dict[str, Contender], meta: dict, train, args, device: to
               **not_measured("no --reference given", f"--reference lightly ({LIGHTLY_HOW})")})
     if args.profile:
         for name, contender in contenders.items():
+            if name in failed:
+                continue
             with turn_of(contender):
                 emit({"bench": "vision_profile", "contender": name,
                       **profile_ops(contender.step, calls=2, top=args.profile_top, device=device)})

@@ -11,6 +11,8 @@
   sharing weights without pickle.
 - :func:`capture_rng_state` / :func:`restore_rng_state`: Python, NumPy and torch (CPU and
   CUDA) generators as plain tensors, so a resumed run draws the same numbers.
+- :func:`load_optimizer_state`: an optimiser's saved state restored without its saved way of
+  running (fused, for-each, capturable), which belongs to the run that saved it.
 """
 
 from __future__ import annotations
@@ -220,3 +222,31 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+OPTIMIZER_RUN_FLAGS = ("capturable", "fused", "foreach", "differentiable")
+"""Param-group settings that say how an optimiser runs, not what it computes."""
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping this optimiser's own run flags.
+
+    ``Optimizer.load_state_dict`` replaces every param-group setting with the saved one,
+    :data:`OPTIMIZER_RUN_FLAGS` included; but those belong to the saving run's device and mode.
+    A run resumed with ``--cuda-graphs`` from a checkpoint written without them would get
+    ``capturable=False`` back and fail to record its step; one resumed on the CPU from a graph
+    run would get ``capturable=True``, which the CPU refuses. So the saved state (moments, step
+    counts, learning rates, betas, ...) is restored and this optimiser's run flags are put back;
+    step counters then live where those flags need them: on the parameter's device (float32)
+    for a capturable or fused optimiser, on the CPU otherwise.
+    """
+    flags = [{name: group[name] for name in OPTIMIZER_RUN_FLAGS if name in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, flags):
+        group.update(kept)
+        on_device = bool(group.get("capturable") or group.get("fused"))
+        for param in group["params"]:
+            step = optimizer.state.get(param, {}).get("step")
+            if torch.is_tensor(step):
+                optimizer.state[param]["step"] = (step.to(device=param.device, dtype=torch.float32) if on_device
+                                                  else step.to("cpu"))

@@ -36,6 +36,15 @@ What differs from the official code is only where work is done, not the maths:
 - one Adam holds the generator and the MLP heads (the same update as two Adams with the same
   settings);
 - optional bf16 autocast; losses stay in float32.
+
+With ``cuda_graphs=True`` (CUDA only) each step is replayed from a CUDA graph
+(:class:`core_ssl.cuda_graphs.StepGraphs`): at batch 1 a step is a couple of thousand small
+kernels, and launching them one by one from Python costs more than running them. The maths is
+the same; what changes is where the random numbers come from: the patch locations are drawn on
+the GPU (:func:`~cut_translation.patchnce.sample_locations` with ``on_device``) instead of on the
+CPU, and the flip coin stays on the host, selecting one of two graphs. The optimisers are then
+built with ``capturable=True``; a learning-rate change (each epoch of the decay) records the
+graphs again, since a recording holds the rate it was recorded with.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from core_ssl.checkpoint import load_optimizer_state
+from core_ssl.cuda_graphs import StepGraphs, capturable
 from core_ssl.device import autocast, fused_optimizer
 from core_ssl.schedules import constant_then_linear_decay
 from cut_translation.networks import NCE_LAYERS, PatchGANDiscriminator, ResnetGenerator, init_weights, lsgan_loss
@@ -138,7 +149,8 @@ class CUTModel(nn.Module):
     ``translate(x)`` maps domain-A images to domain B without gradients.
     """
 
-    def __init__(self, settings: CUTSettings, generator: torch.Generator | None = None) -> None:
+    def __init__(self, settings: CUTSettings, generator: torch.Generator | None = None,
+                 cuda_graphs: bool = False) -> None:
         super().__init__()
         s = self.settings = settings
         self.generator = ResnetGenerator(s.in_channels, s.in_channels, s.ngf, s.n_blocks, s.nce_layers)
@@ -147,11 +159,14 @@ class CUTModel(nn.Module):
         for module in (self.generator, self.discriminator, self.heads):
             init_weights(module, s.init_gain, generator)
 
+        adam = capturable({"lr": s.lr, "betas": s.betas}, cuda_graphs)
         self.optimizer_g = fused_optimizer(torch.optim.Adam, [*self.generator.parameters(), *self.heads.parameters()],
-                                           lr=s.lr, betas=s.betas)
-        self.optimizer_d = fused_optimizer(torch.optim.Adam, self.discriminator.parameters(), lr=s.lr, betas=s.betas)
+                                           **adam)
+        self.optimizer_d = fused_optimizer(torch.optim.Adam, self.discriminator.parameters(), **adam)
         self.scheduler_g = constant_then_linear_decay(self.optimizer_g, s.n_epochs, s.n_epochs_decay)
         self.scheduler_d = constant_then_linear_decay(self.optimizer_d, s.n_epochs, s.n_epochs_decay)
+        # the step replayed from CUDA graphs (one per flip variant), or None: eager steps
+        self.graphs: StepGraphs | None = StepGraphs(self._step, self.trained_tensors) if cuda_graphs else None
 
     @property
     def device(self) -> torch.device:
@@ -173,13 +188,26 @@ class CUTModel(nn.Module):
         """One D update then one G (+ heads) update; returns the detached losses and images.
 
         ``flip`` forces the flip-equivariance coin (default: a fair coin when the mode uses it).
+        With CUDA graphs the step is replayed from the graph of its flip variant.
         """
-        s = self.settings
         n = real_a.shape[0]
         if real_b.shape[0] != n or real_b.shape[1:] != real_a.shape[1:]:
             raise ValueError(f"real_a {tuple(real_a.shape)} and real_b {tuple(real_b.shape)} must have the same shape")
         if flip is None:
-            flip = s.flip_equivariance and bool(torch.rand(()) < 0.5)
+            flip = self.settings.flip_equivariance and bool(torch.rand(()) < 0.5)
+        step = self.graphs if self.graphs is not None else self._step
+        return step((real_a, real_b), bool(flip))
+
+    def trained_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step's backward passes write a gradient to."""
+        return [p for module in (self.generator, self.heads, self.discriminator) for p in module.parameters()]
+
+    def _step(self, images: tuple[torch.Tensor, torch.Tensor], flip: bool) -> dict[str, torch.Tensor]:
+        """The step's maths for ``images = (real_a, real_b)``, its flip variant fixed (graph-safe:
+        no host synchronisation; with CUDA graphs the patch locations are drawn on the device)."""
+        s = self.settings
+        real_a, real_b = images
+        n = real_a.shape[0]
 
         # 1. Translate x (and, for identity NCE, y) once; its encoder features are the NCE keys.
         #    With lambda_NCE = 0 (GAN loss only) no NCE term is computed, as in the official code.
@@ -245,7 +273,8 @@ class CUTModel(nn.Module):
                  groups: list[int] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Sample the same locations in queries and keys (one draw per row group, see
         :func:`sample_locations`), then project both through the heads."""
-        locations = sample_locations(key_features, self.settings.num_patches, groups=groups)
+        locations = sample_locations(key_features, self.settings.num_patches, groups=groups,
+                                     on_device=self.graphs is not None)
         with torch.no_grad():
             keys = self.heads(key_features, locations)
         return self.heads(query_features, locations), keys
@@ -257,9 +286,13 @@ class CUTModel(nn.Module):
         return layer_mean_patch_nce(queries, keys, self.settings.temperature)
 
     def end_epoch(self) -> None:
-        """Advance both learning-rate schedules by one epoch."""
+        """Advance both learning-rate schedules by one epoch (recorded CUDA graphs hold the old
+        rate: they are recorded again when it changed)."""
+        before = self.learning_rate
         self.scheduler_g.step()
         self.scheduler_d.step()
+        if self.graphs is not None and self.learning_rate != before:
+            self.graphs.reset()
 
     @property
     def learning_rate(self) -> float:
@@ -287,7 +320,8 @@ class CUTModel(nn.Module):
         }
 
     def load_training_state(self, state: dict) -> None:
-        """Restore networks, optimisers and schedules saved by :meth:`training_state`."""
+        """Restore networks, optimisers and schedules saved by :meth:`training_state` (with or
+        without CUDA graphs, on any device); recorded graphs are dropped."""
         saved = CUTSettings.from_dict(state["settings"])
         for name in ("in_channels", "ngf", "n_blocks", "ndf", "n_layers_d", "nce_layers", "nce_dim"):
             if getattr(saved, name) != getattr(self.settings, name):
@@ -298,7 +332,9 @@ class CUTModel(nn.Module):
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.heads.load_state_dict(state["heads"])
-        self.optimizer_g.load_state_dict(state["optimizer_g"])
-        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        load_optimizer_state(self.optimizer_g, state["optimizer_g"])  # keeps this run's capturable / fused
+        load_optimizer_state(self.optimizer_d, state["optimizer_d"])
         self.scheduler_g.load_state_dict(state["scheduler_g"])
         self.scheduler_d.load_state_dict(state["scheduler_d"])
+        if self.graphs is not None:  # the restored optimiser state lives in new tensors
+            self.graphs.reset()

@@ -29,9 +29,15 @@ __all__ = ["PatchNCEHeads", "sample_locations", "gather_patches", "layer_mean_pa
 
 def sample_locations(features: Sequence[torch.Tensor], num_patches: int,
                      generator: torch.Generator | None = None,
-                     groups: Sequence[int] | None = None) -> list[torch.Tensor]:
+                     groups: Sequence[int] | None = None, on_device: bool = False) -> list[torch.Tensor]:
     """For each (B, C, H, W) feature map, ``min(num_patches, H * W)`` distinct flat indices into
     its H * W grid, uniformly without replacement.
+
+    The draw is a random permutation's first indices, made on the CPU (or on ``generator``'s
+    device) and moved to the features' device. With ``on_device`` it is made on the features'
+    device from its default generator, as the ``num_patches`` largest of ``H * W`` uniform float64
+    keys (the same distribution: every subset equally likely, in random order): no host copy,
+    so a CUDA graph can record it, and each replay draws new locations.
 
     Without ``groups`` one (S,) set per layer is shared by the whole batch, as in CUT. With
     ``groups`` (sizes of consecutive row blocks summing to B, e.g. ``[n, n]`` for the x and y
@@ -43,10 +49,17 @@ def sample_locations(features: Sequence[torch.Tensor], num_patches: int,
     if num_patches < 1:
         raise ValueError(f"num_patches must be >= 1, got {num_patches}")
 
+    if on_device and generator is not None:
+        raise ValueError("sample_locations: on_device draws from the device's default generator; pass no generator")
+
     def draw() -> list[torch.Tensor]:
         out = []
         for feature in features:
             grid = feature.shape[2] * feature.shape[3]
+            if on_device:
+                keys = torch.rand(grid, dtype=torch.float64, device=feature.device)
+                out.append(keys.topk(min(num_patches, grid), sorted=True).indices)
+                continue
             device = "cpu" if generator is None else generator.device
             order = torch.randperm(grid, generator=generator, device=device)
             out.append(order[: min(num_patches, grid)].to(feature.device))

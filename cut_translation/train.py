@@ -48,6 +48,7 @@ from torchvision.utils import save_image  # noqa: E402
 from core_ssl.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict, replace_config
+from core_ssl.cuda_graphs import graph_support
 from core_ssl.device import resolve_bf16, resolve_device, tune_convolutions
 from core_ssl.logger import RunLogger, progress
 from core_ssl.pipeline import ConfigPipeline
@@ -61,7 +62,7 @@ from cut_translation.model import CUTModel, CUTSettings
 __all__ = ["TrainConfig", "PRESETS", "train", "main"]
 
 COMMAND = "python -m cut_translation.train"
-RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict", "compile")  # may change on --resume
+RUNTIME_FIELDS = ("device", "threads", "eval_cache", "strict", "compile", "cuda_graphs")  # may change on --resume
 LENGTH_FIELDS = ("epochs", "epochs_decay")  # may grow on --resume
 MODE_FIELDS = ("epochs", "epochs_decay", "lambda_nce", "nce_idt", "flip_equivariance")  # None = the mode's default
 NAN_HINT = "lower the learning rate (--lr), or turn bf16 off (--bf16 off)"
@@ -95,6 +96,7 @@ class TrainConfig:
     lr: float = field(default=2e-4, metadata={"help": "Adam learning rate (betas 0.5, 0.999)", "gt": 0})
     bf16: str = field(default="auto", metadata={"help": "bf16 autocast for the networks, losses in fp32: auto = on where the device runs bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX) | on | off", "choices": ["auto", "on", "off"]})
     compile: bool = field(default=False, metadata={"help": "compile the generator and discriminator with torch.compile (the first steps then compile for a minute or more). Speed only, and it may change on --resume"})
+    cuda_graphs: bool = field(default=False, metadata={"help": "replay each training step from a CUDA graph (one launch instead of a couple of thousand; the patch locations are then drawn on the GPU). CUDA only, not with --compile. Speed only, and it may change on --resume"})
     eval_every: int = field(default=5, metadata={"help": "FID / KID every N epochs (0: never)", "min": 0})
     eval_images: int | None = field(default=None, metadata={"help": "held-out images per domain used for the evaluation; None = all", "min": 1})
     classifier_images: int = field(default=400, metadata={"help": "training images per domain for the domain classifier (0: none)", "min": 0})
@@ -181,6 +183,13 @@ def check(cfg: TrainConfig) -> None:
     if cfg.load_size is not None and cfg.load_size < cfg.size:
         raise UsageError(f"--load-size {cfg.load_size} is smaller than --size {cfg.size}: the random crop is taken "
                          "from the loaded image", "give a --load-size of at least --size, or leave it out")
+    if cfg.cuda_graphs:
+        if cfg.compile:
+            raise UsageError("--cuda-graphs and --compile cannot be combined",
+                             "choose one: --cuda-graphs replays the whole step, --compile fuses the networks' kernels")
+        problem = graph_support(resolve_device(cfg.device))
+        if problem:
+            raise UsageError(f"--cuda-graphs: {problem}", "leave --cuda-graphs off, or run with --device cuda")
     if 0 < cfg.classifier_images < domain_classifier.MIN_IMAGES:
         raise UsageError(f"--classifier-images must be 0 (no domain classifier) or at least {domain_classifier.MIN_IMAGES}, "
                          f"got {cfg.classifier_images}", f"give 0 or {domain_classifier.MIN_IMAGES} or more")
@@ -273,7 +282,7 @@ def build_training(cfg: TrainConfig, run: RunFolder, device: torch.device) -> Tr
     torch's global generator, so it comes right after seeding it."""
     data = load_unpaired(cfg.data, cfg.size, cfg.load_size, cfg.holdout, cfg.channels, cfg.seed, strict=cfg.strict)
     run_info = {"data": str(cfg.data), "size": cfg.size, "holdout": cfg.holdout, "seed": cfg.seed}
-    model = CUTModel(_settings(cfg, data.channels, device)).to(device)
+    model = CUTModel(_settings(cfg, data.channels, device), cuda_graphs=cfg.cuda_graphs).to(device)
     if cfg.compile:
         model.compile_networks()
     batches = UnpairedBatches(data, cfg.batch_size, device, cfg.seed)

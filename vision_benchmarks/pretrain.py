@@ -238,7 +238,7 @@ def restore_state(saved: dict[str, Any], setup: Setup) -> Position:
     """Load a checkpoint written by :func:`save_state` into ``setup`` (weights, optimisers, the
     augmentation generator) and into torch's global generators; returns where the run stood."""
     setup.method.load_state_dict(saved["method"])
-    setup.optimizer.load_state_dict(saved["optimizer"])
+    checkpoint.load_optimizer_state(setup.optimizer, saved["optimizer"])
     for name, aux in setup.method.auxiliary_optimizers().items():
         aux.load_state_dict(saved["auxiliary_optimizers"][name])
     setup.generator.set_state(saved["generator"].cpu())

@@ -1,5 +1,6 @@
 """Atomic checkpoints, refusal of pickled code, safetensors export, RNG capture."""
 
+import copy
 import os
 import pickle
 import random
@@ -124,3 +125,43 @@ def test_an_encoder_file_whose_tensors_disagree_with_its_architecture_is_named(t
     assert str(info.value).startswith(f"the weights in {tmp_path / 'edited.safetensors'} do not fit the network its "
                                       "settings describe (size mismatch for ")
     assert "\n" not in str(info.value)
+
+
+def _adam(**flags) -> tuple[torch.nn.Linear, torch.optim.Adam]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.5, 0.9), **flags)
+
+
+def _train(model: torch.nn.Linear, optimizer: torch.optim.Optimizer, steps: int) -> None:
+    for i in range(steps):
+        optimizer.zero_grad()
+        model(torch.full((4, 3), float(i + 1))).pow(2).mean().backward()
+        optimizer.step()
+
+
+def test_an_optimizer_state_is_restored_with_the_loading_optimizers_run_flags():
+    """What was learnt (moments, steps, learning rate, betas) comes from the saved state; how the
+    optimiser runs (fused, for-each, capturable) stays as the loading run built it."""
+    saved_model, saved = _adam(foreach=True)
+    _train(saved_model, saved, 3)
+    state = saved.state_dict()
+    state["param_groups"][0]["capturable"] = True  # as a CUDA-graph run saves it
+    state["param_groups"][0]["lr"] = 5e-3          # as a schedule left it
+
+    model, optimizer = _adam(fused=True)
+    model.load_state_dict(saved_model.state_dict())
+    checkpoint.load_optimizer_state(optimizer, state)
+    group = optimizer.param_groups[0]
+    assert group["fused"] is True and group["capturable"] is False and group["foreach"] is None
+    assert group["lr"] == 5e-3 and group["betas"] == (0.5, 0.9)
+    for param in model.parameters():
+        assert optimizer.state[param]["step"].item() == 3 and optimizer.state[param]["step"].dtype == torch.float32
+        torch.testing.assert_close(optimizer.state[param]["exp_avg"],
+                                   saved.state[dict(zip(model.parameters(), saved_model.parameters()))[param]]["exp_avg"])
+    _train(model, optimizer, 1)  # a CPU refuses to step a capturable optimiser: the saved flag did not come back
+
+    plain_model, plain = _adam()
+    torch.optim.Adam.load_state_dict(plain, copy.deepcopy(state))  # torch's own: the saved flag comes back
+    with pytest.raises(AssertionError, match="capturable=True"):
+        _train(plain_model, plain, 1)

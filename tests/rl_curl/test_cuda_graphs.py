@@ -127,3 +127,23 @@ def test_restoring_a_checkpoint_drops_the_graphs_and_goes_on(monkeypatch):
         torch.testing.assert_close(graphed.update(batch)["critic_loss"], eager.update(batch)["critic_loss"],
                                    rtol=1e-4, atol=1e-5)
     _assert_same_state(graphed, eager)
+
+
+@needs_cuda
+def test_a_graphed_agent_resumes_from_an_eager_agents_checkpoint(monkeypatch):
+    """The restored optimisers keep ``capturable=True`` (the eager checkpoint saved False) and
+    their step counters move to the GPU, so the updates can be recorded."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    torch.manual_seed(0)
+    eager = SacAgent((9, 84, 84), 2, torch.device("cuda"), crop_size=84, **SMALL)
+    batches = list(_batches(12))
+    for batch in batches[:4]:
+        eager.update(batch)
+    graphed = SacAgent((9, 84, 84), 2, torch.device("cuda"), cuda_graphs=True, crop_size=84, **SMALL)
+    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
+    assert all(group["capturable"] for opt in graphed.optimizers.values() for group in opt.param_groups)
+    for batch in batches[4:]:
+        torch.testing.assert_close(graphed.update(batch)["critic_loss"], eager.update(batch)["critic_loss"],
+                                   rtol=1e-4, atol=1e-5)
+    assert sorted(graphed.graphs.recorded) == [(False, False), (True, True)]
+    _assert_same_state(graphed, eager)

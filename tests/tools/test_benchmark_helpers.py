@@ -75,6 +75,29 @@ def test_alternate_reports_rounds_and_rejects_bad_settings():
         ref.alternate({}, rounds=1)
 
 
+def test_a_contender_whose_warmup_fails_is_left_out_and_named_when_failures_are_collected():
+    clock, log = FakeClock(), []
+
+    def fine(name):
+        def step():
+            log.append(name)
+            clock.now += 1.0
+        return step
+
+    def broken():
+        raise RuntimeError("graph capture failed: operation not permitted when stream is capturing\nmore detail")
+
+    contenders = {"a": fine("a"), "compiled": broken, "b": fine("b")}
+    failed: dict[str, str] = {}
+    times = ref.alternate(contenders, rounds=2, warmup=1, clock=clock, failed=failed)
+    assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
+    assert failed == {"compiled": "RuntimeError: graph capture failed: operation not permitted when stream is capturing"}
+    assert log == ["a", "b", "a", "b", "b", "a"]
+    assert ref.alternate({"x": broken}, rounds=1, failed=(only := {})) == {} and list(only) == ["x"]
+    with pytest.raises(RuntimeError, match="graph capture failed"):  # without ``failed`` the error propagates
+        ref.alternate(contenders, rounds=1, clock=clock)
+
+
 def test_compare_gives_the_median_of_per_round_ratios():
     times = {"reference": [2.0, 4.0, 3.0, 10.0, 2.0], "ours": [1.0, 1.0, 3.0, 2.0, 0.5]}
     out = ref.compare(times)
