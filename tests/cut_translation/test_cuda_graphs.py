@@ -178,3 +178,12 @@ def test_a_graphed_run_resumes_from_an_eager_checkpoint_and_records_again():
         _assert_same(graphed, eager, rtol=1e-4, atol=1e-5)
     finally:
         torch.backends.cudnn.allow_tf32 = True
+
+
+@needs_cuda
+def test_bf16_steps_replay_close_to_the_eager_ones():
+    """bf16 autocast inside a recording (its weight-cast cache off while recording): the first
+    replays stay within bf16 rounding of the eager steps."""
+    eager, graphed = _pair("cut", "cuda", "cuda", bf16=True)
+    _steps_agree(eager, graphed, list(_batches(5, "cuda")), rtol=5e-2, atol=5e-3)
+    assert graphed.graphs.recorded == [(False,)]
