@@ -164,11 +164,13 @@ class Position:
     epoch: int = 0
     batch_in_epoch: int = 0
     train_seconds: float = 0.0
+    last_loss: float | None = None  # the loss of step ``step``, for the summary of a resumed run
 
     @classmethod
     def from_checkpoint(cls, saved: dict[str, Any]) -> "Position":
-        """The position a checkpoint written by :func:`save_state` was saved at."""
-        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
+        """The position a checkpoint written by :func:`save_state` was saved at (one written
+        before ``last_loss`` was recorded gets None)."""
+        return cls(**{f.name: saved.get(f.name, f.default) for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass
@@ -240,7 +242,7 @@ def restore_state(saved: dict[str, Any], setup: Setup) -> Position:
     setup.method.load_state_dict(saved["method"])
     checkpoint.load_optimizer_state(setup.optimizer, saved["optimizer"])
     for name, aux in setup.method.auxiliary_optimizers().items():
-        aux.load_state_dict(saved["auxiliary_optimizers"][name])
+        checkpoint.load_optimizer_state(aux, saved["auxiliary_optimizers"][name])
     setup.generator.set_state(saved["generator"].cpu())
     checkpoint.restore_rng_state(saved["rng"])
     return Position.from_checkpoint(saved)
@@ -397,6 +399,8 @@ class PretrainLoop:
     def save_checkpoint(self) -> None:
         """Save the run as it stands (:func:`save_state`), after checking the last step's loss."""
         losses = {"loss": self.step_loss} if self.step_loss is not None else {}
+        if self.step_loss is not None:
+            self.position.last_loss = float(self.step_loss)
         save_state(self.run, self.setup, self.position, losses=losses)
         self.last_checkpoint = time.perf_counter()
 
@@ -514,7 +518,7 @@ class PretrainLoop:
         summary = {"method": cfg.method, "steps": pos.step, "epochs": round(pos.step / len(setup.batches), 3),
                    "train_minutes": round(pos.train_seconds / 60, 3),
                    "images_per_second": round(pos.step * cfg.batch_size / pos.train_seconds, 1) if pos.step else None,
-                   "final_loss": None if self.step_loss is None else float(self.step_loss),
+                   "final_loss": pos.last_loss if self.step_loss is None else float(self.step_loss),
                    "knn_top1": final["knn_top1"], "effective_rank": final["effective_rank"],
                    "embedding_std_x_sqrt_dim": final["embedding_std_x_sqrt_dim"]}
         self.run.write_summary(summary)

@@ -63,6 +63,8 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     assert steps_logged(run, "train") == list(range(1, 9))  # no step lost, none logged twice
     last_row = json.loads((run / "train.jsonl").read_text().splitlines()[-1])
     assert resumed["final_loss"] == pytest.approx(last_row["loss"])  # the last step's loss, logged or not
+    again = pretrain.pretrain(tiny_run(run, resume=True))  # a finished run resumed: nothing to train
+    assert again["steps"] == 8 and again["final_loss"] == pytest.approx(resumed["final_loss"])
     learning_rates = [json.loads(line)["lr"] for line in (run / "train.jsonl").read_text().splitlines()]
     assert max(learning_rates) > 0.9 * 2e-3 and learning_rates[-1] < 0.1 * 2e-3  # warm-up, peak, cosine
     assert steps_logged(run, "eval") == steps_logged(tmp_path / "reference", "eval") == [0, 4, 8]
