@@ -57,6 +57,15 @@ for folder in results/gpu/*/; do
     echo "   $folder""report.md"
 done
 
+echo "== at the papers' scale: CURL's Table 1, and the GPU runs of the vision and CUT jobs"
+if [ -d results/rl_table1 ] && ls results/rl_table1/*/eval.csv > /dev/null 2>&1; then
+    python -m rl_curl.report results/rl_table1 > /dev/null
+    echo "   results/rl_table1/rl_report.md"
+fi
+if [ -d results/scale ]; then
+    python scripts/scale_results.py report | sed 's/^/   /'
+fi
+
 echo "== benchmarks: one table set per machine (the JSON lines under results/benchmarks/<machine>/)"
 python benchmarks/tables.py results/benchmarks/*/ --write > /dev/null
 echo "   results/benchmarks/*/tables.md"
