@@ -22,7 +22,7 @@
 #           wheel is too large to carry: evaluate the returned generator on the CPU with
 #           `python -m cut_translation.evaluate --checkpoint FILE`); each generator comes back
 #           in fp16, in 15 MB parts;
-#   bench   the GPU benchmarks (benchmarks/rl.py, cut.py, vision_throughput.py, augment.py with
+#   bench   the GPU benchmarks (benchmarks/rl.py, augment.py, cut.py, vision_throughput.py with
 #           --device cuda, each a few rounds, about 90 s or less on one H200, cut off at BENCH_SECONDS),
 #           one after the other, after the tests; ours and the reference code alternate on the same
 #           GPU where REF_CURL / REF_CUT name checkouts of MishaLaskin/curl / contrastive-unpaired-
@@ -237,6 +237,10 @@ if [[ " $JOBS " == *" rlscale "* ]]; then
   if [ "$DRY_RUN" = 1 ]; then scale_flags="--preset tiny --init-steps 50 --total-env-steps 800 --log-every 200"; device=cpu
   else scale_flags="--init-steps 1000 --total-env-steps 8000 --log-every 1000"; device=cuda; fi
   for k in ${RLSCALE:-1 2 4}; do
+    if [ $(( DEADLINE - $(elapsed) )) -lt "${RLSCALE_SECONDS:-90}" ]; then  # K runs at once take about this long
+      emit "{\"check\": \"rl_scale\", \"runs_at_once\": $k, \"skipped\": \"past the deadline (DEADLINE=$DEADLINE s)\"}"
+      continue
+    fi
     pids=()
     for i in $(seq 1 "$k"); do
       # shellcheck disable=SC2086
@@ -356,7 +360,7 @@ if [[ " $JOBS " == *" bench "* ]]; then
       emit "{\"check\": \"bench_reference\", \"bench\": \"benchmarks/$script.py\", \"skipped\": \"$var ${tree:+($tree) }does not name a checkout of $repo: the reference contender is not timed\"}"
     fi
   done
-  for script in rl cut vision_throughput augment; do
+  for script in rl augment cut vision_throughput; do  # the ones that compile last: a cut-off costs least there
     args_name="${script%_throughput}_args[@]"
     command=(python3 "benchmarks/$script.py" --device "$bench_device" "${!args_name}")
     echo "== ${command[*]}" >> "$OUT/bench.log"
