@@ -58,6 +58,9 @@ MIN_ROUNDS_FOR_INTERVAL = 5
 REFERENCE = "reference"
 #: machine facts that must agree between a peak measurement and a benchmark run
 PEAK_KEYS = ("cpu_model", "cpu_capability", "native_bf16_cpu", "torch_threads", "cpu_family_model")
+GPU_PEAK_KEYS = ("gpu", "torch", "cuda_version")
+"""The facts a peak must share with the timed work to be divided by: the CPU's (and the thread
+count), or for work timed on a GPU, the GPU and the torch / CUDA build."""
 
 
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
@@ -377,25 +380,31 @@ def load_peak(path: str | os.PathLike) -> dict:
 def peak_fractions(flops: float, seconds: float, precision: str, peak: Mapping | None,
                    facts: Mapping | None = None, device=None) -> dict[str, object]:
     """``achieved_gflops = flops / seconds / 1e9`` and, when ``peak`` (a :func:`load_peak`
-    record) was measured on a machine whose :data:`PEAK_KEYS` facts equal ``facts`` (default:
-    this process's), ``fraction_of_peak`` = achieved / the peak of ``precision`` and
-    ``fraction_of_fp32_peak`` = achieved / the fp32 peak. Otherwise, and always for work timed
-    on a CUDA ``device`` (``benchmarks/peak.py`` measures the CPU), ``fraction_of_peak`` is
+    record) was measured where the work ran (the same :data:`PEAK_KEYS` facts as ``facts``,
+    default this process's; for work on a CUDA ``device``, the same :data:`GPU_PEAK_KEYS`),
+    ``fraction_of_peak`` = achieved / the peak of ``precision`` and ``fraction_of_fp32_peak`` =
+    achieved / the fp32 peak; on a GPU whose datasheet peaks the record lists, also
+    ``fraction_of_datasheet_peak`` (bf16 against the dense bf16 tensor-core peak, fp32 against
+    the TF32 one, which is what fp32 convolutions use there). Otherwise ``fraction_of_peak`` is
     ``None`` with the reason."""
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     achieved = flops / seconds
     row: dict[str, object] = {"flops_per_step": int(flops), "achieved_gflops": round(achieved / 1e9, 3)}
-    if is_cuda(device):
-        row.update(fraction_of_peak=None, peak_note="timed on a GPU; benchmarks/peak.py measures CPU peaks only")
-        return row
     if peak is None:
-        row.update(fraction_of_peak=None, peak_note="no --peak file given (python benchmarks/peak.py > peak.json)")
+        how = "python benchmarks/peak.py --device cuda > peak-gpu.json" if is_cuda(device) else \
+            "python benchmarks/peak.py > peak.json"
+        row.update(fraction_of_peak=None, peak_note=f"no --peak file given ({how})")
         return row
-    facts = dict(run_facts() if facts is None else facts)
-    differ = [k for k in PEAK_KEYS if peak.get(k) != facts.get(k)]
+    facts = dict(run_facts(device) if facts is None else facts)
+    keys = GPU_PEAK_KEYS if is_cuda(device) else PEAK_KEYS
+    differ = [k for k in keys if peak.get(k) != facts.get(k)]
+    if is_cuda(device) and peak.get("gpu") is None:
+        row.update(fraction_of_peak=None, peak_note="the peak file was measured on a CPU, the work on a GPU "
+                   "(python benchmarks/peak.py --device cuda > peak-gpu.json)")
+        return row
     if differ:
-        row.update(fraction_of_peak=None, peak_note="peak measured on a different machine or thread count: "
+        row.update(fraction_of_peak=None, peak_note="peak measured on a different machine, GPU or thread count: "
                    + ", ".join(f"{k} {peak.get(k)!r} vs {facts.get(k)!r}" for k in differ))
         return row
     peaks = peak["peak_gflops"]
@@ -404,6 +413,11 @@ def peak_fractions(flops: float, seconds: float, precision: str, peak: Mapping |
     row["peak_gflops"] = peaks[precision]
     row["fraction_of_peak"] = round(achieved / 1e9 / peaks[precision], 4)
     row["fraction_of_fp32_peak"] = round(achieved / 1e9 / peaks["fp32"], 4)
+    datasheet = peak.get("datasheet_tflops")
+    if is_cuda(device) and isinstance(datasheet, Mapping):
+        tflops = datasheet["bf16" if precision == "bf16" else "tf32"]
+        row["datasheet_tflops"] = tflops
+        row["fraction_of_datasheet_peak"] = round(achieved / 1e12 / tflops, 4)
     return row
 
 

@@ -360,6 +360,16 @@ if [[ " $JOBS " == *" bench "* ]]; then
       emit "{\"check\": \"bench_reference\", \"bench\": \"benchmarks/$script.py\", \"skipped\": \"$var ${tree:+($tree) }does not name a checkout of $repo: the reference contender is not timed\"}"
     fi
   done
+  # the device's attainable peak first (large GEMMs and convolutions, under a minute on a GPU), so
+  # that each step's FLOP/s is also given as a fraction of it (and of the datasheet's, for a listed GPU)
+  peak_args=(--device "$bench_device" --min-time 0.3); [ "$DRY_RUN" = 1 ] && peak_args=(--device cpu --quick)
+  timeout -k 10 "$(within_deadline 120)" python3 benchmarks/peak.py "${peak_args[@]}" > "$OUT/peak.jsonl" 2>> "$OUT/bench.log"
+  if grep -q '"bench": "peak"' "$OUT/peak.jsonl"; then
+    grep '"bench": "peak"' "$OUT/peak.jsonl" | tail -1 >> "$RESULTS"
+    rl_args+=(--peak "$OUT/peak.jsonl") cut_args+=(--peak "$OUT/peak.jsonl") vision_args+=(--peak "$OUT/peak.jsonl")
+  else
+    emit "{\"check\": \"bench\", \"bench\": \"benchmarks/peak.py\", \"error\": \"no peak line: the fractions of the peak are left out\"}"
+  fi
   for script in rl augment cut vision_throughput; do  # the ones that compile last: a cut-off costs least there
     args_name="${script%_throughput}_args[@]"
     command=(python3 "benchmarks/$script.py" --device "$bench_device" "${!args_name}")
@@ -405,7 +415,7 @@ if [ ${#RL_PID[@]} -gt 0 ]; then
 fi
 emit "{\"check\": \"done\", \"seconds\": $(elapsed)}"
 # Some GPU services bring back only a few files: the logs travel as one archive.
-logs=$(cd "$OUT" && ls facts.json suite.json pytest.log failures.log durations.log bench.log 2>/dev/null)
+logs=$(cd "$OUT" && ls facts.json suite.json pytest.log failures.log durations.log bench.log peak.jsonl 2>/dev/null)
 if [ -n "$logs" ] && [ "${PACK_LOGS:-1}" = 1 ]; then
   # shellcheck disable=SC2086
   (cd "$OUT" && tar -czf logs.tgz $logs && rm -f $logs)

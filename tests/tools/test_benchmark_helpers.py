@@ -455,10 +455,27 @@ def test_emit_carries_the_gpu_facts_after_select_device_cuda(monkeypatch, capsys
 
 
 def test_peak_fractions_give_no_cpu_peak_fraction_for_gpu_timings():
-    peak_record = {"bench": "peak", "peak_gflops": {"fp32": 100.0}, **FACTS}
+    peak_record = {"bench": "peak", "peak_gflops": {"fp32": 100.0}, **FACTS, "gpu": None}
     row = ref.peak_fractions(30e9, 0.5, "fp32", peak_record, FACTS, device=torch.device("cuda", 0))
-    assert row["achieved_gflops"] == 60.0 and row["fraction_of_peak"] is None and "GPU" in row["peak_note"]
+    assert row["achieved_gflops"] == 60.0 and row["fraction_of_peak"] is None and "measured on a CPU" in row["peak_note"]
     assert ref.peak_fractions(30e9, 0.5, "fp32", peak_record, FACTS, device=torch.device("cpu"))["fraction_of_peak"] == 0.6
+
+
+def test_gpu_peak_fractions_need_the_same_gpu_and_build_and_add_the_datasheet_fraction():
+    gpu = {"gpu": "NVIDIA H200", "torch": "2.11.0+cu130", "cuda_version": "13.0"}
+    peak_record = {"bench": "peak", "peak_gflops": {"fp32": 400_000.0, "bf16": 800_000.0}, **gpu,
+                   "datasheet_tflops": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}}
+    cuda = torch.device("cuda", 0)
+    row = ref.peak_fractions(2e12, 0.01, "bf16", peak_record, {**FACTS, **gpu}, device=cuda)  # 200 TFLOP/s
+    assert row["fraction_of_peak"] == 0.25 and row["fraction_of_fp32_peak"] == 0.5
+    assert row["datasheet_tflops"] == 989.4 and row["fraction_of_datasheet_peak"] == round(200 / 989.4, 4)
+    row = ref.peak_fractions(2e12, 0.01, "fp32", peak_record, {**FACTS, **gpu}, device=cuda)
+    assert row["fraction_of_datasheet_peak"] == round(200 / 494.7, 4)  # fp32 convolutions run as TF32 there
+    other = ref.peak_fractions(2e12, 0.01, "bf16", peak_record, {**FACTS, **gpu, "gpu": "NVIDIA H100 PCIe"}, device=cuda)
+    assert other["fraction_of_peak"] is None and "NVIDIA H100 PCIe" in other["peak_note"]
+    unlisted = {**peak_record, "datasheet_tflops": "not listed for this GPU"}
+    assert "fraction_of_datasheet_peak" not in ref.peak_fractions(2e12, 0.01, "bf16", unlisted, {**FACTS, **gpu},
+                                                                   device=cuda)
 
 
 def _json_lines(text: str) -> list[dict]:
