@@ -30,9 +30,10 @@
 # RL_EXTRA: flags added to every rl and rlscale run (e.g. "--cuda-graphs"; not in a dry run on a CPU).
 # DEADLINE (default 540 s, inside a 600 s command limit) bounds the whole call: the test run and each
 # benchmark are cut off there, later ones skipped with a JSON line saying so.
-# The RL runs are waited for until DEADLINE seconds after the start, then stopped; each run's
-# small files (config, evaluation and training CSVs, the learning curve) are packed into one
-# archive and the actor of every finished run is kept.
+# The RL runs are waited for until DEADLINE seconds after the start, then stopped (RL_STOP: term, the
+# default, lets each save a checkpoint that a later command on the same machine resumes from; kill);
+# each run's small files (config, evaluation and training CSVs, the learning curve) are packed into
+# one archive and the actor of every finished run is kept.
 #
 # Prints one JSON line per result and writes under $OUT (default runs/gpu_check):
 #   results.jsonl      the JSON lines printed here
@@ -188,14 +189,16 @@ cartpole-swingup-curl-s1|--env cartpole-swingup --batch-size 128 --seed 1
 cartpole-swingup-curl-s2|--env cartpole-swingup --batch-size 128 --seed 2
 cartpole-swingup-curl-s3|--env cartpole-swingup --batch-size 128 --seed 3"}
   mkdir -p "$RL_ROOT"
+  resumed=0
   while IFS='|' read -r name flags; do
     [ -z "$name" ] && continue
+    resume=""; [ -f "$RL_ROOT/$name/checkpoint.pt" ] && resume=--resume && resumed=$((resumed + 1))  # stopped by an earlier call
     # shellcheck disable=SC2086
     python3 -m rl_curl.train $flags $rl_common $RL_EXTRA --device $device --threads 1 --checkpoint-every 1000000 \
-      --log-every 2000 --no-progress-bar --run-dir "$RL_ROOT/$name" > "$RL_ROOT/$name.log" 2>&1 &
+      --log-every 2000 --no-progress-bar --run-dir "$RL_ROOT/$name" $resume >> "$RL_ROOT/$name.log" 2>&1 &
     RL_PID[$name]=$!
   done <<< "$RL_RUNS"
-  emit "{\"check\": \"rl_started\", \"runs\": ${#RL_PID[@]}, \"at_s\": $(elapsed)}"
+  emit "{\"check\": \"rl_started\", \"runs\": ${#RL_PID[@]}, \"resumed\": $resumed, \"at_s\": $(elapsed)}"
 fi
 
 # --- the test suite -------------------------------------------------------------------------
@@ -397,8 +400,21 @@ if [ ${#RL_PID[@]} -gt 0 ]; then
     [ "$running" -eq 0 ] && break
     sleep 5
   done
-  # Unfinished runs are stopped hard: an interrupt would write a checkpoint with the replay buffer,
-  # which is not brought back. Their CSVs hold every evaluation made so far.
+  # Unfinished runs: with RL_STOP=term (the default) each gets SIGTERM and saves a checkpoint with its
+  # replay buffer at the end of its episode, on this machine only (never brought back), so that the
+  # same RL_RUNS in a later command on this machine resume them; RL_STOP_SECONDS later (default 40)
+  # any still running is killed. RL_STOP=kill (a machine's last command) kills them at once.
+  # Either way their CSVs hold every evaluation made so far.
+  if [ "${RL_STOP:-term}" = term ]; then
+    for name in "${!RL_PID[@]}"; do kill -TERM "${RL_PID[$name]}" 2>/dev/null; done
+    stop_by=$(( $(elapsed) + ${RL_STOP_SECONDS:-40} ))
+    while [ "$(elapsed)" -lt "$stop_by" ]; do
+      running=0
+      for name in "${!RL_PID[@]}"; do kill -0 "${RL_PID[$name]}" 2>/dev/null && running=$((running + 1)); done
+      [ "$running" -eq 0 ] && break
+      sleep 1
+    done
+  fi
   for name in "${!RL_PID[@]}"; do kill -KILL "${RL_PID[$name]}" 2>/dev/null; done
   wait 2>/dev/null
   kept=0
@@ -409,7 +425,8 @@ if [ ${#RL_PID[@]} -gt 0 ]; then
       cp "$run/actor.safetensors" "$OUT/actor-$name.safetensors" && kept=$((kept + 1))
     fi
     last=$(tail -1 "$run/eval.csv" 2>/dev/null | cut -d, -f1-3)
-    emit "{\"check\": \"rl_run\", \"name\": \"$name\", \"finished\": $finished, \"last_eval\": \"$last\"}"
+    resumable=false; ! $finished && [ -f "$run/checkpoint.pt" ] && resumable=true
+    emit "{\"check\": \"rl_run\", \"name\": \"$name\", \"finished\": $finished, \"resumable_here\": $resumable, \"last_eval\": \"$last\"}"
   done
   (cd "$RL_ROOT" && tar -czf "$OUT/rl_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='replay*' .)
 fi
