@@ -49,7 +49,7 @@ graphs again, since a recording holds the rate it was recorded with.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -291,6 +291,23 @@ class CUTModel(nn.Module):
         before = self.learning_rate
         self.scheduler_g.step()
         self.scheduler_d.step()
+        if self.graphs is not None and self.learning_rate != before:
+            self.graphs.reset()
+
+    def set_epochs(self, n_epochs: int, n_epochs_decay: int) -> None:
+        """Change the epoch plan mid-run (``cut_translation.train --minutes`` fixes it after the
+        first epoch): the schedules are rebuilt for the new plan and stand where the old ones
+        stood, so the learning rate becomes the new plan's rate at that epoch (recorded CUDA
+        graphs are recorded again if it changed)."""
+        done, before = self.scheduler_g.last_epoch, self.learning_rate
+        self.settings = replace(self.settings, n_epochs=n_epochs, n_epochs_decay=n_epochs_decay)
+        self.scheduler_g = constant_then_linear_decay(self.optimizer_g, n_epochs, n_epochs_decay)
+        self.scheduler_d = constant_then_linear_decay(self.optimizer_d, n_epochs, n_epochs_decay)
+        for scheduler in (self.scheduler_g, self.scheduler_d):
+            scheduler.last_epoch = done
+            for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(done)
+            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
         if self.graphs is not None and self.learning_rate != before:
             self.graphs.reset()
 

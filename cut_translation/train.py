@@ -83,6 +83,7 @@ class TrainConfig:
     batch_size: int = field(default=1, metadata={"help": "images per domain per step (1 in the paper)", "min": 1})
     epochs: int | None = field(default=None, metadata={"help": "epochs at constant lr; None = 200 CUT, 150 FastCUT", "min": 0})
     epochs_decay: int | None = field(default=None, metadata={"help": "epochs of linear lr decay to 0; None = 200 CUT, 50 FastCUT", "min": 0})
+    minutes: float | None = field(default=None, metadata={"help": "train for about this many minutes, evaluations included: after each epoch at constant lr the run plans the epochs (constant, then decaying) that fill them at the pace measured so far, in the ratio of --epochs to --epochs-decay (the mode's: CUT 1:1, FastCUT 3:1); once the decay has begun the plan stays. Checkpoints and summary.json record the plan", "gt": 0})
     steps_per_epoch: int | None = field(default=None, metadata={"help": "cap the steps of an epoch; None = max(|A|, |B|) / batch", "min": 1})
     ngf: int = field(default=64, metadata={"help": "generator width", "min": 1})
     n_blocks: int = field(default=9, metadata={"help": "generator residual blocks (9; 6 for small images)", "min": 1})
@@ -269,6 +270,9 @@ class Training:
     steps_per_epoch: int  # the cap of --steps-per-epoch applied
     evaluator: TranslationEvaluator | None  # None with --eval-every 0
     run_info: dict  # what identifies the run's data in its exported generators and checkpoints
+    planned: tuple[int, int] | None = None  # (constant, decay) epochs --minutes planned (after each constant epoch)
+    epoch_ends: list[float] = field(default_factory=list)  # the run's clock at each epoch end in this process
+    process_started_at: float = 0.0  # the run's clock when this process started training
 
     @property
     def total_epochs(self) -> int:
@@ -308,7 +312,8 @@ def save_training_state(training: Training, position: Position, scores: Scores, 
                        "config": config_to_dict(training.cfg), "epoch": position.epoch,
                        "batch_in_epoch": position.batch_in_epoch, "step": position.step, "best": scores.best,
                        "baseline": scores.baseline, "elapsed_seconds": position.elapsed_seconds,
-                       "rng": capture_rng_state(), "data_rng": data_rng},
+                       "rng": capture_rng_state(), "data_rng": data_rng,
+                       **({"planned_epochs": list(training.planned)} if training.planned else {})},  # --minutes
                       f"step {position.step}", losses=losses)
 
 
@@ -317,6 +322,9 @@ def restore_training_state(training: Training, saved: dict) -> tuple[Position, S
     generator (at the start of the epoch the run stands in) and torch's global generators;
     returns where the run stood and its scores."""
     training.model.load_training_state(saved["model"])
+    if saved.get("planned_epochs"):  # --minutes planned the run after its first epoch
+        training.planned = tuple(saved["planned_epochs"])
+        training.model.set_epochs(*training.planned)
     training.batches.load_state_dict(saved["data_rng"])
     restore_rng_state(saved["rng"])
     return Position.from_checkpoint(saved), Scores(baseline=saved["baseline"], best=saved["best"])
@@ -375,6 +383,41 @@ def log_losses(run: RunFolder, logger: RunLogger, bar: Any, position: Position, 
                     g=f"{losses['loss_g_gan']:.3f}", d=f"{losses['loss_d']:.3f}")
 
 
+def epochs_for_minutes(minutes: float, elapsed: float, epoch_seconds: float, done: int, epochs: int,
+                       epochs_decay: int) -> tuple[int, int]:
+    """The (constant, decay) epochs that fill ``minutes`` when ``done`` epochs took ``elapsed``
+    seconds and an epoch now takes ``epoch_seconds``: ``total = done + floor((60 * minutes -
+    elapsed) / epoch_seconds)`` (at least ``done``, at least 1), split in the ratio of ``epochs``
+    to ``epochs_decay``, with no fewer constant epochs than are done (the decay never starts in
+    the past)."""
+    total = max(1, done + max(0, int((60.0 * minutes - elapsed) // max(epoch_seconds, 1e-9))))
+    share = 1.0 if epochs + epochs_decay == 0 else epochs / (epochs + epochs_decay)
+    constant = min(total, max(1, done, round(total * share)))
+    return constant, total - constant
+
+
+def plan_minutes(training: Training, position: Position, elapsed: float, bar: Any) -> None:
+    """``--minutes``: after each epoch at the constant rate (``elapsed``: the run's clock), plan the
+    run's epochs again to fill the budget (:func:`epochs_for_minutes`, an epoch's time the mean of
+    those timed since this process started, the first left out once there are others: it carries
+    the warm-up) and set the model's schedules to them. Once the decay has begun the plan stays.
+    The checkpoints carry the plan (config.json keeps the flags as given)."""
+    cfg = training.cfg
+    training.epoch_ends.append(elapsed)
+    ends = training.epoch_ends
+    durations = [b - a for a, b in zip(ends, ends[1:])] or [ends[0] - training.process_started_at]
+    epoch_seconds = sum(durations) / len(durations)
+    before = training.planned
+    training.planned = epochs_for_minutes(cfg.minutes, elapsed, epoch_seconds, position.epoch, cfg.epochs,
+                                          cfg.epochs_decay)
+    training.model.set_epochs(*training.planned)
+    bar.total = training.total_epochs * training.steps_per_epoch
+    bar.refresh()
+    if before is None or abs(sum(training.planned) - sum(before)) >= max(1.0, 0.05 * sum(before)):  # news only
+        bar.write(f"--minutes {cfg.minutes:g}: {position.epoch} epoch(s) in {elapsed:.1f} s, {epoch_seconds:.1f} s "
+                  f"each now: {training.planned[0]} + {training.planned[1]} epochs")
+
+
 def end_epoch(training: Training, position: Position, scores: Scores, logger: RunLogger, bar: Any,
               started: float, losses: dict) -> None:
     """After an epoch's last step: count it complete, step the learning-rate schedules, check the
@@ -387,6 +430,8 @@ def end_epoch(training: Training, position: Position, scores: Scores, logger: Ru
     model.end_epoch()
     run.check_weights(f"epoch {epoch} (step {position.step})", model.generator.state_dict())
     _sample_grid(model, training.data, cfg.samples, run.path / "samples" / f"epoch_{epoch:03d}.png")
+    if cfg.minutes is not None and (training.planned is None or epoch <= training.planned[0]):  # not yet decaying
+        plan_minutes(training, position, time.perf_counter() - started, bar)
     if training.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == training.total_epochs):
         evaluate_epoch(training, position, scores, logger, bar)
     position.elapsed_seconds = time.perf_counter() - started
@@ -418,6 +463,7 @@ def finish(training: Training, position: Position, scores: Scores, logger: RunLo
                      run=training.run_info)
     evaluations = [row for row in logger.read("eval") if row.get("epoch", 0) > 0]
     summary = {"mode": training.cfg.mode, "epochs": position.epoch, "steps": position.step,
+               **({"planned_epochs": list(training.planned), "minutes": training.cfg.minutes} if training.planned else {}),
                "wall_clock_seconds": round(position.elapsed_seconds, 1), "identity_baseline": scores.baseline,
                "best": scores.best, "last": evaluations[-1] if evaluations else None}
     training.run.write_summary(summary)
@@ -430,19 +476,22 @@ def _train(cfg: TrainConfig, run: RunFolder, device: torch.device) -> dict:
     after saving: mid-epoch in :func:`train_epoch`, else after the epoch's checkpoint."""
     torch.manual_seed(cfg.seed)
     training = build_training(cfg, run, device)
-    model, total_epochs = training.model, training.total_epochs
+    model = training.model
     with RunLogger(run.path, tensorboard=cfg.tensorboard) as logger:  # closed on every way out
         position, scores = start_or_resume(training, logger, device)
+        total_epochs = training.total_epochs  # a resumed --minutes run: its plan
         run.save_config(cfg)  # on resume: the folder it now lives in, and a lengthened schedule
-        print(f"{cfg.mode}: {training.data}, {training.steps_per_epoch} steps x {total_epochs} epochs on {device}"
+        plan = f" (replanned after the first to fill {cfg.minutes:g} minutes)" if cfg.minutes and not training.planned else ""
+        print(f"{cfg.mode}: {training.data}, {training.steps_per_epoch} steps x {total_epochs} epochs{plan} on {device}"
               f"{' (bf16)' if model.settings.bf16 else ''}; run folder {run.path}", file=sys.stderr)
         with progress(total=total_epochs * training.steps_per_epoch, initial=position.step, desc=cfg.mode,
                       unit="step") as bar:
             started = time.perf_counter() - position.elapsed_seconds  # the run's clock, resumed where it stood
-            while position.epoch < total_epochs:
+            training.process_started_at = position.elapsed_seconds
+            while position.epoch < training.total_epochs:  # --minutes may change the plan after epoch 1
                 losses = train_epoch(training, position, scores, logger, bar, started)
                 end_epoch(training, position, scores, logger, bar, started, losses)
-                if run.stop_signal is not None and position.epoch < total_epochs:
+                if run.stop_signal is not None and position.epoch < training.total_epochs:
                     raise run.interrupted()
         summary = finish(training, position, scores, logger)
     print(json.dumps(summary, indent=2))

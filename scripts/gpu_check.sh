@@ -16,7 +16,8 @@
 #           preset, ResNet-18 with the CIFAR stem, batch 512, VISION_EPOCHS epochs on CIFAR-10),
 #           one after the other, each then evaluated (linear probe and kNN, k = 200) and exported
 #           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh's default);
-#   cut     CUT trainings from CUT_RUNS (default: cats -> dogs at 128 px, CUT_EPOCHS constant + as
+#   cut     CUT trainings from CUT_RUNS (default: cats -> dogs at 128 px for the time left before
+#           DEADLINE, --minutes, or CUT_EPOCHS constant + as
 #           many decaying epochs; CUT_EXTRA adds flags to every run, e.g. "--cuda-graphs" once the
 #           bench has timed it), one after the other, without the in-loop FID (the FID network's
 #           wheel is too large to carry: evaluate the returned generator on the CPU with
@@ -308,19 +309,30 @@ fi
 CUT_ROOT=${CUT_ROOT:-/tmp/ssl-cut}
 if [[ " $JOBS " == *" cut "* ]]; then
   mkdir -p "$CUT_ROOT"
-  epochs=${CUT_EPOCHS:-10}
-  if [ "$DRY_RUN" = 1 ]; then cut_common="--preset smoke --size 32 --epochs 1 --epochs-decay 1 --steps-per-epoch 4"; device=cpu
-  else cut_common="--size 128 --epochs $epochs --epochs-decay $epochs"; device=cuda; fi
+  if [ "$DRY_RUN" = 1 ]; then cut_common="--preset smoke --size 32 --steps-per-epoch 4"; device=cpu
+  else cut_common="--size 128"; device=cuda; fi
   CUT_RUNS=${CUT_RUNS:-"catdog-128-cut-s0|--mode cut --seed 0"}
+  runs_left=$(grep -c '|' <<< "$CUT_RUNS")
   while IFS='|' read -r name flags; do
     [ -z "$name" ] && continue
     [ "$(elapsed)" -lt "$DEADLINE" ] || { emit "{\"check\": \"cut_run\", \"name\": \"$name\", \"skipped\": \"past the deadline\"}"; continue; }
     run=$CUT_ROOT/$name
     resume=""; [ -f "$run/checkpoint.pt" ] && resume=--resume  # cut off by an earlier call on this machine
+    # The run's length: CUT_EPOCHS constant + as many decaying epochs, or by default --minutes, this
+    # run's share of the time left before DEADLINE less CUT_MARGIN s (export and packing): the run
+    # plans its epochs after the first, so that its learning rate has decayed when the time is up.
+    # A resumed run keeps the length it was started with.
+    if [ -n "$resume" ]; then length=""
+    elif [ -n "${CUT_EPOCHS:-}" ]; then length="--epochs $CUT_EPOCHS --epochs-decay $CUT_EPOCHS"
+    else
+      budget=$(( (DEADLINE - $(elapsed) - ${CUT_MARGIN:-75}) / runs_left )); [ "$DRY_RUN" = 1 ] && budget=12
+      length="--minutes $(python3 -c "print(max(0.05, round($budget / 60, 2)))")"
+    fi
+    runs_left=$((runs_left - 1))
     started=$(date +%s)
     # shellcheck disable=SC2086
     timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m cut_translation.train --data catdog-128.zip $flags \
-      $cut_common $CUT_EXTRA --eval-every 0 --device $device --run-dir "$run" $resume >> "$CUT_ROOT/$name.log" 2>&1
+      $cut_common $length $CUT_EXTRA --eval-every 0 --device $device --run-dir "$run" $resume >> "$CUT_ROOT/$name.log" 2>&1
     rc=$?
     # a run cut off at the deadline (timeout: 124, or 143: SIGTERM, checkpoint saved) still returns its generator so far
     if { [ $rc = 0 ] || [ $rc = 124 ] || [ $rc = 143 ]; } && python3 -m cut_translation.export --checkpoint "$run/checkpoint.pt" --output "$CUT_ROOT/$name.safetensors" \

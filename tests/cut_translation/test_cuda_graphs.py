@@ -95,6 +95,9 @@ def test_a_learning_rate_change_records_the_graphs_again_and_a_constant_rate_kee
     assert graphed.graphs.recorded == [(False,)]
     _assert_same(graphed, eager, rtol=1e-5, atol=1e-6)
 
+    graphed.set_epochs(1, 4)  # a new plan (--minutes) at the same epoch: another rate, recorded again
+    assert graphed.graphs.recorded == [] and graphed.learning_rate == pytest.approx(2e-4 * (1 - 1 / 5))
+
     _, constant = _pair("cut", "cpu", "stand-in", n_epochs=3, n_epochs_decay=2)
     for (real_a, real_b), _ in batches[:4]:
         constant.train_step(real_a, real_b)

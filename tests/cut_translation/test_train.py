@@ -398,3 +398,48 @@ def test_compiled_networks_train_as_the_eager_ones():
         got = compiled.train_step(real_a, real_b, flip=False)
         for name in expected:
             torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize(("minutes", "elapsed", "seconds", "done", "epochs", "decay", "expected"), [
+    (10, 60, 60, 1, 200, 200, (5, 5)),   # CUT: 10 epochs fit, 1:1
+    (10, 60, 60, 1, 150, 50, (8, 2)),    # FastCUT: 3:1, the constant part rounded
+    (1, 90, 90, 1, 200, 200, (1, 0)),    # not even one more epoch fits: stop after the first
+    (2.5, 30, 30, 1, 7, 0, (5, 0)),      # no decay asked for: none planned
+    (10, 300, 20, 5, 200, 200, (10, 10)),  # faster than first planned: 5 done + 15 more fit, split 1:1
+    (10, 540, 60, 6, 200, 200, (6, 1)),    # slower: one more fits, and the decay cannot start in the past
+])
+def test_minutes_give_the_epochs_that_fill_them_in_the_ratio_asked(minutes, elapsed, seconds, done, epochs, decay,
+                                                                   expected):
+    assert train.epochs_for_minutes(minutes, elapsed, seconds, done, epochs, decay) == expected
+
+
+def test_minutes_replan_the_run_after_its_first_epoch(tmp_path, monkeypatch, capsys):
+    data = write_subset(tmp_path / "catdog", 12)
+    seen = []
+
+    def plan(minutes, elapsed, seconds, done, epochs, decay):
+        seen.append((minutes, done, epochs, decay, elapsed > 0 and seconds > 0))
+        return 2, 1
+
+    monkeypatch.setattr(train, "epochs_for_minutes", plan)
+    run = tmp_path / "run"
+    summary = train.main([*SMOKE, "--data", str(data), "--steps-per-epoch", "2", "--minutes", "5",
+                          "--run-dir", str(run)])
+    assert seen == [(5.0, 1, 1, 1, True), (5.0, 2, 1, 1, True)]  # planned after each constant epoch; 1 + 1: the ratio
+    assert summary["epochs"] == 3 and summary["steps"] == 6
+    assert summary["planned_epochs"] == [2, 1] and load_checkpoint(run / "checkpoint.pt")["planned_epochs"] == [2, 1]
+    config = json.loads((run / "config.json").read_text())
+    assert (config["epochs"], config["epochs_decay"], config["minutes"]) == (1, 1, 5.0)  # the flags as given
+    lrs = [row["lr"] for row in map(json.loads, (run / "train.jsonl").read_text().splitlines())]
+    assert lrs[0] == lrs[-3] == pytest.approx(2e-4) and lrs[-1] == pytest.approx(1e-4)  # epoch 3 decays: 1 - 1/2
+    assert "--minutes 5: 1 epoch(s) in" in capsys.readouterr().out
+    again = train.main([*SMOKE, "--data", str(data), "--steps-per-epoch", "2", "--minutes", "5", "--resume",
+                        "--run-dir", str(run)])
+    assert again["epochs"] == 3 and again["planned_epochs"] == [2, 1] and len(seen) == 2  # decaying: no new plan
+
+
+def test_minutes_so_short_that_one_epoch_fills_them_stop_after_it(tmp_path):
+    data = write_subset(tmp_path / "catdog", 12)
+    summary = train.main([*SMOKE, "--data", str(data), "--steps-per-epoch", "2", "--minutes", "0.0001",
+                          "--run-dir", str(tmp_path / "run")])
+    assert summary["epochs"] == 1 and summary["planned_epochs"] == [1, 0]
