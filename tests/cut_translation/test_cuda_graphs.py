@@ -190,3 +190,20 @@ def test_bf16_steps_replay_close_to_the_eager_ones():
     eager, graphed = _pair("cut", "cuda", "cuda", bf16=True)
     _steps_agree(eager, graphed, list(_batches(5, "cuda")), rtol=5e-2, atol=5e-3)
     assert graphed.graphs.recorded == [(False,)]
+
+
+@needs_cuda
+@pytest.mark.parametrize("graphs", [False, True])
+def test_the_train_command_on_cuda_trains_for_its_minutes_and_resumes(tmp_path, graphs):
+    """The command's CUDA path end to end (bf16 where native, cuDNN autotuning; with --cuda-graphs
+    every step replayed), planned by --minutes, then resumed on the GPU with the plan kept."""
+    from tests.cut_translation.test_train import write_subset
+
+    data = write_subset(tmp_path / "catdog", 12)
+    flags = ["--preset", "smoke", "--eval-every", "0", "--holdout", "4", "--samples", "2", "--device", "cuda",
+             "--data", str(data), "--steps-per-epoch", "4", "--minutes", "0.3", "--run-dir", str(tmp_path / "run")]
+    summary = train.main(flags + (["--cuda-graphs"] if graphs else []))
+    constant, decay = summary["planned_epochs"]
+    assert summary["epochs"] == constant + decay >= 1 and summary["steps"] == 4 * summary["epochs"]
+    again = train.main([*flags, "--resume"])
+    assert again["planned_epochs"] == [constant, decay] and again["epochs"] == summary["epochs"]

@@ -261,3 +261,21 @@ def test_paper_preset_uses_the_papers_batch_per_task():
     assert parse_args(["--env", "cheetah-run", "--preset", "cpu", "--device", "cpu"]).batch_size == 128
     assert parse_args(["--env", "cheetah-run", "--preset", "paper", "--batch-size", "64",
                        "--device", "cpu"]).batch_size == 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("graphs", [False, True])
+def test_a_short_run_on_cuda_trains_evaluates_and_resumes(tmp_path, graphs):
+    """The command's CUDA path end to end (the replay and crops on the GPU, cuDNN autotuning; with
+    --cuda-graphs each update replayed from its graph), then resumed on the GPU."""
+    cuda = [a if a != "cpu" else "cuda" for a in TINY] + (["--cuda-graphs"] if graphs else [])
+    run = tmp_path / "run"
+    proc = _train([*cuda, "--total-env-steps", "2000", "--eval-every", "1000", "--run-dir", str(run)])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert [int(r["step"]) for r in _rows(run / "eval.csv")] == [0, 1000, 2000]  # at episode ends
+    assert all(float(r["critic_loss"]) == float(r["critic_loss"]) for r in _rows(run / "train.csv"))  # no NaN
+    proc = _train([*cuda, "--total-env-steps", "3000", "--eval-every", "1000", "--run-dir", str(run), "--resume"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert [int(r["step"]) for r in _rows(run / "eval.csv")] == [0, 1000, 2000, 3000]

@@ -279,3 +279,17 @@ def test_a_compiled_encoder_trains_as_the_eager_one_and_checkpoints_the_same_key
     assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-3)
     compiled = load_checkpoint(tmp_path / "compiled" / "checkpoint.pt")["method"]
     assert compiled.keys() == load_checkpoint(tmp_path / "eager" / "checkpoint.pt")["method"].keys()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_run_on_cuda_trains_in_bf16_resumes_and_is_evaluated_there(tmp_path):
+    """The CUDA path end to end: augmentations on the GPU, bf16 autocast (native there), channels
+    last, cuDNN autotuning; resumed on the GPU, then probed there (kNN and the linear probe)."""
+    run = tmp_path / "run"
+    first = pretrain.pretrain(tiny_run(run, device="cuda", bf16="auto", epochs=1))
+    assert first["steps"] == 4 and first["final_loss"] == first["final_loss"]  # finite, not NaN
+    resumed = pretrain.pretrain(tiny_run(run, device="cuda", bf16="auto", epochs=2, resume=True))
+    assert resumed["steps"] == 8 and steps_logged(run, "train") == list(range(1, 9))
+    evaluate.main(["--run", str(run), "--protocol", "linear+knn", "--device", "cuda"])
+    for name in ("eval_knn.json", "eval_linear.json"):
+        assert 0.1 < json.loads((run / name).read_text())["top1"] <= 1
