@@ -5,10 +5,17 @@ docs/benchmarks.md regenerate from the committed measurements:
     python benchmarks/tables.py results/benchmarks/*/ --write    # every machine, one section each
 
 reads, where present, ``peak.json`` (``benchmarks/peak.py``), ``rl.jsonl`` (``rl.py``),
-``cut.jsonl`` (``cut.py``) and ``vision_throughput.jsonl`` (``vision_throughput.py``) from the
-folder and prints one table per file: per contender the median seconds per step, the speed-up
-against the reference measured in the same run (median of per-round ratios, with its bootstrap
-interval when there were enough rounds), GFLOP/s and the fraction of the machine's peak.
+``cut.jsonl`` (``cut.py``), ``vision_throughput.jsonl`` (``vision_throughput.py``) and
+``augment.jsonl`` (``augment.py``'s backend comparison) from the folder and prints one table per
+file: per contender the median seconds per step, the speed-up against the reference measured in
+the same run (median of per-round ratios, with its bootstrap interval when there were enough
+rounds), GFLOP/s and the fraction of the machine's peak (on a GPU also of the datasheet's);
+contenders that failed are listed under their table with the error.
+
+A GPU check (``scripts/gpu_check.sh``, ``bench`` job) prints every benchmark's lines into one
+``results.jsonl``; ``--split`` sorts them into such a folder first:
+
+    python benchmarks/tables.py --split OUT/results.jsonl results/benchmarks/gpu-h200-2026-12-10 --write
 """
 
 from __future__ import annotations
@@ -56,7 +63,12 @@ def _machine(rows: list[dict]) -> str:
         return ""
     loads = [r["load_average"][0] for r in rows if r.get("load_average")]
     load = f", load average {min(loads):.2f}-{max(loads):.2f}" if loads else ""
-    return (f"{facts['cpu_model']} (family/model {facts.get('cpu_family_model')}, {facts.get('cpu_capability')}, "
+    gpu = next((r for r in rows if r.get("gpu")), None)
+    device = ""
+    if gpu is not None:  # work timed on a GPU: the GPU first, the host CPU after
+        device = (f"{gpu['gpu']} (compute capability {gpu.get('gpu_capability')}, {gpu.get('gpu_memory_gib')} GiB, "
+                  f"CUDA {gpu.get('cuda_version')}, cuDNN {gpu.get('cudnn')}); host ")
+    return (f"{device}{facts['cpu_model']} (family/model {facts.get('cpu_family_model')}, {facts.get('cpu_capability')}, "
             f"native bf16: {facts.get('native_bf16_cpu')}), {facts.get('torch_threads')} threads, torch "
             f"{facts.get('torch')}{load}")
 
@@ -85,7 +97,11 @@ def peak_table(rows: list[dict]) -> str:
         for kernel, value in kernels.items():
             lines.append(f"| {dtype} | {kernel} | {value:.1f} |")
     peaks = ", ".join(f"{d} {v:.1f}" for d, v in summary["peak_gflops"].items())
-    return "\n".join([f"Peak (GFLOP/s): {peaks}. {_machine(rows)}", "", *lines])
+    datasheet = summary.get("datasheet_tflops")
+    sheet = ""
+    if isinstance(datasheet, dict):
+        sheet = " Datasheet, dense (TFLOP/s): " + ", ".join(f"{d} {v:g}" for d, v in datasheet.items()) + "."
+    return "\n".join([f"Peak (GFLOP/s): {peaks}.{sheet} {_machine(rows)}", "", *lines])
 
 
 def _precision(row: dict) -> str:
@@ -118,6 +134,10 @@ def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s
         return ""
     header = [*keys, "contender", unit, "vs reference", "GFLOP/step", "GFLOP/s", "of peak"]
     align = " --- | ---: | ---: | ---: | ---: | ---: |"
+    datasheet = any(r.get("fraction_of_datasheet_peak") is not None for r in measured)
+    if datasheet:
+        header.append("of datasheet peak")
+        align += " ---: |"
     step = LAYER_STEPS.get(measured[0].get(key))
     layer_peaks = {k: v for k, v in (layer_peaks or {}).items() if k[0] == step}
     if layer_peaks:
@@ -129,10 +149,55 @@ def step_table(rows: list[dict], key: str, keys: tuple[str, ...], unit: str = "s
         cells = [str(r.get(k, "")) for k in keys] + [
             _contender(r), f"{r['median_s']:.3f}", _ratio(r), "" if flops is None else f"{flops / 1e9:.1f}",
             _gflops(r), _fraction(r)]
+        if datasheet:
+            fraction = r.get("fraction_of_datasheet_peak")
+            cells.append("" if fraction is None else f"{100 * fraction:.1f}%")
         if layer_peaks:
             cells.append(_layer_fraction(r, layer_peaks))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join([_machine(rows), "", *lines])
+    failed = [f"- {r['contender']}" + "".join(f" {r[k]}" for k in keys if k in r) + f": failed ({r['failed']})"
+              for r in rows if r.get(key) in {"rl_update", "cut_train_step", "vision_throughput"} and r.get("failed")]
+    return "\n".join([_machine(rows), "", *lines] + (["", "Failed, so not timed:", *failed] if failed else []))
+
+
+def augment_table(rows: list[dict]) -> str:
+    """``augment.py --only backends``: native against kornia per SimCLR policy and RL augmentation."""
+    measured = [r for r in rows if r.get("bench") in {"backend_policy", "backend_rl"}]
+    if not measured:
+        return ""
+    lines = ["| augmentation | device | batch | native ms | kornia ms | kornia / native |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in measured:
+        name = r.get("policy") or r.get("augmentation") or r.get("op") or r["bench"]
+        lines.append(f"| {name} | {r.get('device', '')} | {r.get('batch', '')} | {r.get('native_ms', '')} | "
+                     f"{r.get('kornia_ms', '')} | {r.get('kornia_over_native', '')} |")
+    env = next((r for r in rows if r.get("bench") == "environment"), None)
+    machine = _machine(rows) or ("" if env is None else (
+        f"{env.get('gpu') or 'CPU'} ({env.get('device')}), {env.get('cpus')} CPUs ({env.get('machine')}), "
+        f"{env.get('torch_threads')} torch threads, torch {env.get('torch')}, CUDA {env.get('cuda_version')}"))
+    return "\n".join([machine, "", *lines])
+
+
+SPLIT = {"peak.json": lambda r: r.get("bench") in {"peak", "peak_kernel"},
+         "rl.jsonl": lambda r: str(r.get("bench", "")).startswith("rl_"),
+         "cut.jsonl": lambda r: str(r.get("benchmark", "")).startswith("cut_"),
+         "vision_throughput.jsonl": lambda r: str(r.get("bench", "")).startswith("vision_"),
+         "augment.jsonl": lambda r: str(r.get("bench", "")).startswith(("backend_", "environment"))}
+"""Which benchmark file each line of a GPU check's results.jsonl belongs to."""
+
+
+def split_check(results: Path, folder: Path) -> dict[str, int]:
+    """Sort a GPU check's ``results.jsonl`` into the per-benchmark files :func:`tables` reads
+    (the check's own lines, ``{"check": ...}``, are left out); returns the lines per file."""
+    rows = read_lines(results)
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, belongs in SPLIT.items():
+        mine = [r for r in rows if "check" not in r and belongs(r)]
+        if mine:
+            (folder / name).write_text("".join(json.dumps(r) + "\n" for r in mine))
+            counts[name] = len(mine)
+    return counts
 
 
 def layer_peak_table(rows: list[dict]) -> str:
@@ -169,7 +234,8 @@ def tables(folder: Path) -> str:
                                                                    env_table(rows)) if t)),
                ("cut.jsonl", lambda rows: step_table(rows, "benchmark", ("mode", "size", "batch"), layer_peaks=layer_peaks)),
                ("vision_throughput.jsonl", lambda rows: step_table(rows, "bench", ("batch_size",),
-                                                                  layer_peaks=layer_peaks))]
+                                                                  layer_peaks=layer_peaks)),
+               ("augment.jsonl", augment_table)]
     for name, render in sources:
         path = folder / name
         if path.is_file():
@@ -187,7 +253,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("folders", type=Path, nargs="+",
                         help="folders with the benchmarks' JSON-lines files, one per machine")
     parser.add_argument("--write", action="store_true", help="also write FOLDER/tables.md for each folder")
+    parser.add_argument("--split", type=Path, metavar="RESULTS_JSONL",
+                        help="first sort a GPU check's results.jsonl into the (one) folder's benchmark files")
     args = parser.parse_args(argv)
+    if args.split is not None:
+        if len(args.folders) != 1:
+            parser.error("--split writes one machine's folder: give exactly one folder")
+        if not args.split.is_file():
+            parser.error(f"{args.split} does not exist: give the results.jsonl a gpu_check.sh call wrote")
+        split_check(args.split, args.folders[0])
     sections = []
     for folder in args.folders:
         text = tables(folder)

@@ -330,6 +330,42 @@ def test_tables_render_the_benchmarks_json_lines(tmp_path):
     assert (other / "tables.md").read_text() == tables.tables(other)
 
 
+def test_a_gpu_checks_lines_are_split_into_benchmark_files_and_tabled_with_the_gpu(tmp_path):
+    """A GPU check prints every benchmark into one results.jsonl: --split sorts the lines (the
+    check's own left out); the tables name the GPU, give the datasheet fraction, list failed
+    contenders, and table the augmentation backends."""
+    import json
+
+    from benchmarks import tables
+
+    facts = {"cpu_model": "Host CPU", "cpu_family_model": "25/17/1", "cpu_capability": "AVX512", "native_bf16_cpu": True,
+             "torch_threads": 16, "torch": "2.11.0+cu130", "gpu": "NVIDIA H200", "gpu_capability": "9.0",
+             "gpu_memory_gib": 139.8, "cuda_version": "13.0", "cudnn": 91900}
+    lines = [{"check": "facts", "gpu": "NVIDIA H200"},
+             {"bench": "peak", "peak_gflops": {"fp32": 400000.0, "bf16": 700000.0}, "by_kernel_gflops": {
+                 "fp32": {"gemm": 400000.0}, "bf16": {"gemm": 700000.0}}, "datasheet_tflops": {"bf16": 989.4}, **facts},
+             {"benchmark": "cut_train_step", "mode": "cut", "size": 256, "batch": 1, "contender": "ours_graphs_bf16",
+              "median_s": 0.0123, "speedup_vs_reference": 4.7, "speedup_interval_95": [4.5, 4.9], "flops_per_step": 1e11,
+              "achieved_gflops": 8130.0, "fraction_of_peak": 0.0116, "fraction_of_datasheet_peak": 0.0082, **facts},
+             {"benchmark": "cut_train_step", "mode": "cut", "size": 256, "batch": 1, "contender": "ours_compiled_fp32",
+              "failed": "RuntimeError: inductor refused", **facts},
+             {"bench": "backend_policy", "device": "cuda:0", "gpu": "NVIDIA H200", "policy": "simclr_cifar", "batch": 512,
+              "native_ms": 1.2, "kornia_ms": 9.6, "kornia_over_native": 8.0}]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    folder = tmp_path / "gpu-h200"
+    tables.main([str(folder), "--split", str(results), "--write"])
+    assert sorted(p.name for p in folder.iterdir()) == ["augment.jsonl", "cut.jsonl", "peak.json", "tables.md"]
+    text = (folder / "tables.md").read_text()
+    assert "NVIDIA H200 (compute capability 9.0, 139.8 GiB, CUDA 13.0, cuDNN 91900); host Host CPU" in text
+    assert "Datasheet, dense (TFLOP/s): bf16 989.4." in text
+    assert "| cut | 256 | 1 | ours_graphs_bf16 | 0.012 | 4.70x [4.50, 4.90] | 100.0 | 8130.0 | 1% | 0.8% |" in text
+    assert "- ours_compiled_fp32 cut 256 1: failed (RuntimeError: inductor refused)" in text
+    assert "| simclr_cifar | cuda:0 | 512 | 1.2 | 9.6 | 8.0 |" in text
+    with pytest.raises(SystemExit):
+        tables.main([str(folder), str(tmp_path), "--split", str(results)])
+
+
 def test_layer_peak_counts_each_layer_and_tables_divide_by_the_mix(tmp_path, capsys):
     """benchmarks/layer_peak.py: per layer FLOPs as the flop counter gives them for the CURL encoder's
     shapes (forward + backward), the mix rate sum(flops) / sum(seconds); tables.py's "of layer peak"
