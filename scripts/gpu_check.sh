@@ -405,13 +405,17 @@ if [[ " $JOBS " == *" bench "* ]]; then
 fi
 
 # --- wait for the RL runs, then pack them ---------------------------------------------------
-if [ ${#RL_PID[@]} -gt 0 ]; then
-  while [ "$(elapsed)" -lt "$DEADLINE" ]; do
-    running=0
+# wait until every RL run has ended or $1 seconds have passed since the start, looking every $2 s
+wait_for_rl_runs() {
+  while [ "$(elapsed)" -lt "$1" ]; do
+    local running=0
     for name in "${!RL_PID[@]}"; do kill -0 "${RL_PID[$name]}" 2>/dev/null && running=$((running + 1)); done
-    [ "$running" -eq 0 ] && break
-    sleep 5
+    [ "$running" -eq 0 ] && return
+    sleep "$2"
   done
+}
+if [ ${#RL_PID[@]} -gt 0 ]; then
+  wait_for_rl_runs "$DEADLINE" 5
   # Unfinished runs: with RL_STOP=term (the default) each gets SIGTERM and saves a checkpoint with its
   # replay buffer at the end of its episode, on this machine only (never brought back), so that the
   # same RL_RUNS in a later command on this machine resume them; RL_STOP_SECONDS later (default 40)
@@ -419,13 +423,7 @@ if [ ${#RL_PID[@]} -gt 0 ]; then
   # Either way their CSVs hold every evaluation made so far.
   if [ "${RL_STOP:-term}" = term ]; then
     for name in "${!RL_PID[@]}"; do kill -TERM "${RL_PID[$name]}" 2>/dev/null; done
-    stop_by=$(( $(elapsed) + ${RL_STOP_SECONDS:-40} ))
-    while [ "$(elapsed)" -lt "$stop_by" ]; do
-      running=0
-      for name in "${!RL_PID[@]}"; do kill -0 "${RL_PID[$name]}" 2>/dev/null && running=$((running + 1)); done
-      [ "$running" -eq 0 ] && break
-      sleep 1
-    done
+    wait_for_rl_runs $(( $(elapsed) + ${RL_STOP_SECONDS:-40} )) 1
   fi
   for name in "${!RL_PID[@]}"; do kill -KILL "${RL_PID[$name]}" 2>/dev/null; done
   wait 2>/dev/null
