@@ -323,6 +323,12 @@ def restore_training_state(training: Training, saved: dict) -> tuple[Position, S
     returns where the run stood and its scores."""
     training.model.load_training_state(saved["model"])
     if saved.get("planned_epochs"):  # --minutes planned the run after its first epoch
+        given = (training.cfg.epochs, training.cfg.epochs_decay)
+        if given != (saved["config"]["epochs"], saved["config"]["epochs_decay"]):
+            raise UsageError(f"this run's epochs were planned by --minutes {training.cfg.minutes:g} "
+                             f"({saved['planned_epochs'][0]} + {saved['planned_epochs'][1]}): --epochs / "
+                             "--epochs-decay cannot lengthen it",
+                             "resume it without them, or start a new run to train longer")
         training.planned = tuple(saved["planned_epochs"])
         training.model.set_epochs(*training.planned)
     training.batches.load_state_dict(saved["data_rng"])

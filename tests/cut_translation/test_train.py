@@ -436,6 +436,12 @@ def test_minutes_replan_the_run_after_its_first_epoch(tmp_path, monkeypatch, cap
     again = train.main([*SMOKE, "--data", str(data), "--steps-per-epoch", "2", "--minutes", "5", "--resume",
                         "--run-dir", str(run)])
     assert again["epochs"] == 3 and again["planned_epochs"] == [2, 1] and len(seen) == 2  # decaying: no new plan
+    with pytest.raises(SystemExit) as stopped:  # a planned run is not lengthened by --epochs: said, nothing lost
+        run_command(train.main, [*SMOKE, "--data", str(data), "--steps-per-epoch", "2", "--minutes", "5", "--resume",
+                                 "--epochs", "4", "--run-dir", str(run)])
+    assert stopped.value.code == 2
+    assert "were planned by --minutes 5 (2 + 1): --epochs / --epochs-decay cannot lengthen it" in capsys.readouterr().err
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
 
 
 def test_minutes_so_short_that_one_epoch_fills_them_stop_after_it(tmp_path):
