@@ -50,6 +50,7 @@
 #     failures.log     each failing test's report, written as it fails
 #     durations.log    "<test id> <outcome> <seconds>" per test, written as it finishes
 #     bench.log        the benchmarks' output
+#     peak.jsonl       the device's attainable peak (benchmarks/peak.py), which the benchmarks divide by
 #
 #   bash scripts/gpu_check.sh                         # JOBS="rl tests", about 9.5 minutes
 #   JOBS=install bash scripts/gpu_check.sh            # only unpack the kit and print the facts
