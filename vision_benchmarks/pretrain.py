@@ -300,8 +300,8 @@ def _pretrain(cfg: PretrainConfig, run: RunFolder, train: ImageSet, test: ImageS
     position = Position()
     if saved is not None:
         position = restore_state(saved, setup)
-        print(f"resuming {setup.cfg.out} at step {position.step} (epoch {position.epoch}, batch "
-              f"{position.batch_in_epoch}, {position.train_seconds / 60:.1f} training minutes done)")
+        print(f"resuming {setup.cfg.out} at step {position.step} ({position.step / len(setup.batches):.2f} epochs "
+              f"and {position.train_seconds / 60:.1f} training minutes done)")
         del saved
     run.save_config(setup.cfg)  # on resume: the folder it now lives in, and a lengthened schedule
     with RunLogger(setup.cfg.out) as logger:  # closed on every way out, an error or a signal included
