@@ -4,7 +4,8 @@ The patch locations are the step's only random draw besides the flip coin (force
 ``num_patches`` at least every layer's grid, every location is drawn, and PatchNCE (a mean over
 patches, each against all patches of its image) does not depend on their order. So a graphed
 model, which draws its locations on the device, and an eager copy, which draws them on the CPU,
-must agree to float rounding. The bookkeeping (one graph per flip variant, recorded again after
+must agree to float rounding; the different summation orders grow through the GAN's and Adam's
+feedback (about 1e-4 relative after a dozen steps), so the comparisons stay within 7 steps. The bookkeeping (one graph per flip variant, recorded again after
 a learning-rate change, dropped on restore) is checked on the CPU with a stand-in graph; the
 recordings need a GPU (skipped elsewhere); the refusals run anywhere.
 """
@@ -50,7 +51,7 @@ def _batches(count: int, device: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     for i in range(count):
         images = [(torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1).to(device) for _ in range(2)]
-        yield images, i % 3 == 1  # (real_a, real_b), the flip coin
+        yield images, i % 2 == 1  # (real_a, real_b), the flip coin
 
 
 def _assert_same(a: CUTModel, b: CUTModel, rtol: float, atol: float) -> None:
@@ -78,7 +79,7 @@ def _steps_agree(eager: CUTModel, graphed: CUTModel, batches, rtol: float, atol:
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
 def test_the_model_replays_the_flip_variant_of_each_step_on_a_cpu_stand_in(mode):
     eager, graphed = _pair(mode, "cpu", "stand-in")
-    _steps_agree(eager, graphed, _batches(9, "cpu"), rtol=1e-5, atol=1e-6)
+    _steps_agree(eager, graphed, _batches(6, "cpu"), rtol=1e-5, atol=1e-6)
     variants = [(False,), (True,)] if mode == "fastcut" else [(False,)]
     assert sorted(graphed.graphs.recorded) == variants
     _assert_same(graphed, eager, rtol=1e-5, atol=1e-6)
@@ -86,12 +87,12 @@ def test_the_model_replays_the_flip_variant_of_each_step_on_a_cpu_stand_in(mode)
 
 def test_a_learning_rate_change_records_the_graphs_again_and_a_constant_rate_keeps_them():
     eager, graphed = _pair("cut", "cpu", "stand-in", n_epochs=1, n_epochs_decay=2)
-    batches = list(_batches(12, "cpu"))
+    batches = list(_batches(7, "cpu"))
     _steps_agree(eager, graphed, batches[:4], rtol=1e-5, atol=1e-6)
     assert graphed.graphs.recorded == [(False,)]
     eager.end_epoch(), graphed.end_epoch()  # epoch 1 of 1 at the constant rate ends: the decay begins
     assert graphed.learning_rate < 2e-4 and graphed.graphs.recorded == []
-    _steps_agree(eager, graphed, batches[4:], rtol=1e-5, atol=1e-6)
+    _steps_agree(eager, graphed, batches[4:], rtol=1e-5, atol=1e-6)  # 2 eager steps, the recording
     assert graphed.graphs.recorded == [(False,)]
     _assert_same(graphed, eager, rtol=1e-5, atol=1e-6)
 
@@ -107,7 +108,7 @@ def test_a_learning_rate_change_records_the_graphs_again_and_a_constant_rate_kee
 
 def test_restoring_a_training_state_drops_the_graphs():
     eager, graphed = _pair("cut", "cpu", "stand-in")
-    batches = list(_batches(8, "cpu"))
+    batches = list(_batches(7, "cpu"))
     _steps_agree(eager, graphed, batches[:4], rtol=1e-5, atol=1e-6)
     graphed.load_training_state(copy.deepcopy(eager.training_state()))
     assert graphed.graphs.recorded == []
@@ -155,7 +156,7 @@ def test_replayed_steps_follow_the_eager_steps(mode):
     torch.backends.cudnn.allow_tf32 = False  # the same convolution arithmetic in both models
     try:
         eager, graphed = _pair(mode, "cuda", "cuda")
-        _steps_agree(eager, graphed, _batches(9, "cuda"), rtol=1e-4, atol=1e-5)
+        _steps_agree(eager, graphed, _batches(7, "cuda"), rtol=1e-4, atol=1e-5)
         assert sorted(graphed.graphs.recorded) == ([(False,), (True,)] if mode == "fastcut" else [(False,)])
         _assert_same(graphed, eager, rtol=1e-4, atol=1e-5)
     finally:
