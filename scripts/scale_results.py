@@ -12,8 +12,8 @@ and sample grids, as ``scripts/collect_results.py`` copies run folders), beside 
 (the GPU, torch and CUDA versions of that call, from its ``logs.tgz``); it joins each run's
 weights, sent back in 15 MB parts, into ``runs/scale/{encoders,generators}/<run>.safetensors``
 (not committed: a ResNet-18 encoder is 22 MB in fp16) and records their size and sha256 in
-``weights.json``; an ``rl_runs.tgz`` goes to ``scripts/rl_table1.py collect``. ``report`` reads
-only the committed records.
+``weights.json``; an ``rl_runs.tgz`` goes to ``scripts/rl_table1.py collect`` (into
+``rl_table1/`` beside the results folder). ``report`` reads only the committed records.
 """
 
 from __future__ import annotations
@@ -99,10 +99,10 @@ def collect(out: Path, results: Path = RESULTS, store: Path = STORE) -> dict[str
                 record = join_parts(parts, store / folder / f"{name}.safetensors")
                 (results / kind / name / "weights.json").write_text(json.dumps(record, indent=1) + "\n")
         collected[kind] = names
-    if (out / "rl_runs.tgz").is_file():
+    if (out / "rl_runs.tgz").is_file():  # CURL's Table 1 lives beside: results/rl_table1 for results/scale
         import rl_table1
 
-        collected["rl"] = rl_table1.collect(out / "rl_runs.tgz")
+        collected["rl"] = rl_table1.collect(out / "rl_runs.tgz", results.parent / "rl_table1")
     return collected
 
 

@@ -64,6 +64,17 @@ def test_collect_copies_the_records_and_joins_the_weights(tmp_path):
     assert not (results / "vision" / "simclr-s1" / "weights.json").exists()  # no parts came back for it
 
 
+def test_finished_rl_runs_go_to_the_table_1_folder_beside_the_results(tmp_path):
+    out, _ = _gpu_out(tmp_path)
+    evals = "step,return_mean,return_std\n" + "".join(f"{s},{s / 1000},1.0\n" for s in range(0, 100_001, 20_000))
+    _tgz(out / "rl_runs.tgz", {"cheetah-run-curl-s1/eval.csv": evals, "cheetah-run-curl-s1/config.json": "{}",
+                               "cheetah-run-curl-s2/eval.csv": evals.split("60000")[0]})  # cut short
+    results = tmp_path / "results" / "scale"
+    collected = scale_results.collect(out, results, tmp_path / "store")
+    assert collected["rl"] == ["cheetah-run-curl-s1"]
+    assert (tmp_path / "results" / "rl_table1" / "cheetah-run-curl-s1" / "eval.csv").read_text() == evals
+
+
 def test_a_missing_part_is_an_error_naming_the_joined_file(tmp_path):
     out, _ = _gpu_out(tmp_path)
     (out / "encoder-simclr-s0.safetensors.part0").unlink()
