@@ -24,7 +24,8 @@
 #           `python -m cut_translation.evaluate --checkpoint FILE`); each generator comes back
 #           in fp16, in 15 MB parts;
 #   bench   the GPU benchmarks (benchmarks/rl.py, augment.py, cut.py, vision_throughput.py with
-#           --device cuda, each a few rounds, about 90 s or less on one H200, cut off at BENCH_SECONDS),
+#           --device cuda, each a few rounds: about 90 s each on one H200 before the compiled and graph-replayed
+#           contenders were added, whose compilation and recording add to it; cut off at BENCH_SECONDS),
 #           one after the other, after the tests; ours and the reference code alternate on the same
 #           GPU where REF_CURL / REF_CUT name checkouts of MishaLaskin/curl / contrastive-unpaired-
 #           translation (outside this project), else a JSON line says the reference was skipped.
