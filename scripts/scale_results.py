@@ -5,6 +5,7 @@ their small records into ``results/scale/``, their weights joined, and the table
     python -m cut_translation.evaluate --checkpoint runs/scale/generators/NAME.safetensors \\
         --output results/scale/cut/NAME/evaluation.json   # on a CPU with the FID network (its wheel stays here)
     python scripts/scale_results.py report          # results/scale/{vision,cut}/results.md (make reports)
+    VISION_RUNS="$(python scripts/scale_results.py next)" JOBS=vision bash scripts/gpu_check.sh   # the next run
 
 ``collect`` copies every vision and CUT run folder of ``vision_runs.tgz`` / ``cut_runs.tgz`` into
 ``results/scale/<vision|cut>/<run>/`` (configs, summaries, evaluations, logs as CSV / JSON, plots
@@ -46,6 +47,18 @@ LIBRARY_RESULTS = [
     ("solo-learn", "online linear top-1", "1000 epochs",
      {"simclr": 0.9074, "mocov2": 0.9294, "byol": 0.9258, "supcon": 0.9382}),
 ]
+
+
+VISION_PLAN = [("simclr", 0), ("mocov2", 0), ("byol", 0), ("supcon", 0), ("simclr", 1), ("simclr", 2)]
+"""The vision runs at the papers' scale, in the order to run them: each method of the comparison
+with the libraries once, then SimCLR's further seeds (three for its interval)."""
+
+
+def vision_pending(results: Path = RESULTS) -> list[str]:
+    """The planned vision runs not yet evaluated (no ``eval_linear.json`` collected), as
+    ``gpu_check.sh`` VISION_RUNS lines, in plan order."""
+    return [f"{method}-s{seed}|--method {method} --seed {seed}" for method, seed in VISION_PLAN
+            if not (results / "vision" / f"{method}-s{seed}" / "eval_linear.json").is_file()]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -219,7 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     col.add_argument("out", type=Path, help="the folder a gpu_check.sh call wrote ($OUT)")
     col.add_argument("--store", type=Path, default=STORE, help="where joined weights go (default: runs/scale, not committed)")
     sub.add_parser("report", parents=[common], help="write results.md beside the collected vision and CUT runs")
+    nxt = sub.add_parser("next", parents=[common], help="the next planned vision runs, as gpu_check.sh VISION_RUNS lines")
+    nxt.add_argument("--count", type=int, default=1, help="how many (one 200-epoch run fills a command)")
     args = parser.parse_args(argv)
+    if args.command == "next":
+        if args.count < 1:
+            parser.error(f"--count must be at least 1, got {args.count}")
+        print("\n".join(vision_pending(args.results)[:args.count]))
+        return 0
     if args.command == "collect":
         if not args.out.is_dir():
             parser.error(f"{args.out} is not a folder: give the folder a gpu_check.sh call wrote its results to")

@@ -105,3 +105,13 @@ def test_the_command_names_a_folder_without_runs(tmp_path, capsys):
         scale_results.main(["collect", str(tmp_path)])
     assert stopped.value.code == 2
     assert "holds none of vision_runs.tgz, cut_runs.tgz, rl_runs.tgz" in capsys.readouterr().err
+
+
+def test_next_lists_the_planned_vision_runs_not_yet_evaluated(tmp_path, capsys):
+    assert scale_results.vision_pending(tmp_path)[:2] == ["simclr-s0|--method simclr --seed 0",
+                                                          "mocov2-s0|--method mocov2 --seed 0"]
+    (tmp_path / "vision" / "simclr-s0").mkdir(parents=True)
+    (tmp_path / "vision" / "simclr-s0" / "eval_linear.json").write_text("{}")
+    assert scale_results.main(["next", "--count", "2", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["mocov2-s0|--method mocov2 --seed 0", "byol-s0|--method byol --seed 0"]
+    assert len(scale_results.vision_pending(tmp_path)) == len(scale_results.VISION_PLAN) - 1
