@@ -64,10 +64,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate, argv,  # noqa: E402
-                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions,
-                                  eager_twin, emit, load_peak, not_measured, peak_fractions, profile_ops,
-                                  reference_tree, select_device, tree_commit)
+from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate,  # noqa: E402
+                                  argv, bf16_skip_note, compare, cudnn_autotune, default_precisions, emit,
+                                  load_peak, not_measured, profile_ops, reference_tree, select_device,
+                                  tree_commit, twin_rate)
 from cut_translation.model import CUTModel, CUTSettings  # noqa: E402
 from cut_translation.networks import BlurDownsample, BlurUpsample, ReflectionPad, lsgan_loss  # noqa: E402
 from cut_translation.patchnce import layer_mean_patch_nce, sample_locations  # noqa: E402
@@ -257,9 +257,7 @@ def worker(mode: str, names: list[str], args) -> None:
         memory["peak_gpu_memory_gib" if alone else "process_peak_gpu_memory_gib_all_contenders"] = gpu_gib
     for name, row in (compare(times) if times else {}).items():
         precision = "bf16" if name.endswith("bf16") else "fp32"
-        twin = eager_twin(name)
-        rate = {} if twin in failed else peak_fractions(count_flops(contenders[twin].step, calls=2), row["median_s"],
-                                                         precision, peak, device=device)
+        rate = twin_rate(contenders, name, failed, row["median_s"], precision, peak, device, calls=2)
         emit({"benchmark": "cut_train_step", "mode": mode, "contender": name, "precision": precision, **shape,
               **row, **rate, **memory, **(meta if name == REFERENCE else {})})
     if args.profile:

@@ -368,6 +368,19 @@ def count_flops(step: Callable[[], object], calls: int = 1) -> float:
     return counter.get_total_flops() / calls
 
 
+def twin_rate(contenders: Mapping[str, Contender], name: str, failed: Mapping[str, str], seconds: float,
+              precision: str, peak: Mapping | None, device=None, calls: int = 1) -> dict[str, object]:
+    """:func:`peak_fractions` of contender ``name`` timed at ``seconds`` per step, its FLOPs
+    counted (over ``calls`` steps, inside a turn of its own) on its :func:`eager_twin`; ``{}``
+    when that twin failed its warm-up (``failed``, from :func:`alternate`)."""
+    twin = eager_twin(name)
+    if twin in failed:
+        return {}
+    with turn_of(contenders[twin]) as contender:
+        flops = count_flops(contender.step, calls=calls)
+    return peak_fractions(flops, seconds, precision, peak, device=device)
+
+
 def load_peak(path: str | os.PathLike) -> dict:
     """The last ``{"bench": "peak", ...}`` line of a ``benchmarks/peak.py`` output file."""
     lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip().startswith("{")]

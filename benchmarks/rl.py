@@ -61,9 +61,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.reference import (REFERENCE, Contender, add_device_argument, add_to_path, alternate,  # noqa: E402
-                                  bf16_skip_note, compare, count_flops, cudnn_autotune, default_precisions,
-                                  eager_twin, emit, load_peak, not_measured, peak_fractions, profile_ops,
-                                  reference_tree, select_device, stub_module, tree_commit)
+                                  bf16_skip_note, compare, cudnn_autotune, default_precisions, emit, load_peak,
+                                  not_measured, profile_ops, reference_tree, select_device, stub_module,
+                                  tree_commit, twin_rate)
 from core_ssl import losses  # noqa: E402
 from core_ssl.device import resolve_conv_micro_batch  # noqa: E402
 from core_ssl.momentum import ema_update_  # noqa: E402
@@ -287,9 +287,7 @@ def bench_updates(batch_size: int, args, precisions: list[str], curl, peak: dict
     summary = compare(times) if times else {}
     for name, row in summary.items():
         precision = "bf16" if "bf16" in name else "fp32"
-        twin = eager_twin(name)
-        rate = {} if twin in failed else peak_fractions(count_flops(contenders[twin].step, calls=2), row["median_s"],
-                                                         precision, peak, device=device)
+        rate = twin_rate(contenders, name, failed, row["median_s"], precision, peak, device, calls=2)
         emit({"bench": "rl_update", "batch": batch_size, "contender": name, "precision": precision,
               "optimizers": sequence[name], "replay": replay[name], **row, **rate,
               **(curl[2] if name == REFERENCE else {})})

@@ -47,9 +47,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import (REFERENCE, Contender, WorkerProcesses, add_device_argument, alternate,  # noqa: E402
-                                  bf16_skip_note, child_pids, compare, count_flops, cudnn_autotune,
-                                  default_precisions, eager_twin, emit, load_peak, not_measured, peak_fractions, profile_ops,
-                                  select_device, turn_of)
+                                  bf16_skip_note, child_pids, compare, cudnn_autotune, default_precisions, emit,
+                                  load_peak, not_measured, profile_ops, select_device, turn_of, twin_rate)
 from core_ssl import losses  # noqa: E402
 from core_ssl.augment import simclr_augment  # noqa: E402
 from core_ssl.data import BatchIterator, load_cifar10  # noqa: E402
@@ -285,10 +284,7 @@ def report(contenders: dict[str, Contender], meta: dict, train, args, device: to
     rows = []
     for name, row in (compare(times) if times else {}).items():
         precision = "bf16" if "bf16" in name else "fp32"
-        rate = {}
-        if eager_twin(name) not in failed:
-            with turn_of(contenders[eager_twin(name)]) as contender:
-                rate = peak_fractions(count_flops(contender.step), row["median_s"], precision, peak, device=device)
+        rate = twin_rate(contenders, name, failed, row["median_s"], precision, peak, device)
         record = {"bench": "vision_throughput", "contender": name, "precision": precision, "device": str(device),
                   "batch_size": args.batch_size, "images_per_second": round(args.batch_size / row["median_s"], 2),
                   **row, **rate, **(meta if name == REFERENCE else {})}

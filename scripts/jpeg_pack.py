@@ -38,11 +38,16 @@ FORMAT = "jpeg-pack-1"
 START_OF_SCAN = b"\xff\xda"
 
 
+def add_member(digest: "hashlib._Hash", name: str, data: bytes) -> None:
+    """Feed one member to a :func:`content_digest`: name, 0x00, u64 length, bytes."""
+    digest.update(name.encode() + b"\x00" + struct.pack("<Q", len(data)) + data)
+
+
 def content_digest(members: Iterable[tuple[str, bytes]]) -> str:
     """sha256 over (name, 0x00, u64 length, bytes) of every member, in order."""
     digest = hashlib.sha256()
     for name, data in members:
-        digest.update(name.encode() + b"\x00" + struct.pack("<Q", len(data)) + data)
+        add_member(digest, name, data)
     return digest.hexdigest()
 
 
@@ -113,7 +118,7 @@ def unpack(packed: Path, target: Path) -> int:
     count = 0
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for (name, _, _, date_time), data in members:
-            digest.update(name.encode() + b"\x00" + struct.pack("<Q", len(data)) + data)
+            add_member(digest, name, data)
             archive.writestr(zipfile.ZipInfo(name, date_time=tuple(date_time)), data)
             count += 1
     if digest.hexdigest() != index["digest"]:

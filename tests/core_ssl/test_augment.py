@@ -37,6 +37,7 @@ from core_ssl.augment import (
     simclr_augment,
     standardize_images,
 )
+from tests.devices import needs_cuda
 
 OFF = dict(crop=False, flip_p=0.0, color_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
 
@@ -255,7 +256,7 @@ def test_generator_device_is_used_for_sampling(images):
     assert not torch.equal(before, g.get_state())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_cpu_generator_seeds_a_cuda_batch_like_a_cpu_batch(images):
     aug = simclr_augment(32, blur=True)
     on_cpu = aug(images, gen(7))

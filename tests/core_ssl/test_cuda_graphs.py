@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from core_ssl.cuda_graphs import StepGraphs, capturable, graph_support
+from tests.devices import needs_cuda
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def test_warmup_must_be_positive():

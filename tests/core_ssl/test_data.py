@@ -35,6 +35,7 @@ from core_ssl.data import (
     resize_images,
     resolve_data_root,
 )
+from tests.devices import needs_cuda
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -443,7 +444,7 @@ def test_batch_iterator_ranks_and_plain_tensors():
         BatchIterator(images, batch_size=11)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_batch_iterator_copies_to_cuda():
     data = _toy_set()
     images, labels, indices = next(iter(BatchIterator(data, batch_size=4, device="cuda")))

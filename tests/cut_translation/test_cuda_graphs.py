@@ -5,9 +5,10 @@ The patch locations are the step's only random draw besides the flip coin (force
 patches, each against all patches of its image) does not depend on their order. So a graphed
 model, which draws its locations on the device, and an eager copy, which draws them on the CPU,
 must agree to float rounding; the different summation orders grow through the GAN's and Adam's
-feedback (about 1e-4 relative after a dozen steps), so the comparisons stay within 7 steps. The bookkeeping (one graph per flip variant, recorded again after
-a learning-rate change, dropped on restore) is checked on the CPU with a stand-in graph; the
-recordings need a GPU (skipped elsewhere); the refusals run anywhere.
+feedback (about 1e-4 relative after a dozen steps), so the comparisons stay within 7 steps.
+The bookkeeping (one graph per flip variant, recorded again after a learning-rate change,
+dropped on restore) is checked on the CPU with a stand-in graph; the recordings need a GPU
+(skipped elsewhere); the refusals run anywhere.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from cut_translation import train
 from cut_translation.model import CUTModel, CUTSettings
 from cut_translation.patchnce import sample_locations
 from tests.core_ssl.test_cuda_graphs import _record_for_replay_by_calling
+from tests.devices import needs_cuda
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 SIZE = 32
 EVERY_LOCATION = 4096  # > (32 + 6)^2, the largest NCE layer's grid at 32 px (the padded input)
 

@@ -19,8 +19,8 @@ from rl_curl.agent import AgentSettings, SacAgent
 from rl_curl.replay import Batch
 from tests.core_ssl.test_cuda_graphs import _record_for_replay_by_calling
 from tests.rl_curl.test_agent import SMALL
+from tests.devices import needs_cuda
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def test_graphs_are_refused_on_a_cpu():

@@ -19,6 +19,7 @@ from rl_curl import video
 from rl_curl.train import parse_args
 from tests.spawn import project_env
 from tests.user_folder import contents, make_user_folder
+from tests.devices import needs_cuda
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--env", "cartpole-swingup", "--preset", "tiny", "--device", "cpu", "--threads", "1",
@@ -263,7 +264,7 @@ def test_paper_preset_uses_the_papers_batch_per_task():
                        "--device", "cpu"]).batch_size == 64
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 @pytest.mark.parametrize("graphs", [False, True])
 def test_a_short_run_on_cuda_trains_evaluates_and_resumes(tmp_path, graphs):
     """The command's CUDA path end to end (the replay and crops on the GPU, cuDNN autotuning; with

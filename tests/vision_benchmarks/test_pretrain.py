@@ -21,6 +21,7 @@ from vision_benchmarks.methods.simclr import SimCLR
 from vision_benchmarks.pretrained import load_pretrained
 
 from .tiny_cifar import write_tiny_cifar
+from tests.devices import needs_cuda
 
 
 def tiny_run(out, **overrides) -> PretrainConfig:
@@ -281,7 +282,7 @@ def test_a_compiled_encoder_trains_as_the_eager_one_and_checkpoints_the_same_key
     assert compiled.keys() == load_checkpoint(tmp_path / "eager" / "checkpoint.pt")["method"].keys()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_a_run_on_cuda_trains_in_bf16_resumes_and_is_evaluated_there(tmp_path):
     """The CUDA path end to end: augmentations on the GPU, bf16 autocast (native there), channels
     last, cuDNN autotuning; resumed on the GPU, then probed there (kNN and the linear probe)."""
