@@ -240,9 +240,9 @@ def parse_config(
     parser = build_parser(cls, description, presets, prog)
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
-    preset = args.pop("preset", None)
+    preset = args.pop("preset", None) if presets else None  # without presets, "preset" may be a field of cls
     if preset:
-        values.update(presets[preset])  # type: ignore[index]
+        values.update(presets[preset])
     values.update(args)
     cfg = replace_config(cls(), **values)
     validate_config(cfg)

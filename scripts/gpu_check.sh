@@ -16,6 +16,12 @@
 #           preset, ResNet-18 with the CIFAR stem, batch 512, VISION_EPOCHS epochs on CIFAR-10),
 #           one after the other, each then evaluated (linear probe and kNN, k = 200) and exported
 #           as an fp16 encoder file; needs the whole CIFAR-10 (gpu_bundle.sh's default);
+#   ablate  SimCLR's ablations at the paper preset from ABLATE_RUNS (one "name|ablation flags|pre-training
+#           flags" per line; default: Figure 9's batch 256 against 1024 at 100 epochs, the paper's LARS
+#           with linear lr scaling, seeds 0 1 2), cell by cell, each cell then probed (linear, kNN) on
+#           the whole CIFAR-10; cells already in ABLATE_DONE/<name> (default results/scale/ablate,
+#           committed by scale_results.py collect) are not trained again; a cell cut off at DEADLINE
+#           resumes in a later command on the same machine;
 #   cut     CUT trainings from CUT_RUNS (default: cats -> dogs at 128 px for the time left before
 #           DEADLINE, --minutes, or CUT_EPOCHS constant + as
 #           many decaying epochs; CUT_EXTRA adds flags to every run, e.g. "--cuda-graphs" once the
@@ -43,6 +49,7 @@
 #   vision_runs.tgz    every vision run's small files and logs (no checkpoints)
 #   encoder-<name>.safetensors.part<i>   each vision run's fp16 encoder in parts of 15 MB (join with cat)
 #   cut_runs.tgz, generator-<name>.safetensors.part<i>   the same for each CUT run
+#   ablate_runs.tgz    every ablation's cells (configs, logs, cell.json) and report, no checkpoints
 #   actor-<name>.safetensors   the actor of each finished cheetah-run run (at most 3 are kept)
 #   logs.tgz           these logs, packed at the end (PACK_LOGS=0 leaves them as files):
 #     facts.json       GPU, driver, torch / CUDA versions, CPU count, start time
@@ -304,6 +311,44 @@ if [[ " $JOBS " == *" vision "* ]]; then
     emit "{\"check\": \"vision_run\", \"name\": \"$name\", \"exit\": $rc, \"resumed\": $([ -n "$resume" ] && echo true || echo false), \"seconds\": $(( $(date +%s) - started ))$note}"
   done <<< "$VISION_RUNS"
   (cd "$VISION_ROOT" && tar -czf "$OUT/vision_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
+fi
+
+# --- SimCLR's ablations at the paper's scale -----------------------------------------------------
+[ "$DRY_RUN" = 1 ] && [ -z "${ABLATE_ROOT:-}" ] && ABLATE_ROOT=$(mktemp -d)
+ABLATE_ROOT=${ABLATE_ROOT:-/tmp/ssl-ablate}
+ABLATE_DONE=${ABLATE_DONE:-results/scale/ablate}
+if [[ " $JOBS " == *" ablate "* ]]; then
+  mkdir -p "$ABLATE_ROOT"
+  if [ "$DRY_RUN" = 1 ]; then
+    ablate_common="--preset cpu --eval-train-images 256 --eval-test-images 128"; device=cpu
+    ablate_pretrain="--train-images 256 --width 8 --proj-hidden 32 --knn-train-images 256 --knn-test-images 128 --knn-every 0"
+    ABLATE_RUNS=${ABLATE_RUNS:-"fig9-lars|batch --batch-sizes 64 128 --epoch-grid 1 --lr-scaling linear --seeds 0|--optimizer lars"}
+  else
+    ablate_common="--preset paper"; device=cuda; ablate_pretrain="--knn-every 0"
+    ABLATE_RUNS=${ABLATE_RUNS:-"fig9-lars|batch --batch-sizes 256 1024 --epoch-grid 100 --lr-scaling linear --seeds 0 1 2|--optimizer lars"}
+  fi
+  while IFS='|' read -r name own extra; do
+    [ -z "$name" ] && continue
+    [ "$(elapsed)" -lt "$DEADLINE" ] || { emit "{\"check\": \"ablate_run\", \"name\": \"$name\", \"skipped\": \"past the deadline\"}"; continue; }
+    folder=$ABLATE_ROOT/$name
+    mkdir -p "$folder/cells"
+    for done_cell in "$ABLATE_DONE/$name"/cells/*/cell.json; do  # finished on another machine: read back, not trained
+      [ -f "$done_cell" ] || continue
+      cell=$folder/cells/$(basename "$(dirname "$done_cell")")
+      [ -f "$cell/cell.json" ] || { mkdir -p "$cell" && cp "$(dirname "$done_cell")"/*.json* "$cell"/; }
+    done
+    # what `scale_results.py report` runs again with --report-only
+    python3 -c 'import json, sys; print(json.dumps({"ablation_flags": sys.argv[1].split(), "pretrain_flags": sys.argv[2].split()}))' \
+      "$own $ablate_common" "$extra $ablate_pretrain" > "$folder/ablate_command.json"
+    started=$(date +%s); before=$(ls "$folder"/cells/*/cell.json 2>/dev/null | wc -l)
+    # shellcheck disable=SC2086
+    timeout -k 10 $((DEADLINE - $(elapsed))) python3 -m vision_benchmarks.ablate $own $ablate_common --device $device --out "$folder" \
+      -- $extra $ablate_pretrain >> "$ABLATE_ROOT/$name.log" 2>&1
+    rc=$?
+    after=$(ls "$folder"/cells/*/cell.json 2>/dev/null | wc -l)
+    emit "{\"check\": \"ablate_run\", \"name\": \"$name\", \"exit\": $rc, \"cells_done\": $after, \"cells_this_call\": $((after - before)), \"seconds\": $(( $(date +%s) - started ))}"
+  done <<< "$ABLATE_RUNS"
+  (cd "$ABLATE_ROOT" && tar -czf "$OUT/ablate_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='tensorboard' .)
 fi
 
 # --- CUT trainings ---------------------------------------------------------------------------

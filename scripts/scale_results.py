@@ -1,5 +1,5 @@
-"""The papers'-scale runs of a GPU check (``scripts/gpu_check.sh``, jobs ``vision`` and ``cut``):
-their small records into ``results/scale/``, their weights joined, and the tables built.
+"""The papers'-scale runs of a GPU check (``scripts/gpu_check.sh``, jobs ``vision``, ``ablate``
+and ``cut``): their small records into ``results/scale/``, their weights joined, and the tables built.
 
     python scripts/scale_results.py collect OUT     # OUT: the folder a gpu_check.sh call wrote ($OUT)
     python -m cut_translation.evaluate --checkpoint runs/scale/generators/NAME.safetensors \\
@@ -14,7 +14,10 @@ and sample grids, as ``scripts/collect_results.py`` copies run folders), beside 
 weights, sent back in 15 MB parts, into ``runs/scale/{encoders,generators}/<run>.safetensors``
 (not committed: a ResNet-18 encoder is 22 MB in fp16) and records their size and sha256 in
 ``weights.json``; an ``rl_runs.tgz`` goes to ``scripts/rl_table1.py collect`` (into
-``rl_table1/`` beside the results folder). ``report`` reads only the committed records.
+``rl_table1/`` beside the results folder); an ``ablate_runs.tgz`` (SimCLR's ablations) goes to
+``results/scale/ablate/<name>/``: each cell's records under ``cells/``, the ablation's report and
+``ablate_command.json``, the flags ``report`` rebuilds it with (``vision_benchmarks.ablate
+--report-only``). ``report`` reads only the committed records.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -112,11 +116,50 @@ def collect(out: Path, results: Path = RESULTS, store: Path = STORE) -> dict[str
                 record = join_parts(parts, store / folder / f"{name}.safetensors")
                 (results / kind / name / "weights.json").write_text(json.dumps(record, indent=1) + "\n")
         collected[kind] = names
+    if (out / "ablate_runs.tgz").is_file():
+        collected["ablate"] = collect_ablations(out / "ablate_runs.tgz", results / "ablate", facts)
     if (out / "rl_runs.tgz").is_file():  # CURL's Table 1 lives beside: results/rl_table1 for results/scale
         import rl_table1
 
         collected["rl"] = rl_table1.collect(out / "rl_runs.tgz", results.parent / "rl_table1")
     return collected
+
+
+ABLATION_FILES = ("results.json", "results.md", "claims.md", "ablate_command.json", "*.png")
+
+
+def collect_ablations(archive: Path, dest: Path, facts: dict) -> list[str]:
+    """Copy each ablation of ``archive`` (one folder per ABLATE_RUNS name) into ``dest/<name>``:
+    its cells' small records (as ``collect_results`` copies run folders) and its report files."""
+    names = []
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+        for folder in sorted(p.parent for p in Path(tmp).glob("*/ablate_command.json")):
+            target = dest / folder.name
+            collect_results.collect(folder / "cells", target / "cells")
+            for pattern in ABLATION_FILES:
+                for path in folder.glob(pattern):
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target / path.name)
+            (target / "gpu_facts.json").write_text(json.dumps(facts, indent=1) + "\n")
+            names.append(folder.name)
+    return names
+
+
+def ablation_reports(folder: Path) -> list[Path]:
+    """Rebuild every collected ablation's report from its cells (``vision_benchmarks.ablate
+    --report-only`` with the flags in its ``ablate_command.json``)."""
+    from vision_benchmarks import ablate
+
+    written = []
+    for command in sorted(folder.glob("*/ablate_command.json")):
+        flags = json.loads(command.read_text())
+        if not any(command.parent.glob("cells/*/cell.json")):
+            continue
+        ablate.main([*flags["ablation_flags"], "--report-only", "--device", "cpu", "--out", str(command.parent),
+                     "--", *flags["pretrain_flags"]])
+        written.append(command.parent / "results.md")
+    return written
 
 
 def _device(run: Path) -> tuple[str, str]:
@@ -219,6 +262,8 @@ def report(results: Path = RESULTS) -> list[Path]:
         if rows:
             (folder / "results.md").write_text(markdown(rows))
             written.append(folder / "results.md")
+    if (results / "ablate").is_dir():
+        written += ablation_reports(results / "ablate")
     return written
 
 
@@ -245,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.out} is not a folder: give the folder a gpu_check.sh call wrote its results to")
         collected = collect(args.out, args.results, args.store)
         if not collected:
-            parser.error(f"{args.out} holds none of vision_runs.tgz, cut_runs.tgz, rl_runs.tgz: nothing to collect")
+            parser.error(f"{args.out} holds none of vision_runs.tgz, cut_runs.tgz, ablate_runs.tgz, rl_runs.tgz: "
+                         "nothing to collect")
         for kind, names in collected.items():
             print(f"{kind}: {len(names)} run(s): {', '.join(names) or 'none'}")
     else:

@@ -1,13 +1,16 @@
-"""SimCLR's ablations at the ``cpu`` preset: augmentation pairs (Chen et al. 2020, Figure 5),
-projection heads (Figure 8), batch size x training length (Figure 9).
+"""SimCLR's ablations: augmentation pairs (Chen et al. 2020, Figure 5), projection heads
+(Figure 8), batch size x training length (Figure 9), at the ``cpu`` preset (the small ConvNet)
+or, with ``--preset paper``, ResNet-18 with the CIFAR stem.
 
     python -m vision_benchmarks.ablate augmentations --epochs 10 --out runs/ablate/augmentations
     python -m vision_benchmarks.ablate head --epochs 10 --out runs/ablate/head
     python -m vision_benchmarks.ablate batch --out runs/ablate/batch
     python -m vision_benchmarks.ablate augmentations --transforms crop color --epochs 1 -- --train-images 2000
+    python -m vision_benchmarks.ablate batch --preset paper --batch-sizes 256 1024 --epoch-grid 100 \
+        --lr-scaling linear --seeds 0 1 2 --device cuda -- --optimizer lars      # the paper's recipe
 
 Every cell is one SimCLR pre-training, run by :func:`vision_benchmarks.pretrain.main` with the
-flags a user would type (``--preset cpu --method simclr``, the cell's settings, the budget,
+flags a user would type (``--preset cpu --method simclr`` or ``--preset paper ...``, the cell's settings, the budget,
 ``--seed``, then the flags after ``--``), followed by the linear probe and the weighted kNN of
 its encoder on its dataset (``--eval-train-images`` / ``--eval-test-images`` fixed random
 subsets; default all):
@@ -20,8 +23,9 @@ subsets; default all):
   (``--proj-layers 0 / 1 / 2`` with ``--proj-dim d``). ``none`` has no output size (the loss
   sits on the encoder's features) and is one cell, drawn as a horizontal line.
 - ``batch``: every ``--batch-sizes`` x ``--epoch-grid`` cell, the learning rate scaled from the
-  preset's (set for batch 256) by ``--lr-scaling``: ``sqrt`` (default; the usual rule for
-  AdamW, the cpu preset's optimiser), ``linear`` (the paper's rule for LARS / SGD) or ``none``.
+  one the preset and optimiser give batch 256 by ``--lr-scaling``: ``sqrt`` (default; the usual
+  rule for AdamW, the cpu preset's optimiser), ``linear`` (the paper's rule for its LARS,
+  ``-- --optimizer lars``) or ``none``.
 
 Writes into ``--out``: ``cells/<cell>-s<seed>/`` (the pre-training run folder, and its
 ``cell.json`` once evaluated), ``results.json`` (every cell and, per setting, the mean over

@@ -49,9 +49,9 @@ class _GeneralFields:
     epochs: int = field(default=20, metadata={"help": "training epochs (ignored when --minutes is given)", "min": 0})
     minutes: float | None = field(default=None, metadata={"help": "time budget for the training steps (evaluations excluded); replaces --epochs and drives the schedules", "min": 0})
     batch_size: int = field(default=256, metadata={"help": "global batch size (images, before views); split over DDP processes", "min": 1})
-    optimizer: str = field(default="adamw", metadata={"help": "optimiser", "choices": ["sgd", "adamw"]})
-    lr: float | None = field(default=None, metadata={"help": "peak learning rate; None = 0.06 x batch/256 for sgd, 2e-3 for adamw", "gt": 0})
-    weight_decay: float | None = field(default=None, metadata={"help": "weight decay; None = 5e-4 for sgd, 1e-4 for adamw", "min": 0})
+    optimizer: str = field(default="adamw", metadata={"help": "optimiser (lars: SGD with momentum and SimCLR's layer-wise trust ratio, core_ssl.lars)", "choices": ["sgd", "adamw", "lars"]})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate; None = 0.06 x batch/256 for sgd, 1.0 x batch/256 for lars, 2e-3 for adamw", "gt": 0})
+    weight_decay: float | None = field(default=None, metadata={"help": "weight decay; None = 5e-4 for sgd, 1e-4 for lars and adamw", "min": 0})
     warmup_fraction: float = field(default=0.02, metadata={"help": "share of the run spent in linear learning-rate warm-up before the cosine decay", "min": 0, "lt": 1})
 
 

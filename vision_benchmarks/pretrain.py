@@ -43,6 +43,7 @@ from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict
 from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device, tune_convolutions
+from core_ssl.lars import LARS, lars_param_groups
 from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress, read_jsonl
 from core_ssl.pipeline import ConfigPipeline
@@ -118,7 +119,10 @@ def plot_monitors(run_dir: str | Path, title: str = "") -> Path:
 
 
 def build_optimizer(cfg: PretrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD (momentum 0.9, the CIFAR recipes) or AdamW; no weight decay on biases and norms."""
+    """SGD (momentum 0.9, the CIFAR recipes), LARS (momentum 0.9, trust coefficient 0.001, as
+    SimCLR trains) or AdamW; no weight decay on biases and norms (nor LARS's trust ratio)."""
+    if cfg.optimizer == "lars":
+        return LARS(lars_param_groups(parameters, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
     decay = [p for p in parameters if p.dim() > 1]
     no_decay = [p for p in parameters if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -37,6 +37,18 @@ def test_defaults_presets_and_flags_in_that_order():
     assert cfg == Example(lr=0.5, batch_size=64, method="byol", augment=False, data_root=Path("/tmp/x"))
 
 
+
+@dataclass
+class Chooser:
+    """A config whose own field is named preset (it picks another command's preset)."""
+    preset: str = "cpu"
+
+
+def test_a_field_named_preset_is_a_plain_flag_where_the_command_has_no_presets():
+    assert parse_config(Chooser, ["--preset", "paper"]) == Chooser(preset="paper")
+    assert parse_config(Chooser, []) == Chooser()
+
+
 def test_bad_flags_are_rejected(capsys):
     with pytest.raises(SystemExit):
         parse_config(Example, ["--method", "mocov9"])

@@ -104,7 +104,7 @@ def test_the_command_names_a_folder_without_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         scale_results.main(["collect", str(tmp_path)])
     assert stopped.value.code == 2
-    assert "holds none of vision_runs.tgz, cut_runs.tgz, rl_runs.tgz" in capsys.readouterr().err
+    assert "holds none of vision_runs.tgz, cut_runs.tgz, ablate_runs.tgz, rl_runs.tgz" in capsys.readouterr().err
 
 
 def test_next_lists_the_planned_vision_runs_not_yet_evaluated(tmp_path, capsys):
@@ -115,3 +115,37 @@ def test_next_lists_the_planned_vision_runs_not_yet_evaluated(tmp_path, capsys):
     assert scale_results.main(["next", "--count", "2", "--results", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines() == ["mocov2-s0|--method mocov2 --seed 0", "byol-s0|--method byol --seed 0"]
     assert len(scale_results.vision_pending(tmp_path)) == len(scale_results.VISION_PLAN) - 1
+
+
+def _ablation_archive(path: Path) -> None:
+    """An ablate job's archive: Figure 9 with LARS, two batch sizes, two seeds, one leftover checkpoint."""
+    command = {"ablation_flags": ["batch", "--batch-sizes", "64", "1024", "--epoch-grid", "1", "--lr-scaling", "linear",
+                                  "--seeds", "0", "1", "--preset", "paper"], "pretrain_flags": ["--optimizer", "lars"]}
+    files = {"fig9-lars/ablate_command.json": json.dumps(command), "fig9-lars/results.md": "stale report",
+             "fig9-lars.log": "progress bars"}
+    for batch, lr, top1 in ((64, 0.25, 0.40), (1024, 4.0, 0.50)):
+        for seed in (0, 1):
+            cell = f"fig9-lars/cells/b{batch}-e1-s{seed}"
+            record = {"ablation": "batch", "cell": f"b{batch}-e1", "seed": seed, "batch_size": batch, "epochs": 1,
+                      "lr": lr, "linear_top1": top1 + 0.01 * seed, "knn_top1": top1 - 0.05, "l2": 1e-4, "steps": 10,
+                      "epochs_trained": 1.0, "train_minutes": 4.0, "run": cell}
+            files.update({f"{cell}/cell.json": json.dumps(record), f"{cell}/config.json": "{}",
+                          f"{cell}/checkpoint.pt": "never collected"})
+    _tgz(path, files)
+
+
+def test_ablations_are_collected_and_their_report_rebuilt_from_the_cells(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _ablation_archive(out / "ablate_runs.tgz")
+    _tgz(out / "logs.tgz", {"facts.json": json.dumps({"gpu": "NVIDIA H200", "torch": "2.11.0+cu130"})})
+    results = tmp_path / "results" / "scale"
+    assert scale_results.collect(out, results, tmp_path / "store") == {"ablate": ["fig9-lars"]}
+    folder = results / "ablate" / "fig9-lars"
+    assert sorted(p.name for p in (folder / "cells" / "b64-e1-s0").iterdir()) == ["cell.json", "config.json"]
+    assert json.loads((folder / "gpu_facts.json").read_text())["gpu"] == "NVIDIA H200"
+    written = scale_results.report(results)
+    assert folder / "results.md" in written
+    table = (folder / "results.md").read_text()
+    assert "stale report" not in table and "| 1024 | 50.5 |" in table
+    assert "| b1024-e1 > b64-e1 |" in (folder / "claims.md").read_text()  # judged on the two seeds

@@ -120,8 +120,15 @@ def test_cells_of_each_ablation():
     assert [c.params["lr"] for c in batches] == pytest.approx([2e-3 * math.sqrt(64 / 256), 2e-3 * math.sqrt(4)])
     assert ablation_cells.scaled_lr(0.3, 512, "linear") == pytest.approx(0.6) and ablation_cells.scaled_lr(0.3, 512, "none") == 0.3
     assert ablation_cells.preset_lr([]) == 2e-3 and ablation_cells.preset_lr(["--optimizer", "sgd"]) == pytest.approx(0.06)
+    # every scaling starts from batch 256, also where the preset's own batch differs (paper: 512)
+    assert ablation_cells.preset_lr(["--optimizer", "lars"]) == pytest.approx(1.0)
+    assert ablation_cells.preset_lr([], "paper") == pytest.approx(0.06)
+    lars = ablation_cells.batch_cells([256, 1024], [100], ablation_cells.preset_lr(["--optimizer", "lars"], "paper"), "linear")
+    assert [c.params["lr"] for c in lars] == pytest.approx([1.0, 4.0])
     with pytest.raises(UsageError, match="--batch-size --seed after '--' would override"):
         ablation_cells.check_extra_flags("batch", ["--batch-size", "32", "--seed=3", "--width", "8"])
+    with pytest.raises(UsageError, match="--preset goes before"):
+        ablation_cells.check_extra_flags("head", ["--preset", "paper"])
 
 
 TINY_PRETRAIN = ["--batch-size", "50", "--width", "4", "--proj-hidden", "16", "--knn-train-images", "100",

@@ -40,6 +40,8 @@ def test_paper_defaults_fill_only_unset_fields():
     assert (byol.proj_hidden, byol.proj_dim, byol.target_momentum) == (4096, 256, 0.996)
     sgd = resolve_method_defaults(PretrainConfig(method="simclr", optimizer="sgd", batch_size=512))
     assert sgd.lr == pytest.approx(0.12)
+    lars = resolve_method_defaults(PretrainConfig(method="simclr", optimizer="lars", batch_size=512))
+    assert (lars.lr, lars.weight_decay) == pytest.approx((2.0, 1e-4))  # SimCLR's CIFAR-10 command, linear scaling
     pirl = resolve_method_defaults(PretrainConfig(method="pirl"))
     assert (pirl.pirl_loss, pirl.permutation_rule) == ("nce", "average")
     assert resolve_method_defaults(PretrainConfig(method="jigsaw")).permutation_rule == "average"

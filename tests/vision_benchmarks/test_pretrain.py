@@ -294,3 +294,20 @@ def test_a_run_on_cuda_trains_in_bf16_resumes_and_is_evaluated_there(tmp_path):
     evaluate.main(["--run", str(run), "--protocol", "linear+knn", "--device", "cuda"])
     for name in ("eval_knn.json", "eval_linear.json"):
         assert 0.1 < json.loads((run / name).read_text())["top1"] <= 1
+
+
+def test_lars_trains_with_weights_adapted_and_biases_and_norms_left_out(tmp_path):
+    """``--optimizer lars``: the weights (with decay and the trust ratio) and the biases and
+    norms (neither) in their two groups, and a short real run whose loss falls and whose
+    checkpoint resumes into the same optimiser."""
+    summary = pretrain.main(["--method", "simclr", "--train-images", "256", "--batch-size", "64", "--epochs", "3",
+                             "--width", "8", "--proj-hidden", "64", "--knn-train-images", "256",
+                             "--knn-test-images", "128", "--log-every", "1", "--bf16", "off", "--device", "cpu",
+                             "--optimizer", "lars", "--run-dir", str(tmp_path / "run")])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["optimizer"] == "lars" and saved["lr"] == pytest.approx(0.25) and saved["weight_decay"] == 1e-4
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    assert all(map(torch.isfinite, torch.tensor(losses))) and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    groups = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert [(g["adapt"], g["weight_decay"]) for g in groups] == [(True, 1e-4), (False, 0.0)]
+    assert summary["steps"] == 12

@@ -75,13 +75,14 @@ def setting_help(name: str, setting: Setting, methods: Mapping[str, type[Method]
 def resolve_method_defaults(cfg: MethodConfig) -> MethodConfig:
     """``cfg`` with every method field left at None set to the method's published value, and the
     optimiser's lr and weight decay filled in (sgd: 0.06 x batch/256 and 5e-4, the MoCo CIFAR
-    recipe; adamw: 2e-3 and 1e-4)."""
+    recipe; lars: 1.0 x batch/256 and 1e-4, the official SimCLR code's CIFAR-10 command with its
+    linear scaling; adamw: 2e-3 and 1e-4)."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     filled = {name: value for name, value in METHODS[cfg.method].paper_defaults.items()
               if getattr(cfg, name) is None}
     if cfg.lr is None:
-        filled["lr"] = 0.06 * cfg.batch_size / 256 if cfg.optimizer == "sgd" else 2e-3
+        filled["lr"] = {"sgd": 0.06, "lars": 1.0}[cfg.optimizer] * cfg.batch_size / 256 if cfg.optimizer != "adamw" else 2e-3
     if cfg.weight_decay is None:
         filled["weight_decay"] = 5e-4 if cfg.optimizer == "sgd" else 1e-4
     return dataclasses.replace(cfg, **filled)

@@ -31,7 +31,7 @@ from vision_benchmarks.studies.ablation_configs import (HEAD_LAYERS, AblationCon
                                                         BudgetConfig, HeadConfig)
 
 CELL_FILE = "cell.json"
-PRESET_BATCH = 256  # the cpu preset's batch size, for which its learning rate is set
+PRESET_BATCH = 256  # the batch size the scaled learning rates start from (the cpu preset's)
 
 
 @dataclass
@@ -95,10 +95,11 @@ _OWN_FLAGS = {"augmentations": {"--views", "--views-branches", "--method"},
 def check_extra_flags(ablation: str, extra: Sequence[str]) -> None:
     """Refuse pre-training flags after ``--`` that the ablation varies or sets."""
     given = {flag.split("=")[0] for flag in extra}
-    clashing = sorted(given & (_OWN_FLAGS[ablation] | {"--seed", "--run-dir", "--out", "--resume"}))
+    clashing = sorted(given & (_OWN_FLAGS[ablation] | {"--seed", "--run-dir", "--out", "--resume", "--preset"}))
     if clashing:
         raise UsageError(f"{' '.join(clashing)} after '--' would override what the {ablation} ablation sets",
-                         "drop them: the ablation sets its cells' settings, --seeds and --out itself")
+                         "drop them: the ablation sets its cells' settings, --seeds and --out itself "
+                         "(and --preset goes before '--')")
 
 
 @lru_cache(maxsize=2)
@@ -137,7 +138,7 @@ def run_cell(ablation: str, cell: Cell, seed: int, cfg: AblationConfig, pretrain
     done = run / CELL_FILE
     if done.is_file():
         return json.loads(done.read_text())
-    flags = ["--preset", "cpu", "--method", "simclr", *cell.flags, *budget, "--seed", str(seed),
+    flags = ["--preset", cfg.preset, "--method", "simclr", *cell.flags, *budget, "--seed", str(seed),
              "--run-dir", str(run), "--device", cfg.device, *pretrain_flags]
     if find_checkpoint(run) is not None:
         flags.append("--resume")
@@ -151,9 +152,11 @@ def run_cell(ablation: str, cell: Cell, seed: int, cfg: AblationConfig, pretrain
     return record
 
 
-def preset_lr(extra: Sequence[str]) -> float:
-    """The peak learning rate the cpu preset (with the extra flags) gives SimCLR at its batch 256."""
-    cfg = parse_config(PretrainConfig, ["--preset", "cpu", "--method", "simclr", *extra], presets=PRESETS)
+def preset_lr(extra: Sequence[str], preset: str = "cpu") -> float:
+    """The peak learning rate the preset (with the extra flags: the optimiser, say) gives SimCLR
+    at batch 256, where every scaling rule starts."""
+    cfg = parse_config(PretrainConfig, ["--preset", preset, "--method", "simclr", *extra,
+                                        "--batch-size", str(PRESET_BATCH)], presets=PRESETS)
     return resolve_method_defaults(cfg).lr
 
 
@@ -167,5 +170,5 @@ def build_cells(ablation: str, cfg: AblationConfig, pretrain_flags: Sequence[str
     if isinstance(cfg, HeadConfig):
         return head_cells(cfg.heads, cfg.dims), budget
     if isinstance(cfg, BatchConfig):
-        return batch_cells(cfg.batch_sizes, cfg.epoch_grid, preset_lr(pretrain_flags), cfg.lr_scaling), budget
+        return batch_cells(cfg.batch_sizes, cfg.epoch_grid, preset_lr(pretrain_flags, cfg.preset), cfg.lr_scaling), budget
     raise ValueError(f"no cells for the {ablation} ablation's config {type(cfg).__name__}")

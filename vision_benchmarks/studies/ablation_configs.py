@@ -27,6 +27,7 @@ class AblationConfig:
     out: Path = field(default=Path("runs/ablate"), metadata={"help": "folder of the cells and results", "nonempty": True})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds of every cell", "min": 0})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    preset: str = field(default="cpu", metadata={"help": "the pre-training preset of every cell: cpu (the small ConvNet) or paper (ResNet-18, CIFAR stem)", "choices": ["cpu", "paper"]})
     report_only: bool = field(default=False, metadata={"help": "rebuild the report from the evaluated cells in --out; train nothing"})
     eval_train_images: int | None = field(default=None, metadata={"help": "labelled images of the linear probe and the kNN bank (a fixed random subset; default all)", "min": 1})
     eval_test_images: int | None = field(default=None, metadata={"help": "test images (a fixed random subset; default all)", "min": 1})
