@@ -42,7 +42,7 @@ python -m vision_benchmarks.semisup --runs simclr=docs/weights/vision/simclr.saf
 echo "   results/semisup_e2/results.md"
 
 echo "== vision_benchmarks: SimCLR's ablations (Figures 5, 8, 9; every evaluated cell read back)"
-for pair in ablate-augment:augmentations ablate-augment-seeds:augmentations-seeds ablate-head:head ablate-batch:batch; do
+for pair in ablate-augment:augmentations ablate-augment-seeds:augmentations-seeds ablate-head:head ablate-batch:batch ablate-batch-lars:batch-lars; do
     step=${pair%%:*} folder=results/ablate_e2/${pair#*:}
     if [ -d "$folder/cells" ]; then
         REPORT_ONLY=1 ABLATE_ROOT=results/ablate_e2 bash scripts/vision_evidence.sh "$step" > /dev/null

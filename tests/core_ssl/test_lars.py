@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from core_ssl.lars import LARS, lars_param_groups
+from tests.devices import needs_cuda
 
 
 def reference_lars(w, grads, lrs, momentum, weight_decay, eta, adapt, nesterov=False):
@@ -136,3 +137,21 @@ def test_a_small_network_fits_a_regression_where_plain_sgd_at_that_rate_diverges
     sgd = fit(lambda net: torch.optim.SGD(net.parameters(), lr=1.0, momentum=0.9))
     assert lars[-1] < 0.05 * lars[0]
     assert not torch.isfinite(torch.tensor(sgd[-1])) or sgd[-1] > lars[0]
+
+
+@needs_cuda
+def test_on_cuda_the_steps_match_the_cpu_ones():
+    gen = torch.Generator().manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    grads = [[torch.randn(p.shape, generator=gen) for p in model.parameters()] for _ in range(3)]
+    finals = []
+    for device in ("cpu", "cuda"):
+        params = [nn.Parameter(p.detach().clone().to(device)) for p in model.parameters()]
+        opt = LARS(lars_param_groups(params, 1e-4), lr=2.0)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.to(device)
+            opt.step()
+        finals.append([p.detach().cpu() for p in params])
+    for cpu, cuda in zip(*finals):
+        torch.testing.assert_close(cuda, cpu, rtol=1e-5, atol=1e-6)
