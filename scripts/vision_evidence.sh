@@ -15,8 +15,8 @@
 #                    the grid's finished seed-0 cells are reused)
 #   ablate-head      SimCLR Figure 8: no head / linear / MLP x output sizes, seeds 0 1 2
 #   ablate-batch     SimCLR Figure 9: batch size x training length, seeds 0 1 2
-#   ablate-batch-lars  the same with the paper's optimiser: LARS, linear lr scaling (batch 64 and 1024
-#                    x 2 and 8 epochs, seeds 0 1 2)
+#   ablate-batch-lars  the same grid with the paper's optimiser: LARS, linear lr scaling, and each
+#                    cell compared with ablate-batch's (run that first)
 # The ablations pre-train on a fixed 10,000-image subset of CIFAR-10 and probe on 10,000 labelled
 # training images and 2,000 test images (cell by cell, the same subsets). The augmentation and head
 # cells train 4 epochs at batch 128 (312 steps, about 3.5 minutes of one core each).
@@ -61,8 +61,10 @@ for step in "$@"; do
             python -m vision_benchmarks.ablate batch --batch-sizes 64 256 1024 --epoch-grid 2 4 8 --seeds 0 1 2 \
                 "${SUBSET[@]}" --out "$ROOT/batch" -- --train-images 10000 ;;
         ablate-batch-lars)
-            python -m vision_benchmarks.ablate batch --batch-sizes 64 1024 --epoch-grid 2 8 --seeds 0 1 2 \
-                --lr-scaling linear "${SUBSET[@]}" --out "$ROOT/batch-lars" -- --train-images 10000 --optimizer lars ;;
+            python -m vision_benchmarks.ablate batch --batch-sizes 64 256 1024 --epoch-grid 2 4 8 --seeds 0 1 2 \
+                --lr-scaling linear "${SUBSET[@]}" --out "$ROOT/batch-lars" -- --train-images 10000 --optimizer lars
+            python -m vision_benchmarks.studies.ablation_compare "$ROOT/batch" "$ROOT/batch-lars" \
+                --labels "AdamW, sqrt scaling" "LARS, linear scaling" --out "$ROOT/batch-lars/compare.md" > /dev/null ;;
         *)
             echo "error: unknown step '$step'; steps: table semisup ablate-augment ablate-augment-seeds" \
                  "ablate-head ablate-batch ablate-batch-lars" >&2

@@ -233,3 +233,26 @@ def test_the_papers_conclusions_are_judged_on_cells_with_two_seeds_or_more():
     interaction = contrast_interval(groups, [1, -1, -1, 1])
     assert gap["difference"] == pytest.approx(interaction.as_dict()) and interaction.point == pytest.approx(0.05)
     assert gap["verdict"] == "holds" and judged[("b1024-e2", "b64-e2")]["verdict"] == "holds"
+
+
+def test_two_runs_of_an_ablation_are_compared_cell_by_cell_with_welchs_interval(tmp_path, capsys):
+    from vision_benchmarks.studies import ablation_compare
+
+    first, second = tmp_path / "adamw", tmp_path / "lars"
+    records = {first: {"b64-e2": [0.47, 0.48, 0.46], "b1024-e2": [0.44, 0.45, 0.43]},
+               second: {"b64-e2": [0.42, 0.43, 0.44], "b1024-e2": [0.42], "b256-e2": [0.41, 0.42]}}
+    for folder, cells in records.items():
+        folder.mkdir()
+        rows = [_record(cell, seed, values[seed]) for seed in range(3) for cell, values in cells.items()
+                if seed < len(values)]  # seed-major, as ablate lists them
+        (folder / "results.json").write_text(json.dumps({"cells": rows}))
+    rows = ablation_compare.main([str(first), str(second), "--labels", "AdamW", "LARS"])
+    expected = difference_interval([0.42, 0.43, 0.44], [0.47, 0.48, 0.46])
+    assert rows[0]["cell"] == "b64-e2" and rows[0]["verdict"] == "fails"
+    assert (rows[0]["low"], rows[0]["high"]) == pytest.approx((expected.low, expected.high))
+    assert "verdict" not in rows[1] and rows[2] == {"cell": "b256-e2", "first": None, "second": [0.41, 0.42]}
+    table = capsys.readouterr().out
+    assert "| b64-e2 | 47.0 (3) | 43.0 (3) | -4.0 [" in table and "| b256-e2 | - | 41.5 (2) | - | needs two seeds" in table
+    with pytest.raises(SystemExit):
+        ablation_compare.main([str(first), str(tmp_path / "missing")])
+    assert "holds no results.json" in capsys.readouterr().err
