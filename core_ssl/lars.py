@@ -15,8 +15,8 @@ rather than through the buffer. For an adapted tensor without weight decay or mo
 step moves ``w`` by ``lr * eta * ||w||`` whatever the gradient's scale, which is what lets very
 large batches (and their large learning rates) train stably.
 
-The step is a handful of for-each kernels per group (no host synchronisation), so it costs
-about the same on a GPU as plain SGD's unfused step.
+The step uses for-each kernels per group and reads nothing back to the host (the trust ratios
+stay on the device), so it never waits for the GPU; its cost there has not been measured.
 """
 
 from __future__ import annotations
