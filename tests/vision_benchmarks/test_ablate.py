@@ -197,6 +197,10 @@ def test_head_and_batch_reports_give_the_figures_tables(tmp_path):
     result = {"ablation": "batch", "settings": {"seeds": [0]}, "budget": "epochs of each cell",
               "rows": summarize(batch, [c["cell"] for c in batch]), "cells": batch}
     assert "| 256 | 60.6 | 65.6 |" in markdown(result)
+    paper = {**result, "settings": {"seeds": [0], "preset": "paper", "pretrain_flags": ["--optimizer", "lars"],
+                                    "lr_scaling": "linear"}}
+    assert ("SimCLR, `paper` preset, pre-training flags `--optimizer lars`, epochs of each cell, learning rate "
+            "scaled from batch 256 by linear;") in markdown(paper)
     for name, outcome in (("head", {"rows": rows}), ("batch", result)):
         path = plot({**result, **outcome, "ablation": name}, tmp_path / f"{name}.png")
         with Image.open(path) as image:

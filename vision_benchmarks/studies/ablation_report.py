@@ -78,8 +78,13 @@ def markdown(result: dict[str, Any]) -> str:
     """The figure as a table (top-1 in percent), then every cell with its interval and seeds."""
     rows, ablation = result["rows"], result["ablation"]
     seeds = result["settings"]["seeds"]
-    lines = [f"{ABLATIONS[ablation]}. SimCLR, `cpu` preset, {result['budget']}; linear probe top-1 (%) on "
-             f"frozen features, mean over seeds {seeds}.", ""]
+    settings = result["settings"]
+    flags = " ".join(settings.get("pretrain_flags") or [])
+    scaling = (f", learning rate scaled from batch 256 by {settings['lr_scaling']}"
+               if ablation == "batch" and "lr_scaling" in settings else "")
+    lines = [f"{ABLATIONS[ablation]}. SimCLR, `{settings.get('preset', 'cpu')}` preset"
+             + (f", pre-training flags `{flags}`" if flags else "") + f", {result['budget']}{scaling}; "
+             f"linear probe top-1 (%) on frozen features, mean over seeds {seeds}.", ""]
     if ablation == "augmentations":
         names, matrix = augmentation_matrix(rows)
         lines += ["| 1st \\ 2nd | " + " | ".join(names) + " | average |", "| --- |" + " ---: |" * (len(names) + 1)]
