@@ -311,3 +311,29 @@ def test_lars_trains_with_weights_adapted_and_biases_and_norms_left_out(tmp_path
     groups = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]["param_groups"]
     assert [(g["adapt"], g["weight_decay"]) for g in groups] == [(True, 1e-4), (False, 0.0)]
     assert summary["steps"] == 12
+
+
+def test_an_interrupted_lars_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """The momentum buffers and the two LARS groups come back from the checkpoint: stopped
+    after its fifth step and resumed, the run ends where the uninterrupted one does."""
+    reference = pretrain.pretrain(tiny_run(tmp_path / "reference", optimizer="lars"))
+    original, calls = SimCLR.after_optimizer_step, {"n": 0}
+
+    def stop_at_sixth_step(self, progress):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("simulated interruption")
+        original(self, progress)
+
+    monkeypatch.setattr(SimCLR, "after_optimizer_step", stop_at_sixth_step)
+    run = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.pretrain(tiny_run(run, optimizer="lars"))
+    monkeypatch.setattr(SimCLR, "after_optimizer_step", original)
+    resumed = pretrain.pretrain(tiny_run(run, optimizer="lars", resume=True))
+    assert resumed["steps"] == reference["steps"] == 8
+    final = load_checkpoint(run / "checkpoint.pt")
+    expected = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
+    for name, tensor in expected["method"].items():
+        assert torch.allclose(final["method"][name].float(), tensor.float(), atol=1e-5), name
+    assert [group["adapt"] for group in final["optimizer"]["param_groups"]] == [True, False]
