@@ -61,18 +61,16 @@ class LARS(torch.optim.Optimizer):
                 raise RuntimeError("LARS does not support sparse gradients")
             grads = [p.grad for p in params]
             if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])  # new tensors: p.grad is kept
-            else:
-                grads = [g.clone() for g in grads]
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             if group["adapt"]:
                 w_norm = torch.stack(torch._foreach_norm(params))
                 g_norm = torch.stack(torch._foreach_norm(grads))
                 usable = (w_norm > 0) & (g_norm > 0)
                 trust = torch.where(usable, group["trust_coefficient"] * w_norm / torch.where(usable, g_norm, 1.0), 1.0)
-                torch._foreach_mul_(grads, list((trust * group["lr"]).unbind()))
+                grads = torch._foreach_mul(grads, list((trust * group["lr"]).unbind()))
             else:
-                torch._foreach_mul_(grads, group["lr"])
-            # grads now hold lr * trust * g
+                grads = torch._foreach_mul(grads, group["lr"])
+            # grads now hold lr * trust * g, in new tensors: p.grad is left as it was
             buffers = []
             for p in params:
                 state = self.state[p]

@@ -32,6 +32,29 @@ def tiny_run(out, **overrides) -> PretrainConfig:
     return PretrainConfig(**{**settings, **overrides})
 
 
+def stop_at_sixth_step(monkeypatch, cfg: PretrainConfig) -> None:
+    """Run ``cfg`` until a KeyboardInterrupt in its sixth optimiser step (five steps done),
+    then restore the step hook."""
+    original, calls = SimCLR.after_optimizer_step, {"n": 0}
+
+    def interrupt(self, progress):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("simulated interruption")
+        original(self, progress)
+
+    monkeypatch.setattr(SimCLR, "after_optimizer_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.pretrain(cfg)
+    monkeypatch.setattr(SimCLR, "after_optimizer_step", original)
+
+
+def assert_same_final_weights(run, reference) -> None:
+    final = load_checkpoint(run / "checkpoint.pt")["method"]
+    for name, tensor in load_checkpoint(reference / "checkpoint.pt")["method"].items():
+        assert torch.allclose(final[name].float(), tensor.float(), atol=1e-5), name
+
+
 def steps_logged(run_dir, stream: str) -> list[int]:
     return [json.loads(line)["step"] for line in (run_dir / f"{stream}.jsonl").read_text().splitlines()]
 
@@ -41,21 +64,9 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     reference = pretrain.pretrain(tiny_run(tmp_path / "reference"))
     assert reference["steps"] == 8 and 0 <= reference["knn_top1"] <= 1
 
-    calls = {"n": 0}
-    original = SimCLR.after_optimizer_step
-
-    def crash_at_sixth_step(self, progress):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt("simulated interruption")
-        original(self, progress)
-
-    monkeypatch.setattr(SimCLR, "after_optimizer_step", crash_at_sixth_step)
     run = tmp_path / "interrupted"
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.pretrain(tiny_run(run))
+    stop_at_sixth_step(monkeypatch, tiny_run(run))
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 5
-    monkeypatch.setattr(SimCLR, "after_optimizer_step", original)
 
     with pytest.raises(CommandError, match="already holds a run .* pass --resume"):
         pretrain.pretrain(tiny_run(run))
@@ -69,10 +80,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     learning_rates = [json.loads(line)["lr"] for line in (run / "train.jsonl").read_text().splitlines()]
     assert max(learning_rates) > 0.9 * 2e-3 and learning_rates[-1] < 0.1 * 2e-3  # warm-up, peak, cosine
     assert steps_logged(run, "eval") == steps_logged(tmp_path / "reference", "eval") == [0, 4, 8]
-    final = load_checkpoint(run / "checkpoint.pt")["method"]
-    expected = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")["method"]
-    for name, tensor in expected.items():
-        assert torch.allclose(final[name].float(), tensor.float(), atol=1e-5), name
+    assert_same_final_weights(run, tmp_path / "reference")
     for name in ("config.json", "encoder.safetensors", "monitors.png", "summary.json"):
         assert (run / name).is_file()
 
@@ -317,23 +325,10 @@ def test_an_interrupted_lars_run_resumes_to_the_uninterrupted_weights(tmp_path, 
     """The momentum buffers and the two LARS groups come back from the checkpoint: stopped
     after its fifth step and resumed, the run ends where the uninterrupted one does."""
     reference = pretrain.pretrain(tiny_run(tmp_path / "reference", optimizer="lars"))
-    original, calls = SimCLR.after_optimizer_step, {"n": 0}
-
-    def stop_at_sixth_step(self, progress):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt("simulated interruption")
-        original(self, progress)
-
-    monkeypatch.setattr(SimCLR, "after_optimizer_step", stop_at_sixth_step)
     run = tmp_path / "interrupted"
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.pretrain(tiny_run(run, optimizer="lars"))
-    monkeypatch.setattr(SimCLR, "after_optimizer_step", original)
+    stop_at_sixth_step(monkeypatch, tiny_run(run, optimizer="lars"))
     resumed = pretrain.pretrain(tiny_run(run, optimizer="lars", resume=True))
     assert resumed["steps"] == reference["steps"] == 8
-    final = load_checkpoint(run / "checkpoint.pt")
-    expected = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
-    for name, tensor in expected["method"].items():
-        assert torch.allclose(final["method"][name].float(), tensor.float(), atol=1e-5), name
-    assert [group["adapt"] for group in final["optimizer"]["param_groups"]] == [True, False]
+    assert_same_final_weights(run, tmp_path / "reference")
+    groups = load_checkpoint(run / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert [group["adapt"] for group in groups] == [True, False]
