@@ -88,9 +88,16 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def lars_param_groups(parameters: Iterable[nn.Parameter], weight_decay: float) -> list[dict]:
-    """SimCLR's two groups: weights (tensors of two or more dimensions) with weight decay and
-    the trust ratio; biases and normalisation parameters (one dimension or fewer) with neither."""
+def weight_decay_groups(parameters: Iterable[nn.Parameter], weight_decay: float) -> list[dict]:
+    """Two param groups for any optimiser: weights (tensors of two or more dimensions) with
+    ``weight_decay``, biases and normalisation parameters (one dimension or fewer) without."""
     parameters = list(parameters)
-    return [{"params": [p for p in parameters if p.dim() > 1], "weight_decay": weight_decay, "adapt": True},
-            {"params": [p for p in parameters if p.dim() <= 1], "weight_decay": 0.0, "adapt": False}]
+    return [{"params": [p for p in parameters if p.dim() > 1], "weight_decay": weight_decay},
+            {"params": [p for p in parameters if p.dim() <= 1], "weight_decay": 0.0}]
+
+
+def lars_param_groups(parameters: Iterable[nn.Parameter], weight_decay: float) -> list[dict]:
+    """SimCLR's two groups: :func:`weight_decay_groups`, the weights also with the trust ratio,
+    the biases and normalisation parameters without it."""
+    weights, others = weight_decay_groups(parameters, weight_decay)
+    return [{**weights, "adapt": True}, {**others, "adapt": False}]

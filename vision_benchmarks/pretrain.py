@@ -43,7 +43,7 @@ from core_ssl.cli import UsageError, run_command
 from core_ssl.config import config_to_dict
 from core_ssl.data import BatchIterator, ImageSet
 from core_ssl.device import autocast, fused_optimizer, resolve_bf16, resolve_device, tune_convolutions
-from core_ssl.lars import LARS, lars_param_groups
+from core_ssl.lars import LARS, lars_param_groups, weight_decay_groups
 from core_ssl.features import knn_evaluation
 from core_ssl.logger import RunLogger, progress, read_jsonl
 from core_ssl.pipeline import ConfigPipeline
@@ -123,9 +123,7 @@ def build_optimizer(cfg: PretrainConfig, parameters: list[nn.Parameter]) -> torc
     SimCLR trains) or AdamW; no weight decay on biases and norms (nor LARS's trust ratio)."""
     if cfg.optimizer == "lars":
         return LARS(lars_param_groups(parameters, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
-    decay = [p for p in parameters if p.dim() > 1]
-    no_decay = [p for p in parameters if p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = weight_decay_groups(parameters, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return fused_optimizer(torch.optim.SGD, groups, lr=cfg.lr, momentum=0.9)
     return fused_optimizer(torch.optim.AdamW, groups, lr=cfg.lr)

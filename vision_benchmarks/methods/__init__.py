@@ -72,6 +72,10 @@ def setting_help(name: str, setting: Setting, methods: Mapping[str, type[Method]
     return f"{setting.help}; None = the method's value ({', '.join(values)})" if values else setting.help
 
 
+LR_PER_256 = {"sgd": 0.06, "lars": 1.0}
+"""The optimisers whose default learning rate scales linearly with the batch: their rate at batch 256."""
+
+
 def resolve_method_defaults(cfg: MethodConfig) -> MethodConfig:
     """``cfg`` with every method field left at None set to the method's published value, and the
     optimiser's lr and weight decay filled in (sgd: 0.06 x batch/256 and 5e-4, the MoCo CIFAR
@@ -82,7 +86,7 @@ def resolve_method_defaults(cfg: MethodConfig) -> MethodConfig:
     filled = {name: value for name, value in METHODS[cfg.method].paper_defaults.items()
               if getattr(cfg, name) is None}
     if cfg.lr is None:
-        filled["lr"] = {"sgd": 0.06, "lars": 1.0}[cfg.optimizer] * cfg.batch_size / 256 if cfg.optimizer != "adamw" else 2e-3
+        filled["lr"] = LR_PER_256[cfg.optimizer] * cfg.batch_size / 256 if cfg.optimizer in LR_PER_256 else 2e-3
     if cfg.weight_decay is None:
         filled["weight_decay"] = 5e-4 if cfg.optimizer == "sgd" else 1e-4
     return dataclasses.replace(cfg, **filled)
